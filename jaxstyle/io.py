@@ -1,0 +1,534 @@
+"""Reading and writing images (numpy + Pillow only).
+
+Images are float32 `[H, W, 3]` RGB in [0, 1] (numpy, on the host). Label images for
+masks are returned raw: uint8 `[H, W, 3]` RGB, or integer `[H, W]` for single-channel
+files. Sizes are `(H, W)`; Pillow's own sizes are `(W, H)` and stay inside this module.
+
+Reading applies the EXIF orientation, composites (or refuses) transparency, expands
+grayscale and palette images, and scales 16-bit images by 65535. No colour management:
+an embedded ICC profile is ignored and pixel values are taken as sRGB. Pillow's
+decompression-bomb guard stays on; tripping it raises a `JaxstyleError`.
+
+Writing is atomic (a temporary file in the target directory, then `os.replace`) and never
+replaces one of the inputs unless forced. PNG and JPEG outputs carry the run's settings
+as JSON (`read_metadata` reads them back).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import struct
+import warnings
+import zlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont, ImageOps, PngImagePlugin, UnidentifiedImageError
+
+from jaxstyle._version import __version__
+from jaxstyle.errors import JaxstyleError, did_you_mean
+
+PathLike = str | os.PathLike[str]
+
+ALPHA_MODES = ("composite", "refuse")
+WHITE = (1.0, 1.0, 1.0)
+# Floats this far outside [0, 1] are rounding noise and get clipped; further out is an error.
+FLOAT_RANGE_TOLERANCE = 1e-3
+MAX_16BIT = 65535.0
+# Output formats by suffix (lower case).
+SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
+# Where the settings live in each output format.
+PNG_METADATA_KEY = "jaxstyle"
+EXIF_IMAGE_DESCRIPTION = 0x010E
+EXIF_SOFTWARE = 0x0131
+JPEG_MAX_EXIF_BYTES = 65_533  # one JPEG APP1 segment, "Exif\0\0" header included
+# Pillow modes that carry a straight (non-premultiplied) alpha channel, and what to convert
+# them to before reading the pixels.
+_ALPHA_CONVERSIONS = {"RGBA": "RGBA", "RGBa": "RGBA", "LA": "LA", "La": "LA", "PA": "RGBA"}
+_16BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
+# What can go wrong while decoding a file that Pillow recognised (truncated data, bad chunks).
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)
+_LABEL_PADDING = 3  # white pixels above and below a label under a contact-sheet image
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def load_image(path: PathLike, *, max_side: int | None = None, alpha: str = "composite",
+               background: Sequence[float] = WHITE) -> np.ndarray:
+    """Read an image file as float32 `[H, W, 3]` RGB in [0, 1].
+
+    Any format Pillow reads (PNG, JPEG, TIFF, BMP, WebP, GIF's first frame). The EXIF
+    orientation is applied. Transparency is composited over `background` (RGB in [0, 1])
+    with `alpha="composite"`, or raises with `alpha="refuse"` (a fully opaque alpha channel
+    is accepted either way). If `max_side` is given and the longer side exceeds it, the
+    image is downscaled (Lanczos, aspect kept) so that the longer side equals `max_side`.
+    """
+    _check_alpha_mode(alpha)
+    bg = _check_background(background)
+    if max_side is not None:
+        _check_side(max_side, "max_side")
+    with _open_image(path) as im:
+        try:
+            image = _pil_to_float(ImageOps.exif_transpose(im), alpha=alpha, background=bg,
+                                  source=str(path))
+        except JaxstyleError:
+            raise
+        except _DECODE_ERRORS as e:
+            raise _damaged(path, e) from e
+    if max_side is not None:
+        size = fit_max_side(image.shape[0], image.shape[1], max_side)
+        if size != image.shape[:2]:
+            image = resize_image(image, size)
+    return image
+
+
+def load_label_image(path: PathLike) -> np.ndarray:
+    """Read a mask / label image's raw pixels: no resampling, no colour conversion.
+
+    Returns uint8 `[H, W, 3]` RGB for colour files (palette entries expanded, an alpha
+    channel dropped), or an integer `[H, W]` array for single-channel files: uint8 for
+    "L" / "LA" / "1" (bilevel as 0 and 255), uint16 for 16-bit, int32 for "I".
+    The EXIF orientation is applied.
+    """
+    with _open_image(path) as im:
+        try:
+            im = ImageOps.exif_transpose(im)
+            if im.mode in _16BIT_MODES:
+                return np.asarray(im).astype(np.uint16)
+            if im.mode == "I":
+                return np.asarray(im).astype(np.int32)
+            if im.mode in ("L", "LA", "La", "1"):
+                return np.asarray(im.convert("L"), dtype=np.uint8).copy()
+            if im.mode == "F":
+                raise JaxstyleError(f"{path}: a floating-point label image cannot be read as labels; "
+                                    "save the mask as an 8-bit PNG (colours or gray levels)")
+            return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+        except JaxstyleError:
+            raise
+        except _DECODE_ERRORS as e:
+            raise _damaged(path, e) from e
+
+
+def _open_image(path: PathLike) -> Image.Image:
+    """Open and fully decode `path`, turning every failure into a `JaxstyleError`."""
+    p = Path(path)
+    if p.is_dir():
+        raise JaxstyleError(f"{p} is a directory, not an image file; pass an image file "
+                            "(PNG, JPEG, TIFF, BMP, WebP, GIF)")
+    if not p.exists():
+        raise JaxstyleError(f"{p}: no such file; check the path (relative paths are from {Path.cwd()})")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(p)
+            try:
+                im.load()
+            except BaseException:
+                im.close()
+                raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise JaxstyleError(
+            f"{p}: too many pixels for a safe decode ({e}); downscale the image first "
+            "(e.g. `magick in.jpg -resize 4000x4000 out.jpg`), or, if you trust the file, raise "
+            "PIL.Image.MAX_IMAGE_PIXELS in Python before loading it") from e
+    except UnidentifiedImageError as e:
+        raise JaxstyleError(f"{p} is not an image file Pillow can read; pass a PNG, JPEG, TIFF, "
+                            "BMP, WebP or GIF file") from e
+    except PermissionError as e:
+        raise JaxstyleError(f"{p}: permission denied; check the file's permissions") from e
+    except _DECODE_ERRORS as e:
+        raise _damaged(p, e) from e
+    return im
+
+
+def _damaged(path: PathLike, e: BaseException) -> JaxstyleError:
+    return JaxstyleError(f"{path}: the image data is damaged or truncated ({type(e).__name__}: {e}); "
+                         "re-export or re-download the file")
+
+
+def _pil_to_float(im: Image.Image, *, alpha: str, background: np.ndarray,
+                  source: str) -> np.ndarray:
+    """A decoded Pillow image as float32 `[H, W, 3]` in [0, 1], transparency handled."""
+    rgb, a = _float_rgb_and_alpha(im, source)
+    if a is None:
+        return rgb
+    transparent = int(np.count_nonzero(a < 1.0))
+    if transparent == 0:
+        return rgb
+    if alpha == "refuse":
+        raise JaxstyleError(f"{source} has transparent pixels ({transparent} of {a.size}); "
+                            "flatten it onto a background first, or composite it "
+                            "(alpha='composite', optionally with a background colour)")
+    a = a[..., None]  # [H, W, 1]
+    return (rgb * a + background * (1.0 - a)).astype(np.float32)
+
+
+def _float_rgb_and_alpha(im: Image.Image, source: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """(float32 `[H, W, 3]` RGB, float32 `[H, W]` straight alpha or None), both in [0, 1]."""
+    mode = im.mode
+    if mode in _16BIT_MODES or mode == "I":
+        gray = np.asarray(im).astype(np.float32)  # [H, W]
+        if mode == "I" and (gray.min() < 0 or gray.max() > MAX_16BIT):
+            raise JaxstyleError(f"{source}: 32-bit integer image with values in [{gray.min():.0f}, "
+                                f"{gray.max():.0f}], outside the 16-bit range 0..65535; convert it "
+                                "to an 8- or 16-bit image first")
+        a = None
+        key = im.info.get("transparency")
+        if isinstance(key, int) and not isinstance(key, bool):
+            a = (gray != key).astype(np.float32)
+        return np.repeat((gray / MAX_16BIT)[..., None], 3, axis=-1), a
+    if mode == "F":
+        gray = np.asarray(im, dtype=np.float32)
+        lo, hi = float(np.min(gray)), float(np.max(gray))
+        if not (np.isfinite(lo) and np.isfinite(hi)) or lo < -FLOAT_RANGE_TOLERANCE \
+                or hi > 1 + FLOAT_RANGE_TOLERANCE:
+            raise JaxstyleError(f"{source}: floating-point image with values in [{lo}, {hi}], "
+                                "expected [0, 1]; rescale it or save it as an 8/16-bit image")
+        return np.repeat(np.clip(gray, 0.0, 1.0)[..., None], 3, axis=-1), None
+    if mode in _ALPHA_CONVERSIONS or "transparency" in im.info:
+        target = _ALPHA_CONVERSIONS.get(mode, "RGBA")
+        pixels = np.asarray(im.convert(target), dtype=np.float32) / 255.0  # [H, W, 2 or 4]
+        color, a = pixels[..., :-1], pixels[..., -1]
+        if color.shape[-1] == 1:
+            color = np.repeat(color, 3, axis=-1)
+        return np.ascontiguousarray(color), a
+    return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0, None
+
+
+# --------------------------------------------------------------------------- sizes
+
+
+def fit_max_side(h: int, w: int, max_side: int) -> tuple[int, int]:
+    """`(h, w)` scaled down (aspect kept, rounded, each >= 1) so that max(h, w) <= max_side."""
+    _check_side(h, "h")
+    _check_side(w, "w")
+    _check_side(max_side, "max_side")
+    longest = max(h, w)
+    if longest <= max_side:
+        return h, w
+    scale = max_side / longest
+    if h >= w:
+        return max_side, max(1, round(w * scale))
+    return max(1, round(h * scale)), max_side
+
+
+def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resample float `[H, W, C]` (or `[H, W]`) to `size = (h, w)`; float32 clipped to [0, 1].
+
+    Lanczos in 32-bit float per channel (Pillow's filter widens when downscaling, so it
+    averages over the covered area rather than aliasing).
+    """
+    image = np.asarray(image, dtype=np.float32)
+    if image.ndim not in (2, 3) or 0 in image.shape:
+        raise JaxstyleError(f"resize_image expects [H, W] or [H, W, C], got shape {image.shape}")
+    if len(size) != 2:
+        raise JaxstyleError(f"size must be (height, width), got {size!r}")
+    h, w = (int(s) for s in size)
+    _check_side(h, "height")
+    _check_side(w, "width")
+    if image.shape[:2] == (h, w):
+        return np.clip(image, 0.0, 1.0)
+    channels = image[..., None] if image.ndim == 2 else image
+    out = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(channels[..., c]))
+                               .resize((w, h), Image.Resampling.LANCZOS), dtype=np.float32)
+                    for c in range(channels.shape[-1])], axis=-1)  # [h, w, C]
+    out = np.clip(out, 0.0, 1.0)
+    return out[..., 0] if image.ndim == 2 else out
+
+
+# --------------------------------------------------------------------------- in-memory images
+
+
+def to_numpy_image(x: Any, *, alpha: str = "composite",
+                   background: Sequence[float] = WHITE) -> np.ndarray:
+    """Any one image as float32 `[H, W, 3]` RGB in [0, 1] (a new array).
+
+    Accepts numpy or JAX arrays shaped `[H, W]`, `[H, W, 1]`, `[H, W, 3]` or `[H, W, 4]`
+    (alpha composited over `background`, or refused), of dtype uint8 (0..255), uint16
+    (0..65535), bool, or float in [0, 1]; and PIL images (EXIF orientation applied).
+    """
+    _check_alpha_mode(alpha)
+    bg = _check_background(background)
+    if isinstance(x, Image.Image):
+        try:
+            return _pil_to_float(ImageOps.exif_transpose(x), alpha=alpha, background=bg,
+                                 source="PIL image")
+        except JaxstyleError:
+            raise
+        except _DECODE_ERRORS as e:
+            raise _damaged("PIL image", e) from e
+    if isinstance(x, (str, os.PathLike)):
+        raise JaxstyleError(f"to_numpy_image got a path ({x!s}); read files with load_image")
+    if not hasattr(x, "shape") or not hasattr(x, "dtype"):
+        raise JaxstyleError(f"expected a numpy/JAX array or a PIL image, got {type(x).__name__}")
+    array = np.asarray(x)
+    shape = array.shape
+    if array.ndim == 2:
+        array = array[..., None]
+    if array.ndim != 3 or array.shape[-1] not in (1, 3, 4) or 0 in array.shape:
+        hint = "; pass one image at a time" if array.ndim == 4 else ""
+        raise JaxstyleError(f"expected an image shaped [H, W], [H, W, 1], [H, W, 3] or [H, W, 4], "
+                            f"got {shape}{hint}")
+    image = _to_unit_float(array)  # [H, W, C]
+    if image.shape[-1] == 1:
+        return np.repeat(image, 3, axis=-1)
+    if image.shape[-1] == 3:
+        return image
+    rgb, a = image[..., :3], image[..., 3]
+    transparent = int(np.count_nonzero(a < 1.0))
+    if transparent and alpha == "refuse":
+        raise JaxstyleError(f"image has transparent pixels ({transparent} of {a.size}); drop or "
+                            "composite the alpha channel first, or use alpha='composite'")
+    return (rgb * a[..., None] + bg * (1.0 - a[..., None])).astype(np.float32)
+
+
+def _to_unit_float(array: np.ndarray) -> np.ndarray:
+    """uint8 / uint16 / bool / float array -> float32 in [0, 1] (a copy)."""
+    if array.dtype == np.uint8:
+        return array.astype(np.float32) / 255.0
+    if array.dtype == np.uint16:
+        return array.astype(np.float32) / MAX_16BIT
+    if array.dtype == np.bool_:
+        return array.astype(np.float32)
+    if np.issubdtype(array.dtype, np.floating):
+        image = array.astype(np.float32)
+        if not np.all(np.isfinite(image)):
+            raise JaxstyleError("image contains NaN or Inf values")
+        lo, hi = float(image.min()), float(image.max())
+        if lo < -FLOAT_RANGE_TOLERANCE or hi > 1.0 + FLOAT_RANGE_TOLERANCE:
+            raise JaxstyleError(f"float image values must lie in [0, 1], got [{lo:.4g}, {hi:.4g}]; "
+                                "divide 0..255 data by 255 (or pass it as uint8)")
+        return np.clip(image, 0.0, 1.0)
+    raise JaxstyleError(f"unsupported image dtype {array.dtype}; use uint8 (0..255), uint16 "
+                        "(0..65535) or float in [0, 1] (e.g. .astype(np.uint8))")
+
+
+def _check_alpha_mode(alpha: str) -> None:
+    if alpha not in ALPHA_MODES:
+        raise JaxstyleError(f"unknown alpha handling {alpha!r}{did_you_mean(str(alpha), ALPHA_MODES)}; "
+                            f"choose one of {', '.join(ALPHA_MODES)}")
+
+
+def _check_background(background: Sequence[float]) -> np.ndarray:
+    message = f"background must be three RGB values in [0, 1], got {background!r}"
+    try:
+        bg = np.asarray(background, dtype=np.float32).reshape(-1)
+    except (TypeError, ValueError) as e:
+        raise JaxstyleError(message) from e
+    if bg.shape != (3,) or not np.all((bg >= 0) & (bg <= 1)):
+        raise JaxstyleError(message)
+    return bg
+
+
+def _check_side(n: Any, name: str) -> None:
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
+        raise JaxstyleError(f"{name} must be a positive integer, got {n!r}")
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def save_image(image: Any, path: PathLike, *, metadata: Mapping[str, Any] | None = None,
+               overwrite: bool = False, force: bool = False, protect: Sequence[PathLike] = (),
+               quality: int = 95) -> Path:
+    """Write float `[H, W, 3]` RGB in [0, 1] (clipped, rounded to uint8) as PNG or JPEG.
+
+    The format comes from the suffix (.png, .jpg, .jpeg). The write is atomic: a temporary
+    file in the same directory, then `os.replace`; nothing is left behind on failure.
+    An existing file is replaced only with `overwrite=True`; a path in `protect` (the inputs)
+    only with `force=True`. `metadata` (JSON-serialisable) is stored in the file:
+    PNG text chunk "jaxstyle", or JPEG EXIF ImageDescription. Returns the path written.
+    """
+    path = Path(path)
+    fmt = SAVE_FORMATS.get(path.suffix.lower())
+    if fmt is None:
+        suffix = path.suffix or "(none)"
+        raise JaxstyleError(f"{path}: unknown output suffix {suffix}"
+                            f"{did_you_mean(path.suffix.lower(), SAVE_FORMATS)}; "
+                            f"supported: {', '.join(SAVE_FORMATS)}")
+    pixels = _to_uint8(image)
+    description = _metadata_json(metadata)
+    _check_target(path, overwrite=overwrite, force=force, protect=protect)
+    options: dict[str, Any]
+    if fmt == "PNG":
+        info = PngImagePlugin.PngInfo()
+        info.add_text("Software", f"jaxstyle {__version__}")
+        if description is not None:
+            info.add_text(PNG_METADATA_KEY, description)
+        options = {"pnginfo": info}
+    else:
+        if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
+            raise JaxstyleError(f"JPEG quality must be an integer in 1..100, got {quality!r}")
+        exif = Image.Exif()
+        exif[EXIF_SOFTWARE] = f"jaxstyle {__version__}"
+        if description is not None:
+            exif[EXIF_IMAGE_DESCRIPTION] = description
+        exif_bytes = exif.tobytes()
+        if len(exif_bytes) > JPEG_MAX_EXIF_BYTES:
+            raise JaxstyleError(f"{path}: the metadata ({len(exif_bytes)} bytes) does not fit in a JPEG's "
+                                f"EXIF block ({JPEG_MAX_EXIF_BYTES} bytes); save as .png instead")
+        options = {"quality": quality, "subsampling": 0, "exif": exif_bytes}  # 4:4:4 chroma
+    _write_atomically(path, lambda f: Image.fromarray(pixels).save(f, format=fmt, **options))
+    return path
+
+
+def read_metadata(path: PathLike) -> dict[str, Any]:
+    """The settings dict stored by `save_image` in a PNG or JPEG ({} when there is none)."""
+    with _open_image(path) as im:
+        if im.format == "PNG":
+            text = getattr(im, "text", {}).get(PNG_METADATA_KEY)
+        else:
+            text = im.getexif().get(EXIF_IMAGE_DESCRIPTION)
+    if text is None:
+        return {}
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise JaxstyleError(f"{path}: the stored jaxstyle metadata is not valid JSON ({e})") from e
+    if not isinstance(data, dict):
+        raise JaxstyleError(f"{path}: the stored jaxstyle metadata is not a JSON object")
+    return data
+
+
+def _to_uint8(image: Any) -> np.ndarray:
+    array = np.asarray(image)
+    if array.ndim != 3 or array.shape[-1] != 3 or 0 in array.shape:
+        raise JaxstyleError(f"save_image expects an image shaped [H, W, 3], got {array.shape}")
+    if array.dtype == np.uint8:
+        return np.ascontiguousarray(array)
+    if not np.issubdtype(array.dtype, np.floating):
+        raise JaxstyleError(f"save_image expects float RGB in [0, 1] or uint8, got dtype {array.dtype}")
+    if not np.all(np.isfinite(array)):
+        raise JaxstyleError("image to save contains NaN or Inf values (if it came from an optimisation, "
+                            "that diverged: try a smaller learning rate)")
+    return np.round(np.clip(array.astype(np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
+
+
+def _metadata_json(metadata: Mapping[str, Any] | None) -> str | None:
+    if metadata is None:
+        return None
+    if not isinstance(metadata, Mapping):
+        raise JaxstyleError(f"metadata must be a dict, got {type(metadata).__name__}")
+    try:
+        return json.dumps(dict(metadata), sort_keys=True, ensure_ascii=True)
+    except (TypeError, ValueError) as e:
+        raise JaxstyleError(f"metadata must be JSON-serialisable (str, numbers, lists, dicts): {e}") from e
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def _check_target(path: Path, *, overwrite: bool, force: bool, protect: Sequence[PathLike]) -> None:
+    """Refuse to replace an input (without `force`) or an existing file (without `overwrite`)."""
+    if path.is_dir():
+        raise JaxstyleError(f"{path} is a directory; give a file name such as {path / 'out.png'}")
+    if not path.parent.is_dir():
+        raise JaxstyleError(f"{path}: the directory {path.parent} does not exist; create it first")
+    for p in protect:
+        if _same_file(path, Path(p)):
+            if force:
+                return
+            raise JaxstyleError(f"{path} is one of the inputs ({p}); choose another output (-o) "
+                                "or pass --force (force=True) to replace it")
+    if path.exists() and not (overwrite or force):
+        raise JaxstyleError(f"{path} already exists; choose another output (-o) or pass "
+                            "--overwrite (overwrite=True)")
+
+
+def _write_atomically(path: Path, write: Any) -> None:
+    """Call `write(file)` on a new temporary file next to `path`, then rename it over `path`."""
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:  # O_EXCL: never reuse someone's file; mode 0o666 lets the umask decide permissions
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
+            break
+        except FileExistsError:
+            continue
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+# --------------------------------------------------------------------------- contact sheets
+
+
+def side_by_side(images: Sequence[Any], *, height: int, gap: int = 4,
+                 labels: Sequence[str] | None = None) -> np.ndarray:
+    """One row of a contact sheet: each image resized to `height`, left to right on white.
+
+    Returns float32 `[height (+ label band), W, 3]`; with `labels`, each is drawn in
+    Pillow's default font, centred under its image (clipped to the image's width).
+    """
+    _check_side(height, "height")
+    if isinstance(gap, bool) or not isinstance(gap, int) or gap < 0:
+        raise JaxstyleError(f"gap must be a non-negative integer, got {gap!r}")
+    if len(images) == 0:
+        raise JaxstyleError("side_by_side needs at least one image")
+    if labels is not None and len(labels) != len(images):
+        raise JaxstyleError(f"got {len(labels)} labels for {len(images)} images; give one per image")
+    tiles = []
+    for x in images:
+        image = to_numpy_image(x)
+        h, w = image.shape[:2]
+        tiles.append(resize_image(image, (height, max(1, round(w * height / h)))))
+    band = _label_band_height() if labels is not None else 0
+    width = sum(t.shape[1] for t in tiles) + gap * (len(tiles) - 1)
+    sheet = np.ones((height + band, width, 3), np.float32)
+    x0 = 0
+    for i, tile in enumerate(tiles):
+        w = tile.shape[1]
+        sheet[:height, x0:x0 + w] = tile
+        if labels is not None:
+            sheet[height:, x0:x0 + w] = _label_strip(str(labels[i]), w, band)
+        x0 += w + gap
+    return sheet
+
+
+def stack_rows(rows: Sequence[np.ndarray], *, gap: int = 4) -> np.ndarray:
+    """Stack `[h_i, w_i, 3]` rows top to bottom, `gap` white pixels apart; narrow rows padded
+    on the right with white. Returns float32 `[sum h_i + gaps, max w_i, 3]`."""
+    if isinstance(gap, bool) or not isinstance(gap, int) or gap < 0:
+        raise JaxstyleError(f"gap must be a non-negative integer, got {gap!r}")
+    if len(rows) == 0:
+        raise JaxstyleError("stack_rows needs at least one row")
+    images = [to_numpy_image(r) for r in rows]
+    width = max(r.shape[1] for r in images)
+    height = sum(r.shape[0] for r in images) + gap * (len(images) - 1)
+    sheet = np.ones((height, width, 3), np.float32)
+    y0 = 0
+    for r in images:
+        sheet[y0:y0 + r.shape[0], :r.shape[1]] = r
+        y0 += r.shape[0] + gap
+    return sheet
+
+
+def _label_band_height() -> int:
+    _, _, _, bottom = ImageFont.load_default().getbbox("Ag")
+    return int(np.ceil(bottom)) + 2 * _LABEL_PADDING
+
+
+def _label_strip(text: str, width: int, height: int) -> np.ndarray:
+    """Black `text` centred (or left-aligned when too long) on a white `[height, width, 3]` strip."""
+    strip = Image.new("RGB", (width, height), "white")
+    draw = ImageDraw.Draw(strip)
+    font = ImageFont.load_default()
+    left, _, right, _ = draw.textbbox((0, 0), text, font=font)
+    x = max(0, (width - (right - left)) // 2)
+    draw.text((x, _LABEL_PADDING), text, fill="black", font=font)
+    return np.asarray(strip, dtype=np.float32) / 255.0
