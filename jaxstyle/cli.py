@@ -123,3 +123,59 @@ def info(as_json: bool = typer.Option(False, "--json", help="Print machine-reada
     for w in data["weights"]:
         where = w.get("path") or w.get("error")
         typer.echo(f"weights: {w['arch']:6s} {w['source']:22s} {where}")
+
+
+@weights_app.command("list")
+@friendly_errors
+def weights_list(as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON.")) -> None:
+    """Show cached and bundled weights (arch, convention, size, path) and what 'fetch' can get."""
+    from jaxstyle import weights as W
+
+    rows = W.list_weights()
+    fetchable = {name: {"arch": e.arch, "convention": e.convention, "url": e.url,
+                        "cached": W.cached_weights_path(e.arch).is_file(), "description": e.description}
+                 for name, e in W.KNOWN_WEIGHTS.items()}
+    if as_json:
+        typer.echo(json.dumps({"cache_dir": str(W.weights_dir()),
+                               "weights": rows, "fetchable": fetchable}, indent=2))
+        return
+    typer.echo(f"cache: {W.weights_dir()}")
+    for row in rows:
+        size = f"{row['size_bytes'] / 1e6:.1f} MB" if "size_bytes" in row else "-"
+        detail = row.get("error") or row["path"]
+        typer.echo(f"{row['source']:8s} {row['arch']:6s} {row.get('convention', '?'):12s} {size:>9s}  {detail}")
+    for name, entry in fetchable.items():
+        state = "in cache" if entry["cached"] else "not in cache"
+        typer.echo(f"fetch    {name:6s} {entry['description']} ({state}): jaxstyle weights fetch {name}")
+
+
+@weights_app.command("import")
+@friendly_errors
+def weights_import(
+    path: str = typer.Argument(..., help="A torchvision/timm .pth, a .safetensors or a jaxstyle .npz."),
+    arch: str | None = typer.Option(None, "--arch", help="vgg16 or vgg19 (default: from the layer count)."),
+    convention: str | None = typer.Option(
+        None, "--convention", help="Preprocessing the weights expect: torchvision (default) or caffe."),
+    sha256: str | None = typer.Option(None, "--sha256", help="Refuse the file unless its sha256 is this."),
+) -> None:
+    """Convert a weights file you have into the cache, where backbone 'vgg16'/'vgg19' finds it."""
+    from jaxstyle import weights as W
+
+    out = W.import_weights(path, arch=arch, convention=convention, sha256=sha256)
+    found_arch, found_convention = W.npz_metadata(out)
+    typer.echo(f"imported {path}: {found_arch}, {found_convention} preprocessing -> {out}")
+
+
+@weights_app.command("fetch")
+@friendly_errors
+def weights_fetch(
+    name: str = typer.Argument(..., help="Which weights: vgg16 or vgg19 (see 'jaxstyle weights list')."),
+    url: str | None = typer.Option(None, "--url", help="Download from here instead (a mirror)."),
+    sha256: str | None = typer.Option(None, "--sha256", help="Also require this full sha256."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Download torchvision's ImageNet weights, verify the checksum, convert them into the cache."""
+    from jaxstyle import weights as W
+
+    out = W.fetch_weights(name, url=url, sha256=sha256, progress=not quiet)
+    typer.echo(f"fetched {name} -> {out}")
