@@ -551,14 +551,18 @@ def check_regions(masks_by_layer: Mapping[str, Any], labels: Sequence[str], *,
     return tuple(notes)
 
 
-def with_style_fallback(masks_by_layer: Mapping[str, jax.Array], labels: Sequence[str], *,
+def with_style_fallback(masks_by_layer: Mapping[str, jax.Array], labels: Sequence[str] | None = None, *,
                         min_pixels: float = 1.0) -> dict[str, jax.Array]:
     """Style masks with every vanished channel replaced by all ones (the whole style image).
 
     A label whose total weight at a layer is below `min_pixels` gets ones at that layer,
     so its Gram target is the whole style image's rather than noise from a few pixels.
     Padding channels (label '') stay empty. Pure JAX: jit/vmap-able (labels are static).
+    Without `labels` no channel is treated as padding (harmless for the loss: a padding
+    channel's content mask is empty, so its share of the style loss is zero).
     """
+    if labels is None:
+        labels = tuple(f"label {k}" for k in range(next(iter(masks_by_layer.values())).shape[-1]))
     padding = jnp.asarray([label == PADDING_LABEL for label in labels])  # [K]
     out = {}
     for layer, mask in masks_by_layer.items():

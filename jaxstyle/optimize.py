@@ -1,0 +1,225 @@
+"""Minimise an image objective with optax (L-BFGS with zoom line search, or Adam).
+
+The variable is a float32 `[H, W, 3]` image (any pytree works). The objective is a
+hashable callable `fun(x, args) -> (loss, terms)` whose arrays travel in `args`, so one
+compiled step serves every image of the same shape.
+
+Two drivers share one pure step:
+- `minimize`: iterations run on the device in chunks (`lax.scan`); the host wakes only
+  between chunks to report progress. Tracks the best iterate, stops on a budget, a
+  relative-improvement tolerance, NaN/Inf or a blow-up.
+- `minimize_fixed`: a fixed number of steps in one `lax.scan`, with no host interaction:
+  runs inside a caller's `jit`/`vmap`, and with Adam it is reverse-differentiable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxstyle.errors import JaxstyleError, did_you_mean
+
+METHODS = ("lbfgs", "adam")
+
+# Status codes carried on the device (per item when vmapped).
+RUNNING, CONVERGED, BUDGET, DIVERGED = 0, 1, 2, 3
+STATUS_NAMES = {RUNNING: "running", CONVERGED: "converged", BUDGET: "budget", DIVERGED: "diverged"}
+
+
+@dataclasses.dataclass(frozen=True)
+class OptimConfig:
+    """How to minimise.
+
+    iterations: step budget. tol: stop when the loss improves by less than tol (relative)
+    over `chunk_size` steps (0 disables). blowup: a loss above blowup x the initial loss
+    counts as divergence. learning_rate: Adam's step in image units (L-BFGS uses its
+    line search). chunk_size: steps per device call between host reports.
+    """
+
+    method: str = "lbfgs"
+    iterations: int = 1000
+    memory_size: int = 20
+    max_linesearch_steps: int = 16
+    learning_rate: float = 0.01
+    tol: float = 0.0
+    blowup: float = 1e3
+    chunk_size: int = 25
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise JaxstyleError(f"unknown optimiser {self.method!r}{did_you_mean(self.method, METHODS)}; "
+                                f"choose one of {', '.join(METHODS)}")
+        if self.iterations < 0 or self.chunk_size < 1:
+            raise JaxstyleError(f"iterations must be >= 0 and chunk_size >= 1, got {self.iterations}, "
+                                f"{self.chunk_size}")
+
+
+def make_solver(cfg: OptimConfig) -> optax.GradientTransformationExtraArgs:
+    """The optax transformation for `cfg.method`."""
+    if cfg.method == "lbfgs":
+        return optax.lbfgs(
+            memory_size=cfg.memory_size,
+            linesearch=optax.scale_by_zoom_linesearch(max_linesearch_steps=cfg.max_linesearch_steps,
+                                                      initial_guess_strategy="one"))
+    return optax.adam(cfg.learning_rate)
+
+
+class State(NamedTuple):
+    """Optimiser state; every field gains a leading axis when vmapped."""
+
+    x: Any
+    opt_state: Any
+    best_x: Any
+    best_loss: jax.Array
+    first_loss: jax.Array
+    last_loss: jax.Array
+    ref_loss: jax.Array
+    step: jax.Array
+    status: jax.Array
+
+
+def init_state(cfg: OptimConfig, x0: Any) -> State:
+    """Initial state at `x0` (losses start at +inf until the first step evaluates them)."""
+    inf = jnp.asarray(jnp.inf, jnp.float32)
+    # Strong types throughout, so the state after a step has the same avals as before it
+    # (optax's line-search info starts weakly typed) and each step compiles once.
+    opt_state = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.asarray(a).dtype), make_solver(cfg).init(x0))
+    return State(x=x0, opt_state=opt_state, best_x=x0, best_loss=inf, first_loss=inf,
+                 last_loss=inf, ref_loss=inf, step=jnp.zeros((), jnp.int32),
+                 status=jnp.asarray(RUNNING, jnp.int32))
+
+
+def step(fun: Callable, cfg: OptimConfig, state: State, args: Any, budget: jax.Array) -> State:
+    """One optimiser step; a no-op once the state has stopped. Pure and jit-able."""
+    solver = make_solver(cfg)
+
+    def value_fn(x):
+        return fun(x, args)[0]
+
+    if cfg.method == "lbfgs":
+        value, grad = optax.value_and_grad_from_state(value_fn)(state.x, state=state.opt_state)
+        updates, opt_state = solver.update(grad, state.opt_state, state.x, value=value, grad=grad,
+                                           value_fn=value_fn)
+    else:
+        value, grad = jax.value_and_grad(value_fn)(state.x)
+        updates, opt_state = solver.update(grad, state.opt_state, state.x)
+    new_x = optax.apply_updates(state.x, updates)
+
+    finite = jnp.isfinite(value) & jnp.all(jnp.stack([jnp.all(jnp.isfinite(g))
+                                                      for g in jax.tree_util.tree_leaves(grad)]))
+    first = jnp.where(state.step == 0, value, state.first_loss)
+    blown = value > cfg.blowup * jnp.abs(first) + 1e-12
+    improved = finite & (value < state.best_loss)
+    best_x = jax.tree_util.tree_map(lambda b, x: jnp.where(improved, x, b), state.best_x, state.x)
+    best_loss = jnp.where(improved, value, state.best_loss)
+    count = state.step + 1
+    # Relative improvement over each window of chunk_size steps.
+    at_window = (count % cfg.chunk_size) == 0
+    stalled = at_window & (cfg.tol > 0) & (state.ref_loss - value <= cfg.tol * jnp.abs(state.ref_loss))
+    ref_loss = jnp.where(at_window | (state.step == 0), value, state.ref_loss)
+    status = jnp.where(~finite | blown, DIVERGED,
+                       jnp.where(stalled, CONVERGED, jnp.where(count >= budget, BUDGET, RUNNING)))
+    proposed = State(x=new_x, opt_state=opt_state, best_x=best_x, best_loss=best_loss, first_loss=first,
+                     last_loss=value, ref_loss=ref_loss, step=count, status=status.astype(jnp.int32))
+    active = state.status == RUNNING
+    return jax.tree_util.tree_map(lambda new, old: jnp.where(active, new, old), proposed, state)
+
+
+@functools.partial(jax.jit, static_argnames=("fun", "cfg", "length", "batched"))
+def run_chunk(fun: Callable, cfg: OptimConfig, state: State, args: Any, budget: jax.Array, *,
+              length: int, batched: bool = False) -> tuple[State, jax.Array]:
+    """`length` steps on the device; returns the new state and each step's loss `[length(, B)]`.
+
+    With `batched`, `state` and `args` carry a leading batch axis and each item steps
+    (and stops) on its own.
+    """
+    one = functools.partial(step, fun, cfg)
+    if batched:
+        one = jax.vmap(one, in_axes=(0, 0, None))
+
+    def body(s, _):
+        s = one(s, args, budget)
+        return s, s.last_loss
+
+    return jax.lax.scan(body, state, None, length=length)
+
+
+@dataclasses.dataclass
+class Progress:
+    """What `minimize` reports to its callback after each chunk (host values)."""
+
+    iteration: int
+    total: int
+    loss: Any
+    best_loss: Any
+    status: Any
+
+
+def minimize(fun: Callable, x0: Any, args: Any, cfg: OptimConfig, *, batched: bool = False,
+             callback: Callable[[Progress, State], None] | None = None) -> tuple[State, list[float]]:
+    """Run the optimiser in device-side chunks; return the final state and the loss history.
+
+    The result to use is `state.best_x` (the best iterate evaluated). `state.status`
+    says why it stopped (see STATUS_NAMES). `callback(progress, state)` runs on the host
+    between chunks; raising KeyboardInterrupt there (or pressing Ctrl-C) propagates,
+    and the caller keeps the last state it was given.
+    """
+    state = init_state(cfg, x0)
+    if batched:
+        state = jax.vmap(lambda x: init_state(cfg, x))(x0)
+    budget = jnp.asarray(cfg.iterations, jnp.int32)
+    history: list[float] = []
+    done = 0
+    while done < cfg.iterations:
+        state, losses = run_chunk(fun, cfg, state, args, budget, length=cfg.chunk_size, batched=batched)
+        done += cfg.chunk_size
+        losses = jax.device_get(losses)
+        history.extend(losses.tolist())
+        status = jax.device_get(state.status)
+        if callback is not None:
+            callback(Progress(min(done, cfg.iterations), cfg.iterations, jax.device_get(state.last_loss),
+                              jax.device_get(state.best_loss), status), state)
+        if bool((status != RUNNING).all()):
+            break
+    if not batched:  # steps after a stop repeat the last loss
+        history = history[: int(state.step)]
+    # The final iterate has not been evaluated yet: compare it with the best one.
+    return finalize(fun, state, args, batched=batched), history
+
+
+@functools.partial(jax.jit, static_argnames=("fun", "batched"))
+def finalize(fun: Callable, state: State, args: Any, *, batched: bool = False) -> State:
+    """Evaluate the last iterate and keep it if it beats the best one seen."""
+
+    def one(s: State, a: Any) -> State:
+        value = fun(s.x, a)[0]
+        better = jnp.isfinite(value) & (value < s.best_loss) & (s.status != DIVERGED)
+        best_x = jax.tree_util.tree_map(lambda b, x: jnp.where(better, x, b), s.best_x, s.x)
+        return s._replace(best_x=best_x, best_loss=jnp.where(better, value, s.best_loss))
+
+    return jax.vmap(one)(state, args) if batched else one(state, args)
+
+
+def minimize_fixed(fun: Callable, x0: Any, args: Any, cfg: OptimConfig) -> tuple[Any, jax.Array]:
+    """Exactly `cfg.iterations` steps in one `lax.scan`, no host interaction.
+
+    Returns the final iterate and the losses `[iterations]`. Pure: usable inside a caller's
+    `jax.jit`/`jax.vmap`, and with `method="adam"` differentiable with respect to `x0` and
+    `args` (L-BFGS's line search is a while loop, which is not reverse-differentiable).
+    Divergence stops the updates (the state freezes) rather than raising.
+    """
+    state = init_state(cfg, x0)
+    budget = jnp.asarray(cfg.iterations, jnp.int32)
+
+    def body(s, _):
+        s = step(fun, cfg, s, args, budget)
+        return s, s.last_loss
+
+    state, losses = jax.lax.scan(body, state, None, length=cfg.iterations)
+    return state.x, losses

@@ -1,0 +1,32 @@
+"""Shared fixtures: the bundled weights (loaded once) and small synthetic photos."""
+
+import numpy as np
+import pytest
+
+
+@pytest.fixture(scope="session")
+def vgg16():
+    import jax
+
+    from jaxstyle.weights import embedded_vgg16
+
+    return jax.device_put(embedded_vgg16())
+
+
+def synthetic_photo(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """A smooth two-region 'photo': a sky-like gradient above a textured ground, float32 [h, w, 3]."""
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:h, 0:w] / np.array([h, w])[:, None, None]
+    horizon = 0.5 + 0.1 * np.sin(6 * x + seed)
+    sky = np.stack([0.4 + 0.3 * y, 0.6 + 0.2 * y, 0.9 - 0.1 * x], -1)
+    ground = np.stack([0.5 + 0.2 * np.sin(9 * x), 0.35 + 0.1 * np.cos(7 * y), 0.2 + 0.05 * x], -1)
+    ground = ground + 0.05 * rng.standard_normal((h, w, 1))
+    img = np.where((y < horizon)[..., None], sky, ground)
+    return np.clip(img, 0, 1).astype(np.float32)
+
+
+def two_region_mask(h: int, w: int, seed: int = 0) -> np.ndarray:
+    """One-hot [h, w, 2]: the 'sky' and 'ground' of `synthetic_photo` with the same seed."""
+    y, x = np.mgrid[0:h, 0:w] / np.array([h, w])[:, None, None]
+    sky = y < 0.5 + 0.1 * np.sin(6 * x + seed)
+    return np.stack([sky, ~sky], -1).astype(np.float32)

@@ -1,0 +1,115 @@
+"""The objective factory: targets once, then a pure image -> (loss, terms)."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import synthetic_photo, two_region_mask
+from jaxstyle import laplacian, losses
+from jaxstyle.errors import JaxstyleError
+from jaxstyle.objective import LossConfig, Objective, make_objective, prepare_targets
+from jaxstyle.vgg import features
+
+CFG = LossConfig(style_layers=("relu1_1", "relu2_1", "relu3_1"), content_layers=("relu2_2",))
+
+
+@pytest.fixture(scope="module")
+def images():
+    return (jnp.asarray(synthetic_photo(24, 32, 0)), jnp.asarray(synthetic_photo(28, 30, 1)),
+            jnp.asarray(two_region_mask(24, 32, 0)), jnp.asarray(two_region_mask(28, 30, 1)))
+
+
+def test_terms_match_direct_computation(vgg16, images):
+    c, s, cm, sm = images
+    targets = prepare_targets(vgg16, c, s, cm, sm, cfg=CFG)
+    x = jnp.clip(c + 0.1 * jax.random.normal(jax.random.PRNGKey(0), c.shape), 0, 1)
+    loss, terms = make_objective(CFG, vgg16, targets)(x)
+    unit = losses.feature_unit(vgg16.convention)
+    fx, fc = features(vgg16, x, ("relu2_2",)), features(vgg16, c, ("relu2_2",))
+    np.testing.assert_allclose(terms["content"], 5 * np.mean((unit * (fx["relu2_2"] - fc["relu2_2"])) ** 2),
+                               rtol=1e-4)
+    np.testing.assert_allclose(terms["tv"], 1e-3 * losses.total_variation(255 * x), rtol=1e-5)
+    np.testing.assert_allclose(terms["photo"], 1e4 * laplacian.photorealism_loss(c, x), rtol=1e-4)
+    np.testing.assert_allclose(loss, sum(terms.values()), rtol=1e-6)
+
+
+def test_content_image_has_zero_content_and_photo_terms(vgg16, images):
+    c, s, cm, sm = images
+    targets = prepare_targets(vgg16, c, s, cm, sm, cfg=CFG)
+    _, terms = make_objective(CFG, vgg16, targets)(c)
+    assert float(terms["content"]) == 0.0
+    # The content is exactly affine in itself, so its Laplacian energy vanishes up to rounding.
+    assert abs(float(terms["photo"])) < 1e-3 * float(terms["style"])
+    assert float(terms["style"]) > 0
+
+
+def test_style_image_as_content_with_same_masks_has_zero_style_term(vgg16, images):
+    _, s, _, sm = images
+    targets = prepare_targets(vgg16, s, s, sm, sm, cfg=CFG)
+    _, terms = make_objective(CFG, vgg16, targets)(s)
+    assert float(terms["style"]) < 1e-6 * max(1.0, float(targets["grams"]["relu1_1"].max()))
+
+
+def test_no_masks_equals_one_all_covering_mask(vgg16, images):
+    c, s, _, _ = images
+    x = jnp.flip(c, 1)
+    a = make_objective(CFG, vgg16, prepare_targets(vgg16, c, s, cfg=CFG))(x)[1]["style"]
+    ones_c, ones_s = jnp.ones((*c.shape[:2], 1)), jnp.ones((*s.shape[:2], 1))
+    b = make_objective(CFG, vgg16, prepare_targets(vgg16, c, s, ones_c, ones_s, cfg=CFG))(x)[1]["style"]
+    np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_jit_vmap_grad(vgg16, images):
+    c, s, cm, sm = images
+    obj = Objective(CFG)
+    targets = prepare_targets(vgg16, c, s, cm, sm, cfg=CFG)
+    xs = jnp.stack([c, jnp.flip(c, 0)])
+    single = [obj(x, (vgg16, targets))[0] for x in xs]
+    np.testing.assert_allclose(jax.jit(obj)(xs[1], (vgg16, targets))[0], single[1], rtol=1e-5)
+    np.testing.assert_allclose(jax.vmap(lambda x: obj(x, (vgg16, targets))[0])(xs), single, rtol=1e-5)
+    # vmapped over (content, style) pairs: targets built per pair inside vmap.
+    batched = jax.vmap(lambda cc, ss: obj(jnp.flip(cc, 0), (vgg16, prepare_targets(vgg16, cc, ss, cfg=CFG)))[0])
+    pair = batched(jnp.stack([c, c]), jnp.stack([s, s]))
+    np.testing.assert_allclose(pair[0], pair[1], rtol=1e-6)
+    g = jax.grad(lambda x: obj(x, (vgg16, targets))[0])(xs[1])
+    assert g.shape == c.shape and bool(jnp.all(jnp.isfinite(g)))
+
+
+def test_gradient_matches_central_differences_in_float64(vgg16, images):
+    c, s, cm, sm = (np.asarray(a, np.float64) for a in images)
+    rng = np.random.default_rng(0)
+    # Noise breaks the exact ties that smooth ramps create in max pooling (non-differentiable).
+    x = np.flip(c, 0) * 0.9 + 0.05 + 0.02 * rng.standard_normal(c.shape)
+    d = rng.standard_normal(c.shape)
+    with jax.enable_x64(True):
+        w64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), vgg16)
+        targets = prepare_targets(w64, jnp.asarray(c), jnp.asarray(s), jnp.asarray(cm), jnp.asarray(sm), cfg=CFG)
+        f = lambda im: make_objective(CFG, w64, targets)(im)[0]
+        g = jax.grad(f)(jnp.asarray(x))
+        eps = 1e-7  # small: ReLU and max-pool kinks lie within 1e-6 of this point
+        fd = (f(jnp.asarray(x + eps * d)) - f(jnp.asarray(x - eps * d))) / (2 * eps)
+        np.testing.assert_allclose(jnp.vdot(g, jnp.asarray(d)), fd, rtol=1e-5)
+
+
+def test_gradient_flows_to_the_style_image(vgg16, images):
+    c, s, cm, sm = images
+
+    def loss_of_style(style):
+        t = prepare_targets(vgg16, c, style, cm, sm, cfg=CFG)
+        return make_objective(CFG, vgg16, t)(jnp.flip(c, 1))[0]
+
+    g = jax.grad(loss_of_style)(s)
+    assert bool(jnp.all(jnp.isfinite(g))) and float(jnp.abs(g).max()) > 0
+
+
+def test_bad_masks_are_reported(vgg16, images):
+    c, s, cm, sm = images
+    with pytest.raises(JaxstyleError, match="both"):
+        prepare_targets(vgg16, c, s, cm, None, cfg=CFG)
+    with pytest.raises(JaxstyleError, match="labels"):
+        prepare_targets(vgg16, c, s, cm, jnp.ones((*s.shape[:2], 3)), cfg=CFG)
+    with pytest.raises(JaxstyleError, match="do not match"):
+        prepare_targets(vgg16, c, s, cm[:-2], sm, cfg=CFG)
+    with pytest.raises(JaxstyleError, match="did you mean 'style_weight'"):
+        CFG.with_updates(stlye_weight=3.0)
