@@ -156,7 +156,7 @@ def _box_sum(x: jax.Array, radius: int) -> jax.Array:
 
 
 def _spread(x: jax.Array, radius: int) -> jax.Array:
-    """Adjoint of `_box_sum`: each pixel sums the windows containing it, `[H-2r, W-2r, ...] -> [H, W, ...]`."""
+    """Adjoint of `_box_sum`: each pixel sums its windows' values, `[H-2r, W-2r, ...] -> [H, W, ...]`."""
     pad = [(2 * radius, 2 * radius)] * 2 + [(0, 0)] * (x.ndim - 2)
     return _box_sum(jnp.pad(x, pad), radius)
 
@@ -288,7 +288,8 @@ def _sparse_matvec(values: jax.Array, v: jax.Array, radius: int) -> jax.Array:
     padded = jnp.pad(v, ((reach, reach), (reach, reach), (0, 0)))
     out = jnp.zeros(v.shape, jnp.result_type(values, v))
     for j, (dy, dx) in enumerate(offsets(radius)):
-        out = out + values[..., j, None] * padded[reach + dy:reach + dy + height, reach + dx:reach + dx + width]
+        shifted = padded[reach + dy:reach + dy + height, reach + dx:reach + dx + width]  # v at i + d
+        out = out + values[..., j, None] * shifted
     return out
 
 
