@@ -39,7 +39,9 @@ class OptimConfig:
     iterations: step budget. tol: stop when the loss improves by less than tol (relative)
     over `chunk_size` steps (0 disables). blowup: a loss above blowup x the initial loss
     counts as divergence. learning_rate: Adam's step in image units (L-BFGS uses its
-    line search). chunk_size: steps per device call between host reports.
+    line search). adam_eps: Adam's denominator floor; a value comparable to the gradient
+    scale makes the update a smooth function of the inputs (useful when differentiating
+    through the optimisation: with a tiny eps the first steps are ~lr * sign(gradient)). chunk_size: steps per device call between host reports.
     """
 
     method: str = "lbfgs"
@@ -47,6 +49,7 @@ class OptimConfig:
     memory_size: int = 20
     max_linesearch_steps: int = 16
     learning_rate: float = 0.01
+    adam_eps: float = 1e-8
     tol: float = 0.0
     blowup: float = 1e3
     chunk_size: int = 25
@@ -67,7 +70,7 @@ def make_solver(cfg: OptimConfig) -> optax.GradientTransformationExtraArgs:
             memory_size=cfg.memory_size,
             linesearch=optax.scale_by_zoom_linesearch(max_linesearch_steps=cfg.max_linesearch_steps,
                                                       initial_guess_strategy="one"))
-    return optax.adam(cfg.learning_rate)
+    return optax.adam(cfg.learning_rate, eps=cfg.adam_eps)
 
 
 class State(NamedTuple):
@@ -86,7 +89,7 @@ class State(NamedTuple):
 
 def init_state(cfg: OptimConfig, x0: Any) -> State:
     """Initial state at `x0` (losses start at +inf until the first step evaluates them)."""
-    inf = jnp.asarray(jnp.inf, jnp.float32)
+    inf = jnp.asarray(jnp.inf, jnp.result_type(*jax.tree_util.tree_leaves(x0)))
     # Strong types throughout, so the state after a step has the same avals as before it
     # (optax's line-search info starts weakly typed) and each step compiles once.
     opt_state = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.asarray(a).dtype), make_solver(cfg).init(x0))

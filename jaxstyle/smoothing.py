@@ -57,7 +57,8 @@ def _check_image(name: str, x: jax.Array, channels: int | None = 3) -> jax.Array
         want = f"[H, W, {channels}]" if channels is not None else "[H, W, D]"
         raise JaxstyleError(f"{name} must be {want}, got shape {tuple(x.shape)}; "
                             "batch with jax.vmap")
-    return x.astype(jnp.float32)
+    # Keep float64 inputs in float64 (precise gradients and finite differences); others -> float32.
+    return x if x.dtype in (jnp.float32, jnp.float64) else x.astype(jnp.float32)
 
 
 def _check_same_hw(a_name: str, a: jax.Array, b_name: str, b: jax.Array) -> None:
@@ -115,7 +116,8 @@ def local_affine_coefficients(output: jax.Array, content: jax.Array, *,
     pad = ((p, p), (p, p), (0, 0))
     content_pad = jnp.pad(content, pad)  # [h+2p, w+2p, 3]
     output_pad = jnp.pad(output, pad)  # [h+2p, w+2p, 3]
-    inside_pad = jnp.pad(jnp.ones((h, w, 1), jnp.float32), pad)  # [h+2p, w+2p, 1]
+    dtype = jnp.result_type(output, content)
+    inside_pad = jnp.pad(jnp.ones((h, w, 1), dtype), pad)  # [h+2p, w+2p, 1]
     offsets = _box_offsets(p)
 
     def window(x: jax.Array, dy: int, dx: int) -> jax.Array:
@@ -125,8 +127,8 @@ def local_affine_coefficients(output: jax.Array, content: jax.Array, *,
     mean_in = sum(window(content_pad, dy, dx) for dy, dx in offsets) / count  # [h, w, 3]
     mean_out = sum(window(output_pad, dy, dx) for dy, dx in offsets) / count  # [h, w, 3]
 
-    cov = jnp.zeros((h, w, 3, 3), jnp.float32)  # sum (I - mean)(I - mean)^T
-    cross = jnp.zeros((h, w, 3, 3), jnp.float32)  # sum (I - mean_in)(O - mean_out)^T
+    cov = jnp.zeros((h, w, 3, 3), dtype)  # sum (I - mean)(I - mean)^T
+    cross = jnp.zeros((h, w, 3, 3), dtype)  # sum (I - mean_in)(O - mean_out)^T
     for dy, dx in offsets:
         inside = window(inside_pad, dy, dx)
         di = (window(content_pad, dy, dx) - mean_in) * inside  # [h, w, 3]
@@ -134,7 +136,7 @@ def local_affine_coefficients(output: jax.Array, content: jax.Array, *,
         cov = cov + di[..., :, None] * di[..., None, :]
         cross = cross + di[..., :, None] * do[..., None, :]
 
-    colour = _solve_spd3(cov + eps * jnp.eye(3, dtype=jnp.float32), cross)  # [h, w, in, out]
+    colour = _solve_spd3(cov + eps * jnp.eye(3, dtype=dtype), cross)  # [h, w, in, out]
     colour = jnp.swapaxes(colour, -1, -2)  # [h, w, out, in]
     offset = mean_out - jnp.einsum("hwoi,hwi->hwo", colour, mean_in)  # [h, w, 3]
     return jnp.concatenate([colour, offset[..., None]], axis=-1)
@@ -173,16 +175,17 @@ def joint_bilateral(values: jax.Array, guide: jax.Array, *, radius: int = DEFAUL
     pad = ((r, r), (r, r), (0, 0))
     values_pad = jnp.pad(values, pad)  # [h+2r, w+2r, D]
     guide_pad = jnp.pad(guide, pad)  # [h+2r, w+2r, 3]
-    inside_pad = jnp.pad(jnp.ones((h, w), jnp.float32), pad[:2])  # [h+2r, w+2r]
+    dtype = jnp.result_type(values, guide)
+    inside_pad = jnp.pad(jnp.ones((h, w), dtype), pad[:2])  # [h+2r, w+2r]
     spatial_scale = 1.0 / (2.0 * (r * SPATIAL_SIGMA_PER_RADIUS) ** 2)
-    range_scale = 1.0 / (3.0 * 2.0 * jnp.square(jnp.asarray(edge, jnp.float32)))  # mean of 3
+    range_scale = 1.0 / (3.0 * 2.0 * jnp.square(jnp.asarray(edge, dtype)))  # mean of 3
 
     def one_row_of_offsets(carry, dy):
         num, den = carry  # [h, w, D], [h, w]
         rows_v = jax.lax.dynamic_slice_in_dim(values_pad, dy, h, axis=0)  # [h, w+2r, D]
         rows_g = jax.lax.dynamic_slice_in_dim(guide_pad, dy, h, axis=0)  # [h, w+2r, 3]
         rows_in = jax.lax.dynamic_slice_in_dim(inside_pad, dy, h, axis=0)  # [h, w+2r]
-        dy2 = jnp.square(dy - r).astype(jnp.float32)
+        dy2 = jnp.square(dy - r).astype(dtype)
         for dx in range(2 * r + 1):  # unrolled: XLA fuses the row into few passes
             diff = rows_g[:, dx:dx + w] - guide
             logw = (dy2 + (dx - r) ** 2) * spatial_scale + jnp.sum(diff * diff, -1) * range_scale
@@ -191,7 +194,7 @@ def joint_bilateral(values: jax.Array, guide: jax.Array, *, radius: int = DEFAUL
             den = den + weight
         return (num, den), None
 
-    init = (jnp.zeros_like(values), jnp.zeros((h, w), jnp.float32))
+    init = (jnp.zeros_like(values), jnp.zeros((h, w), dtype))
     # Checkpointed: reverse mode recomputes the weights instead of storing (2r+1)^2 maps.
     (num, den), _ = jax.lax.scan(jax.checkpoint(one_row_of_offsets), init, jnp.arange(2 * r + 1))
     return num / den[..., None]  # the centre tap has weight 1, so den >= 1

@@ -1,0 +1,1 @@
+"""Shipped presets (installed as the package data `jaxstyle.configs`)."""

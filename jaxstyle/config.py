@@ -1,0 +1,181 @@
+"""Presets and settings: TOML files read into frozen dataclasses.
+
+A preset (`configs/NAME.toml`, shipped inside the package as `jaxstyle.configs`) or a
+user's TOML file names any subset of the fields below; unknown keys are errors with a
+"did you mean" hint. Overrides from the command line are dotted keys
+(`stage1.iterations=200`, `loss.style_weight=50`) applied last.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.resources
+import tomllib
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from jaxstyle.errors import JaxstyleError, did_you_mean
+from jaxstyle.objective import LossConfig
+from jaxstyle.optimize import OptimConfig
+
+MODES = ("two_stage", "single", "coarse_to_fine")
+
+
+@dataclasses.dataclass(frozen=True)
+class SmoothConfig:
+    """The final smooth-local-affine filter (the original: radius 15, edge 0.01, and a fixed
+    ridge of 1e-3 in its affine fits; see `jaxstyle.smoothing`)."""
+
+    enabled: bool = True
+    radius: int = 15
+    edge: float = 0.01
+    eps: float = 1e-3
+    patch_radius: int = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """Everything `jaxstyle.stylize` needs besides the images.
+
+    mode: "two_stage" (the paper: stage 1 without the photorealism term, stage 2 with it,
+    from stage 1's result), "single" (stage 2 only, from the content), or
+    "coarse_to_fine" (stage 1 at `coarse_scale` of the size, upsampled, then stage 2).
+    backbone: "vgg16" (bundled), "vgg19" or a path to a canonical .npz;
+    allow_fallback lets a missing VGG-19 fall back to the bundled VGG-16 (with a warning).
+    """
+
+    name: str = "custom"
+    backbone: str = "vgg16"
+    allow_fallback: bool = False
+    mode: str = "two_stage"
+    max_side: int = 512
+    coarse_scale: float = 0.5
+    seed: int = 0
+    init_noise: float = 0.0
+    loss: LossConfig = LossConfig()
+    stage1: OptimConfig = OptimConfig()
+    stage2: OptimConfig = OptimConfig()
+    smooth: SmoothConfig = SmoothConfig()
+
+    def __post_init__(self) -> None:
+        if self.mode not in MODES:
+            raise JaxstyleError(f"unknown mode {self.mode!r}{did_you_mean(self.mode, MODES)}; "
+                                f"choose one of {', '.join(MODES)}")
+        if not 0 < self.coarse_scale <= 1:
+            raise JaxstyleError(f"coarse_scale must be in (0, 1], got {self.coarse_scale}")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain nested dict (for metadata and logs)."""
+        return dataclasses.asdict(self)
+
+
+def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
+    """Instantiate dataclass `cls` from a mapping, recursing into nested dataclasses."""
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        if key not in fields:
+            raise JaxstyleError(f"unknown setting {where}{key!r}{did_you_mean(key, fields)}; "
+                                f"known: {', '.join(fields)}")
+        hint = hints[key]
+        if dataclasses.is_dataclass(hint):
+            if not isinstance(value, Mapping):
+                raise JaxstyleError(f"setting {where}{key} must be a table, got {value!r}")
+            kwargs[key] = _build(hint, value, f"{where}{key}.")
+        else:
+            kwargs[key] = _coerce(hint, value, f"{where}{key}")
+    return cls(**kwargs)
+
+
+def _coerce(hint: Any, value: Any, name: str) -> Any:
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if isinstance(value, str):
+            value = [v.strip() for v in value.split(",") if v.strip()]
+        if not isinstance(value, (list, tuple)):
+            raise JaxstyleError(f"setting {name} must be a list, got {value!r}")
+        return tuple(str(v) for v in value)
+    if hint is bool:
+        if isinstance(value, str):
+            if value.lower() in ("true", "1", "yes", "on"):
+                return True
+            if value.lower() in ("false", "0", "no", "off"):
+                return False
+        if not isinstance(value, bool):
+            raise JaxstyleError(f"setting {name} must be true or false, got {value!r}")
+        return value
+    if hint in (int, float):
+        try:
+            number = hint(value)
+        except (TypeError, ValueError):
+            raise JaxstyleError(f"setting {name} must be a number, got {value!r}") from None
+        if hint is int and isinstance(value, float) and value != int(value):
+            raise JaxstyleError(f"setting {name} must be a whole number, got {value!r}")
+        return number
+    return str(value) if hint is str else value
+
+
+def preset_names() -> tuple[str, ...]:
+    """Names of the shipped presets."""
+    root = importlib.resources.files("jaxstyle.configs")
+    return tuple(sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml")))
+
+
+def _read_toml(text: str, where: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise JaxstyleError(f"{where} is not valid TOML: {e}") from None
+
+
+def load_config(name_or_path: str = "default", overrides: Mapping[str, Any] | None = None) -> Config:
+    """A preset by name, or a user's TOML file layered over the preset it names in `base`.
+
+    A user file may start with `base = "fast"` (default: "default") and then override
+    any field. `overrides` maps dotted keys to values and is applied last.
+    """
+    data = _load_layers(name_or_path)
+    for dotted, value in (overrides or {}).items():
+        table = data
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            table = table.setdefault(part, {})
+            if not isinstance(table, dict):
+                raise JaxstyleError(f"cannot override {dotted}: {part} is not a table")
+        table[leaf] = value
+    return _build(Config, data, "")
+
+
+def _load_layers(name_or_path: str, depth: int = 0) -> dict[str, Any]:
+    if depth > 4:
+        raise JaxstyleError("config files name each other as 'base' in a cycle")
+    path = Path(name_or_path).expanduser()
+    if name_or_path.endswith(".toml") or path.is_file():
+        if not path.is_file():
+            raise JaxstyleError(f"config file {path} does not exist")
+        data = _read_toml(path.read_text(), str(path))
+        base = data.pop("base", "default")
+        merged = _load_layers(base, depth + 1) if base else {}
+        return _merge(merged, data)
+    names = preset_names()
+    if name_or_path not in names:
+        raise JaxstyleError(f"unknown preset {name_or_path!r}{did_you_mean(name_or_path, names)}; "
+                            f"presets: {', '.join(names)}, or give a path to a .toml file")
+    text = importlib.resources.files("jaxstyle.configs").joinpath(f"{name_or_path}.toml").read_text()
+    data = _read_toml(text, f"preset {name_or_path}")
+    data.pop("base", None)
+    data.setdefault("name", name_or_path)
+    return data
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), Mapping):
+            out[key] = _merge(dict(out[key]), value)
+        else:
+            out[key] = value
+    return out

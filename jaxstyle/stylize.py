@@ -1,0 +1,272 @@
+"""The Deep Photo Style Transfer pipeline: stage 1, stage 2, smooth local affine.
+
+Images are float32 `[H, W, 3]` RGB in [0, 1]; masks `[H, W, K]` one-hot stacks.
+
+- `stylize(content, style, ...)`: the user-facing run. Accepts numpy arrays, JAX arrays
+  or PIL images (and colour-coded or label masks), resizes, parses masks, resolves
+  weights, then runs the stages with host progress reports between device-side chunks.
+- `stylize_image(weights, content, style, content_mask, style_mask, config=...)`: the same
+  pipeline as one pure, fixed-shape JAX function: it runs inside a caller's `jax.jit`, under
+  `jax.vmap`, and (with Adam and a fixed budget) is reverse-differentiable with respect to
+  its inputs, e.g. the style image or `loss_weights`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxstyle import io, masks as masks_lib
+from jaxstyle.config import Config, load_config
+from jaxstyle.errors import DivergenceError, JaxstyleError
+from jaxstyle.objective import Objective, prepare_targets
+from jaxstyle.optimize import DIVERGED, STATUS_NAMES, OptimConfig, Progress, minimize, minimize_fixed
+from jaxstyle.smoothing import smooth_local_affine
+from jaxstyle.vgg import VGGWeights
+from jaxstyle.weights import resolve_weights
+
+ProgressFn = Callable[[str, Progress], None]
+
+
+@dataclasses.dataclass
+class Result:
+    """What `stylize` returns: the image `[H, W, 3]` and how it was made.
+
+    stages holds the intermediate images ("stage1", "stage2" before smoothing);
+    history the per-iteration total loss of each stage; terms the weighted loss
+    terms at each stage's best iterate; status why each stage stopped.
+    """
+
+    image: np.ndarray
+    stages: dict[str, np.ndarray]
+    history: dict[str, list[float]]
+    terms: dict[str, dict[str, float]]
+    status: dict[str, str]
+    seconds: dict[str, float]
+    notes: tuple[str, ...]
+    config: Config
+
+
+class Interrupted(JaxstyleError):
+    """Ctrl-C during a run; `best_image` holds the best image so far (`[H, W, 3]`)."""
+
+    def __init__(self, message: str, best_image: np.ndarray | None) -> None:
+        super().__init__(message)
+        self.best_image = best_image
+
+
+def _resize(image: jax.Array, shape: tuple[int, int]) -> jax.Array:
+    return jax.image.resize(image, (*shape, image.shape[-1]), method="linear", antialias=True)
+
+
+def _scaled_shape(shape: tuple[int, ...], scale: float) -> tuple[int, int]:
+    return max(8, round(shape[0] * scale)), max(8, round(shape[1] * scale))
+
+
+def _stage_plan(cfg: Config) -> tuple[tuple[str, bool, OptimConfig], ...]:
+    """(name, use_photo, optimiser settings) for each stage of `cfg.mode`."""
+    stage2 = ("stage2", True, cfg.stage2)
+    if cfg.mode == "single":
+        return (stage2,)
+    return (("stage1", False, cfg.stage1), stage2)
+
+
+def stylize_image(weights: VGGWeights, content: jax.Array, style: jax.Array,
+                  content_mask: jax.Array | None = None, style_mask: jax.Array | None = None, *,
+                  config: Config, loss_weights: Mapping[str, jax.Array] | None = None,
+                  key: jax.Array | None = None) -> jax.Array:
+    """The whole pipeline as a pure function of arrays; returns the image `[H, W, 3]`.
+
+    Args:
+      weights: VGG network (arrays are traced; `arch`/`convention` are static).
+      content: `[H, W, 3]`; style `[Hs, Ws, 3]`; masks `[H, W, K]`, `[Hs, Ws, K]` or None.
+      config: static settings; each stage runs exactly its `iterations` (no tolerance stop).
+      loss_weights: optional traced overrides of the term weights
+        ({"content", "style", "tv", "photo"}).
+      key: PRNG key for `config.init_noise` (required when init_noise > 0).
+    """
+    targets = prepare_targets(weights, content, style, content_mask, style_mask, cfg=config.loss)
+    if loss_weights:
+        targets["weights"] = {**targets["weights"], **loss_weights}
+    x = _initial_image(content, config, key)
+    for name, use_photo, opt in _stage_plan(config):
+        fixed = dataclasses.replace(opt, tol=0.0)
+        if name == "stage1" and config.mode == "coarse_to_fine":
+            small = _scaled_shape(content.shape, config.coarse_scale)
+            small_targets = _coarse_targets(weights, content, style, content_mask, style_mask, config, small)
+            if loss_weights:
+                small_targets["weights"] = {**small_targets["weights"], **loss_weights}
+            y, _ = minimize_fixed(Objective(config.loss, use_photo), _resize(x, small),
+                                  (weights, small_targets), fixed)
+            x = _resize(y, content.shape[:2])
+        else:
+            x, _ = minimize_fixed(Objective(config.loss, use_photo), x, (weights, targets), fixed)
+    return _finish(x, content, config)
+
+
+def _coarse_targets(weights, content, style, content_mask, style_mask, config, small):
+    style_small = _scaled_shape(style.shape, config.coarse_scale)
+    cm = None if content_mask is None else _resize(content_mask, small)
+    sm = None if style_mask is None else _resize(style_mask, style_small)
+    no_photo = dataclasses.replace(config.loss, photo_weight=0.0)
+    return prepare_targets(weights, _resize(content, small), _resize(style, style_small), cm, sm, cfg=no_photo)
+
+
+def _initial_image(content: jax.Array, config: Config, key: jax.Array | None) -> jax.Array:
+    if config.init_noise <= 0:
+        return content
+    if key is None:
+        raise JaxstyleError("config.init_noise > 0 needs a PRNG key")
+    return content + config.init_noise * jax.random.normal(key, content.shape, content.dtype)
+
+
+def _finish(x: jax.Array, content: jax.Array, config: Config) -> jax.Array:
+    x = jnp.clip(x, 0.0, 1.0)
+    if config.smooth.enabled:
+        s = config.smooth
+        x = smooth_local_affine(x, content, radius=s.radius, edge=s.edge, eps=s.eps,
+                                patch_radius=s.patch_radius)
+    return x
+
+
+_prepare = jax.jit(prepare_targets, static_argnames=("cfg",))
+_finish_jit = jax.jit(_finish, static_argnames=("config",))
+
+
+def load_inputs(content: Any, style: Any, content_mask: Any = None, style_mask: Any = None, *,
+                max_side: int | None = None, num_labels: int | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, tuple[str, ...]]:
+    """Host-side preparation: images to float32 `[H, W, 3]` capped at `max_side`, masks parsed.
+
+    Accepts paths, numpy/JAX arrays and PIL images. Returns (content, style, content_mask
+    `[H, W, K]` or None, style_mask `[Hs, Ws, K]` or None, notes for the user).
+    """
+    content = _as_image(content, max_side)
+    style = _as_image(style, max_side)
+    if content_mask is None and style_mask is None:
+        return content, style, None, None, ()
+    pair = masks_lib.parse_mask_pair(_as_mask(content_mask), _as_mask(style_mask),
+                                     content_shape=content.shape[:2], style_shape=style.shape[:2],
+                                     num_labels=num_labels)
+    return content, style, pair.content, pair.style, tuple(pair.notes)
+
+
+def _as_image(image: Any, max_side: int | None) -> np.ndarray:
+    if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"):
+        return io.load_image(image, max_side=max_side)
+    array = io.to_numpy_image(image)
+    if max_side and max(array.shape[:2]) > max_side:
+        array = io.resize_image(array, io.fit_max_side(*array.shape[:2], max_side))
+    return array
+
+
+def _as_mask(mask: Any) -> Any:
+    if mask is None:
+        return None
+    if isinstance(mask, (str, bytes)) or hasattr(mask, "__fspath__"):
+        return io.load_label_image(mask)
+    if hasattr(mask, "mode") and hasattr(mask, "size"):  # a PIL image
+        return np.asarray(mask.convert("RGB") if mask.mode not in ("L", "I", "I;16") else mask)
+    mask = np.asarray(mask)
+    if mask.ndim == 3 and mask.shape[-1] not in (3,):  # a one-hot/soft stack [H, W, K]
+        return np.argmax(mask, axis=-1).astype(np.int32)
+    return mask
+
+
+def stylize(content: Any, style: Any, *, content_mask: Any = None, style_mask: Any = None,
+            config: Config | str = "default", overrides: Mapping[str, Any] | None = None,
+            weights: VGGWeights | None = None, max_side: int | None = None,
+            progress: ProgressFn | None = None) -> Result:
+    """Transfer the look of `style` onto `content`; see the module docstring.
+
+    Args:
+      content, style: paths, numpy/JAX arrays (`[H, W, 3]` in [0, 1] or uint8) or PIL images.
+      content_mask, style_mask: colour-coded or label masks (paths or arrays), both or neither.
+      config: a `Config`, a preset name or a TOML path; `overrides` are dotted keys.
+      weights: VGG weights (default: resolved from `config.backbone`).
+      max_side: cap on the longer side (default: `config.max_side`).
+      progress: called as `progress(stage_name, Progress)` between device-side chunks.
+
+    Raises:
+      DivergenceError when a stage produced no finite improvement; Interrupted on Ctrl-C
+      (with the best image so far).
+    """
+    cfg = config if isinstance(config, Config) else load_config(config, overrides)
+    if isinstance(config, Config) and overrides:
+        raise JaxstyleError("pass overrides with a preset name or path, or build the Config yourself")
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    content_a, style_a, cmask, smask, notes = load_inputs(
+        content, style, content_mask, style_mask, max_side=max_side or cfg.max_side)
+    weights = weights if weights is not None else resolve_weights(cfg.backbone, allow_fallback=cfg.allow_fallback)
+    weights = jax.device_put(weights)
+    c, s = jnp.asarray(content_a), jnp.asarray(style_a)
+    cm = None if cmask is None else jnp.asarray(cmask)
+    sm = None if smask is None else jnp.asarray(smask)
+    targets = _prepare(weights, c, s, cm, sm, cfg=cfg.loss)
+    jax.block_until_ready(targets)
+    timings["setup"] = time.perf_counter() - start
+
+    x = _initial_image(c, cfg, jax.random.PRNGKey(cfg.seed) if cfg.init_noise > 0 else None)
+    stages: dict[str, np.ndarray] = {}
+    history: dict[str, list[float]] = {}
+    terms: dict[str, dict[str, float]] = {}
+    status: dict[str, str] = {}
+    for name, use_photo, opt in _stage_plan(cfg):
+        t0 = time.perf_counter()
+        stage_targets, x0 = targets, x
+        if name == "stage1" and cfg.mode == "coarse_to_fine":
+            small = _scaled_shape(c.shape, cfg.coarse_scale)
+            stage_targets = jax.jit(_coarse_targets, static_argnums=(5, 6))(weights, c, s, cm, sm, cfg, small)
+            x0 = _resize(x, small)
+        objective = Objective(cfg.loss, use_photo)
+        state, losses = _run_stage(name, objective, x0, (weights, stage_targets), opt, progress)
+        best = state.best_x
+        if x0.shape != c.shape:
+            best = _resize(best, c.shape[:2])
+        history[name] = losses
+        status[name] = STATUS_NAMES[int(state.status)]
+        terms[name] = {k: float(v) for k, v in jax.device_get(objective(state.best_x, (weights, stage_targets))[1]).items()}
+        if int(state.status) == DIVERGED:
+            if not np.isfinite(float(state.best_loss)):
+                raise DivergenceError(f"{name} diverged at its first step (loss is NaN/Inf): lower the "
+                                      "loss weights or the learning rate, or check the inputs")
+            notes += (f"{name} diverged after {int(state.step)} iterations; kept the best image "
+                      f"(loss {float(state.best_loss):.4g}); consider fewer iterations or a smaller "
+                      "learning rate",)
+        x = best
+        stages[name] = np.asarray(jnp.clip(x, 0, 1))
+        timings[name] = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    final = np.asarray(jax.block_until_ready(_finish_jit(x, c, cfg)))
+    timings["smooth" if cfg.smooth.enabled else "finish"] = time.perf_counter() - t0
+    timings["total"] = time.perf_counter() - start
+    return Result(image=final, stages=stages, history=history, terms=terms, status=status,
+                  seconds=timings, notes=tuple(notes), config=cfg)
+
+
+def _run_stage(name: str, objective: Objective, x0: jax.Array, args: Any, opt: OptimConfig,
+               progress: ProgressFn | None):
+    """Run one stage; on Ctrl-C raise `Interrupted` with the best image so far."""
+    latest: dict[str, Any] = {}
+
+    def callback(p: Progress, state) -> None:
+        latest["state"] = state
+        if progress is not None:
+            progress(name, p)
+
+    try:
+        state, history = minimize(objective, x0, args, opt, callback=callback)
+    except KeyboardInterrupt:
+        state = latest.get("state")
+        best = None
+        if state is not None and np.isfinite(float(state.best_loss)):
+            best = np.asarray(jnp.clip(state.best_x, 0, 1))
+        raise Interrupted(f"interrupted during {name}", best) from None
+    return state, [float(v) for v in history]
