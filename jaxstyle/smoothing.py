@@ -1,6 +1,7 @@
 """Smooth local affine: the post-process of Deep Photo Style Transfer (Luan et al. 2017).
 
-Images are float32 `[H, W, 3]` RGB in [0, 1]. The filter takes a stylised `output` and
+Images are float32 `[H, W, 3]` RGB in [0, 1] (float64 inputs stay float64 under
+`jax.enable_x64(True)`; other dtypes become float32). The filter takes a stylised `output` and
 the `content` photo and returns an image that is, around every pixel, an affine function
 of the content's colours, so content edges stay sharp and textures do not smear:
 
@@ -103,7 +104,7 @@ def local_affine_coefficients(output: jax.Array, content: jax.Array, *,
       eps: ridge on the 3x3 colour part (the original's fixed 1e-3).
 
     Returns:
-      `[H, W, 3, 4]` float32; `[..., c, :3]` weights content RGB for output channel c,
+      `[H, W, 3, 4]` in the inputs' float dtype; `[..., c, :3]` weights content RGB for output channel c,
       `[..., c, 3]` is its offset.
     """
     output = _check_image("output", output)
@@ -113,10 +114,11 @@ def local_affine_coefficients(output: jax.Array, content: jax.Array, *,
     _check_positive("eps", eps)
     h, w, _ = output.shape
 
+    dtype = jnp.result_type(output, content)
+    output, content = output.astype(dtype), content.astype(dtype)
     pad = ((p, p), (p, p), (0, 0))
     content_pad = jnp.pad(content, pad)  # [h+2p, w+2p, 3]
     output_pad = jnp.pad(output, pad)  # [h+2p, w+2p, 3]
-    dtype = jnp.result_type(output, content)
     inside_pad = jnp.pad(jnp.ones((h, w, 1), dtype), pad)  # [h+2p, w+2p, 1]
     offsets = _box_offsets(p)
 
@@ -161,7 +163,7 @@ def joint_bilateral(values: jax.Array, guide: jax.Array, *, radius: int = DEFAUL
 
     `out_i = sum_j w_ij v_j / sum_j w_ij` over in-image j with `|dx|, |dy| <= radius`,
     `w_ij = exp(-(dx^2 + dy^2) / (2 (radius/3)^2) - mean_c (g_j - g_i)_c^2 / (2 edge^2))`.
-    `radius=0` returns `values` unchanged. Returns `[H, W, D]` float32.
+    `radius=0` returns `values` unchanged. Returns `[H, W, D]` in the inputs' float dtype.
     """
     values = _check_image("values", values, channels=None)
     guide = _check_image("guide", guide)
@@ -172,10 +174,11 @@ def joint_bilateral(values: jax.Array, guide: jax.Array, *, radius: int = DEFAUL
         return values
     h, w, _ = values.shape
 
+    dtype = jnp.result_type(values, guide)
+    values, guide = values.astype(dtype), guide.astype(dtype)  # one dtype for the scan carry
     pad = ((r, r), (r, r), (0, 0))
     values_pad = jnp.pad(values, pad)  # [h+2r, w+2r, D]
     guide_pad = jnp.pad(guide, pad)  # [h+2r, w+2r, 3]
-    dtype = jnp.result_type(values, guide)
     inside_pad = jnp.pad(jnp.ones((h, w), dtype), pad[:2])  # [h+2r, w+2r]
     spatial_scale = 1.0 / (2.0 * (r * SPATIAL_SIGMA_PER_RADIUS) ** 2)
     range_scale = 1.0 / (3.0 * 2.0 * jnp.square(jnp.asarray(edge, dtype)))  # mean of 3
@@ -213,7 +216,7 @@ def smooth_local_affine(output: jax.Array, content: jax.Array, *, radius: int = 
 
     Local affine maps (`patch_radius`, ridge `eps`) from content to output colours,
     joint-bilaterally smoothed (`radius`, range sigma `edge`) under the content, applied
-    to the content and clipped to [0, 1]. Returns `[H, W, 3]` float32.
+    to the content and clipped to [0, 1]. Returns `[H, W, 3]` in the inputs' float dtype.
     """
     output = _check_image("output", output)
     content = _check_image("content", content)

@@ -227,6 +227,18 @@ def test_jit_vmap_and_grad():
     np.testing.assert_allclose(jnp.vdot(grad, direction), finite_diff, rtol=1e-3, atol=1e-3)
 
 
+def test_float64_inputs_stay_float64_and_match_the_reference_closely():
+    content, output = random_content(7, 9, 1), random_content(7, 9, 10)
+    with jax.enable_x64(True):
+        coef = smoothing.local_affine_coefficients(jnp.asarray(output), jnp.asarray(content))
+        mixed = smoothing.joint_bilateral(f32(output), jnp.asarray(content), radius=2, edge=0.1)
+        assert coef.dtype == jnp.float64 and mixed.dtype == jnp.float64
+    np.testing.assert_allclose(coef, reference_coefficients(output, content, 1, 1e-3),
+                               rtol=1e-9, atol=1e-9)
+    np.testing.assert_allclose(mixed, reference_joint_bilateral(
+        output.astype(np.float32).astype(np.float64), content, 2, 0.1), rtol=1e-9, atol=1e-9)
+
+
 def test_bad_inputs_raise_with_advice():
     image = jnp.zeros((8, 9, 3))
     with pytest.raises(JaxstyleError, match="does not match"):
