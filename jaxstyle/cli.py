@@ -179,3 +179,175 @@ def weights_fetch(
 
     out = W.fetch_weights(name, url=url, sha256=sha256, progress=not quiet)
     typer.echo(f"fetched {name} -> {out}")
+
+
+# ----------------------------------------------------------------------------- transfer, demo
+
+def _parse_overrides(items: list[str]) -> dict[str, Any]:
+    """`KEY=VALUE` strings (dotted keys) into a dict; values parsed as TOML scalars when possible."""
+    import tomllib
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            fail(f"--set expects KEY=VALUE (e.g. --set loss.style_weight=50), got {item!r}")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = value
+    return out
+
+
+class ProgressPrinter:
+    """One stderr line per report: stage, iteration/total, losses, ETA; JSON lines to a log file."""
+
+    def __init__(self, quiet: bool, log_file: Any | None) -> None:
+        import time
+
+        self.quiet = quiet
+        self.log_file = log_file
+        self.clock = time.perf_counter
+        self.started: dict[str, tuple[float, int]] = {}
+
+    def __call__(self, stage: str, p: Any) -> None:
+        now = self.clock()
+        start, first = self.started.setdefault(stage, (now, p.iteration))
+        done = p.iteration - first
+        rate = done / (now - start) if now > start and done > 0 else 0.0
+        eta = (p.total - p.iteration) / rate if rate > 0 else float("nan")
+        if self.log_file is not None:
+            record = {"stage": stage, "iteration": p.iteration, "loss": float(p.loss),
+                      "best_loss": float(p.best_loss), **(p.terms or {})}
+            self.log_file.write(json.dumps(record) + "\n")
+            self.log_file.flush()
+        if self.quiet:
+            return
+        terms = "  ".join(f"{k} {v:.3g}" for k, v in (p.terms or {}).items())
+        eta_text = f"ETA {eta:5.0f}s" if eta == eta else "ETA    ?"
+        typer.echo(f"\r{stage} {p.iteration:5d}/{p.total}  loss {float(p.loss):.4g}  {terms}  {eta_text}",
+                   err=True, nl=p.iteration >= p.total or int(p.status) != 0)
+
+
+def run_transfer(content: str, style: str, output: str, *, content_mask: str | None = None,
+                 style_mask: str | None = None, config: str = "default",
+                 overrides: dict[str, Any] | None = None, max_side: int | None = None,
+                 save_every: int = 0, log: str | None = None, quiet: bool = False,
+                 force: bool = False) -> Any:
+    """What `jaxstyle transfer` does, callable from tests: stylize, then write atomically."""
+    from pathlib import Path
+
+    from jaxstyle import io
+    from jaxstyle.config import load_config
+    from jaxstyle.stylize import Interrupted, stylize
+
+    inputs = [p for p in (content, style, content_mask, style_mask) if p]
+    out = Path(output)
+    if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
+        raise JaxstyleError(f"output {output} must end in .png, .jpg or .jpeg")
+    if not out.parent.is_dir():
+        raise JaxstyleError(f"the folder of {output} does not exist: create it first")
+    for p in inputs:
+        if Path(p).exists() and out.exists() and out.resolve() == Path(p).resolve():
+            raise JaxstyleError(f"refusing to write the result over the input {p}: choose another -o")
+    if out.exists() and not force:
+        raise JaxstyleError(f"{output} exists: pass --force to replace it, or choose another -o")
+    cfg = load_config(config, overrides)  # bad settings fail before any work
+    log_file = open(log, "w") if log else None
+    printer = ProgressPrinter(quiet, log_file)
+
+    def snapshot(stage: str, iteration: int, image: Any) -> None:
+        if image is not None:
+            io.save_image(image, out.with_name(f"{out.stem}.{stage}-{iteration:05d}{out.suffix}"),
+                          overwrite=True, protect=inputs)
+
+    try:
+        result = stylize(content, style, content_mask=content_mask, style_mask=style_mask, config=cfg,
+                         max_side=max_side, progress=printer, log_terms=log_file is not None or not quiet,
+                         snapshot=snapshot if save_every else None, snapshot_every=save_every)
+    except Interrupted as stop:
+        if stop.best_image is not None:
+            saved = out.with_name(f"{out.stem}.interrupted{out.suffix}")
+            io.save_image(stop.best_image, saved, overwrite=True, protect=inputs)
+            typer.echo(f"\ninterrupted: wrote the best image so far to {saved}", err=True)
+        else:
+            typer.echo("\ninterrupted before any result", err=True)
+        raise typer.Exit(130) from None
+    finally:
+        if log_file is not None:
+            log_file.close()
+    metadata = {"jaxstyle": __version__, "content": content, "style": style,
+                "content_mask": content_mask, "style_mask": style_mask, "config": result.config.to_dict(),
+                "status": result.status, "seconds": {k: round(v, 3) for k, v in result.seconds.items()},
+                "notes": list(result.notes)}
+    io.save_image(result.image, out, metadata=metadata, overwrite=force, protect=inputs)
+    for note in result.notes:
+        typer.echo(f"note: {note}", err=True)
+    return result
+
+
+@app.command()
+@friendly_errors
+def transfer(
+    content: str = typer.Argument(..., help="Content photo (its structure is kept)."),
+    style: str = typer.Argument(..., help="Style photo (its look is transferred)."),
+    output: str = typer.Option(..., "-o", "--output", help="Where to write the result (.png or .jpg)."),
+    content_mask: str | None = typer.Option(None, "--content-mask", help="Colour-coded or label mask of the content."),
+    style_mask: str | None = typer.Option(None, "--style-mask", help="Mask of the style with the same labels."),
+    config: str = typer.Option("default", "--config", "-c", help="Preset (paper, default, fast) or a .toml file."),
+    max_side: int | None = typer.Option(None, "--max-side", help="Resize so the longer side is at most N px."),
+    iterations: int | None = typer.Option(None, "--iterations", help="Iterations for each stage."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed (used with init_noise)."),
+    save_every: int = typer.Option(0, "--save-every", help="Write the best image every N iterations."),
+    log: str | None = typer.Option(None, "--log", help="Write per-term losses as JSON lines to FILE."),
+    no_smooth: bool = typer.Option(False, "--no-smooth", help="Skip the smooth-local-affine filter."),
+    set_: list[str] = typer.Option([], "--set", help="Override any setting: --set loss.style_weight=50."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output (never an input)."),
+) -> None:
+    """Transfer the look of STYLE onto CONTENT and write a photorealistic result."""
+    overrides = _parse_overrides(set_)
+    if iterations is not None:
+        overrides.update({"stage1.iterations": iterations, "stage2.iterations": iterations})
+    if seed is not None:
+        overrides["seed"] = seed
+    if no_smooth:
+        overrides["smooth.enabled"] = False
+    result = run_transfer(content, style, output, content_mask=content_mask, style_mask=style_mask,
+                          config=config, overrides=overrides, max_side=max_side, save_every=save_every,
+                          log=log, quiet=quiet, force=force)
+    if not quiet:
+        typer.echo(f"wrote {output} ({result.image.shape[1]}x{result.image.shape[0]}) in "
+                   f"{result.seconds['total']:.1f} s", err=True)
+
+
+def demo_paths() -> tuple[str, str]:
+    """The bundled, freely licensed demo pair (see jaxstyle/data/README.md)."""
+    import importlib.resources
+
+    root = importlib.resources.files("jaxstyle") / "data"
+    return str(root / "demo_content.jpg"), str(root / "demo_style.jpg")
+
+
+@app.command()
+@friendly_errors
+def demo(
+    output_dir: str = typer.Option("jaxstyle-demo", "-o", "--output-dir", help="Folder for the results."),
+    config: str = typer.Option("default", "--config", "-c", help="Preset or .toml file."),
+    max_side: int | None = typer.Option(256, "--max-side", help="Longer side of the working size."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Run on the bundled demo pair; writes result.png and sheet.png (content | style | result)."""
+    from pathlib import Path
+
+    from jaxstyle import io
+
+    content, style = demo_paths()
+    folder = Path(output_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    result = run_transfer(content, style, str(folder / "result.png"), config=config, max_side=max_side,
+                          quiet=quiet, force=True)
+    images = [io.load_image(content, max_side=max_side), io.load_image(style, max_side=max_side), result.image]
+    sheet = io.side_by_side(images, height=result.image.shape[0], labels=["content", "style", "result"])
+    io.save_image(sheet, folder / "sheet.png", overwrite=True)
+    typer.echo(f"wrote {folder / 'result.png'} and {folder / 'sheet.png'} in {result.seconds['total']:.1f} s")

@@ -162,6 +162,7 @@ class Progress:
     loss: Any
     best_loss: Any
     status: Any
+    terms: dict[str, float] | None = None
 
 
 def minimize(fun: Callable, x0: Any, args: Any, cfg: OptimConfig, *, batched: bool = False,

@@ -14,6 +14,7 @@ Images are float32 `[H, W, 3]` RGB in [0, 1]; masks `[H, W, K]` one-hot stacks.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import time
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -32,6 +33,7 @@ from jaxstyle.vgg import VGGWeights
 from jaxstyle.weights import resolve_weights
 
 ProgressFn = Callable[[str, Progress], None]
+SnapshotFn = Callable[[str, int, np.ndarray], None]
 
 
 @dataclasses.dataclass
@@ -182,7 +184,8 @@ def _as_mask(mask: Any) -> Any:
 def stylize(content: Any, style: Any, *, content_mask: Any = None, style_mask: Any = None,
             config: Config | str = "default", overrides: Mapping[str, Any] | None = None,
             weights: VGGWeights | None = None, max_side: int | None = None,
-            progress: ProgressFn | None = None) -> Result:
+            progress: ProgressFn | None = None, log_terms: bool = False,
+            snapshot: SnapshotFn | None = None, snapshot_every: int = 0) -> Result:
     """Transfer the look of `style` onto `content`; see the module docstring.
 
     Args:
@@ -192,6 +195,10 @@ def stylize(content: Any, style: Any, *, content_mask: Any = None, style_mask: A
       weights: VGG weights (default: resolved from `config.backbone`).
       max_side: cap on the longer side (default: `config.max_side`).
       progress: called as `progress(stage_name, Progress)` between device-side chunks.
+      log_terms: also evaluate the weighted loss terms at each report (`Progress.terms`;
+        one extra forward pass per chunk).
+      snapshot: called as `snapshot(stage_name, iteration, best_image)` about every
+        `snapshot_every` iterations (rounded up to whole chunks).
 
     Raises:
       DivergenceError when a stage produced no finite improvement; Interrupted on Ctrl-C
@@ -226,7 +233,14 @@ def stylize(content: Any, style: Any, *, content_mask: Any = None, style_mask: A
             stage_targets = jax.jit(_coarse_targets, static_argnums=(5, 6))(weights, c, s, cm, sm, cfg, small)
             x0 = _resize(x, small)
         objective = Objective(cfg.loss, use_photo)
-        state, losses = _run_stage(name, objective, x0, (weights, stage_targets), opt, progress)
+        reporter = _Reporter(name, objective, (weights, stage_targets), c.shape[:2], progress,
+                             log_terms, snapshot, snapshot_every)
+        try:
+            state, losses = _run_stage(name, objective, x0, (weights, stage_targets), opt, reporter)
+        except Interrupted as stop:
+            if stop.best_image is None and stages:  # nothing better yet in this stage
+                stop.best_image = stages[list(stages)[-1]]
+            raise
         best = state.best_x
         if x0.shape != c.shape:
             best = _resize(best, c.shape[:2])
@@ -251,22 +265,53 @@ def stylize(content: Any, style: Any, *, content_mask: Any = None, style_mask: A
                   seconds=timings, notes=tuple(notes), config=cfg)
 
 
+@dataclasses.dataclass
+class _Reporter:
+    """Host-side hook between chunks: progress, optional loss terms and snapshots."""
+
+    name: str
+    objective: Objective
+    args: Any
+    shape: tuple[int, int]
+    progress: ProgressFn | None
+    log_terms: bool
+    snapshot: SnapshotFn | None
+    snapshot_every: int
+    latest: Any = None
+    last_snapshot: int = 0
+
+    def __call__(self, p: Progress, state) -> None:
+        self.latest = state
+        if self.log_terms:
+            terms = jax.device_get(_terms_jit(self.objective, state.best_x, self.args))
+            p.terms = {k: float(v) for k, v in terms.items()}
+        if self.progress is not None:
+            self.progress(self.name, p)
+        if self.snapshot is not None and self.snapshot_every > 0 and \
+                p.iteration - self.last_snapshot >= self.snapshot_every:
+            self.last_snapshot = p.iteration
+            self.snapshot(self.name, p.iteration, self.best_image())
+
+    def best_image(self) -> np.ndarray | None:
+        state = self.latest
+        if state is None or not np.isfinite(float(state.best_loss)):
+            return None
+        best = state.best_x
+        if best.shape[:2] != self.shape:
+            best = _resize(best, self.shape)
+        return np.asarray(jnp.clip(best, 0, 1))
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def _terms_jit(objective: Objective, image: jax.Array, args: Any) -> dict[str, jax.Array]:
+    return objective(image, args)[1]
+
+
 def _run_stage(name: str, objective: Objective, x0: jax.Array, args: Any, opt: OptimConfig,
-               progress: ProgressFn | None):
+               reporter: _Reporter):
     """Run one stage; on Ctrl-C raise `Interrupted` with the best image so far."""
-    latest: dict[str, Any] = {}
-
-    def callback(p: Progress, state) -> None:
-        latest["state"] = state
-        if progress is not None:
-            progress(name, p)
-
     try:
-        state, history = minimize(objective, x0, args, opt, callback=callback)
+        state, history = minimize(objective, x0, args, opt, callback=reporter)
     except KeyboardInterrupt:
-        state = latest.get("state")
-        best = None
-        if state is not None and np.isfinite(float(state.best_loss)):
-            best = np.asarray(jnp.clip(state.best_x, 0, 1))
-        raise Interrupted(f"interrupted during {name}", best) from None
+        raise Interrupted(f"interrupted during {name}", reporter.best_image()) from None
     return state, [float(v) for v in history]
