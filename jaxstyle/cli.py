@@ -351,3 +351,105 @@ def demo(
     sheet = io.side_by_side(images, height=result.image.shape[0], labels=["content", "style", "result"])
     io.save_image(sheet, folder / "sheet.png", overwrite=True)
     typer.echo(f"wrote {folder / 'result.png'} and {folder / 'sheet.png'} in {result.seconds['total']:.1f} s")
+
+
+# ----------------------------------------------------------------------------- evaluate
+
+def _report_target(path: str, what: str, inputs: list[str]) -> None:
+    """Fail before any work when `path` (a --json/--sheet/--out file) cannot be written."""
+    from pathlib import Path
+
+    target = Path(path)
+    if not target.parent.is_dir():
+        fail(f"{what} {path}: the folder {target.parent} does not exist; create it first")
+    if target.exists() and any(Path(p).exists() and target.resolve() == Path(p).resolve() for p in inputs):
+        fail(f"refusing to write {what} {path} over one of the inputs: choose another file")
+
+
+@app.command()
+@friendly_errors
+def evaluate(
+    content: str | None = typer.Option(None, "--content", help="Content photo the output was made from."),
+    style: str | None = typer.Option(None, "--style", help="Style photo the output was made from."),
+    output: str | None = typer.Option(None, "--output", help="The stylised result to score."),
+    content_mask: str | None = typer.Option(None, "--content-mask", help="Mask of the content (as for transfer)."),
+    style_mask: str | None = typer.Option(None, "--style-mask", help="Mask of the style with the same labels."),
+    reference: str | None = typer.Option(None, "--reference", help="A reference result: adds psnr, "
+                                         "ssim_reference and lpips."),
+    manifest: str | None = typer.Option(None, "--manifest", help="Many items: a CSV or JSON-lines file with "
+                                        "fields content, style, output (and content_mask, style_mask, reference, "
+                                        "name), or a folder of NAME_content.*, NAME_style.*, NAME_output.* "
+                                        "(NAME_reference.*, ...) images."),
+    json_path: str | None = typer.Option(None, "--json", help="Write the numbers as JSON to FILE."),
+    sheet: str | None = typer.Option(None, "--sheet", help="Write a contact sheet (content | style | output "
+                                     "| reference, numbers under each) to PNG."),
+    max_side: int | None = typer.Option(None, "--max-side", help="Cap the longer side of the output (the "
+                                        "working size) and of the style at N px."),
+    backbone: str = typer.Option("vgg16", "--backbone", help="VGG for gram_distance: vgg16, vgg19 or a "
+                                 "weights file."),
+    plot: str | None = typer.Option(None, "--plot", help="Also plot the loss curves of a 'transfer --log' file."),
+    plot_out: str | None = typer.Option(None, "--out", "--plot-out", help="Where --plot writes (.png, .pdf, "
+                                        ".svg; default: the log's name with .png)."),
+) -> None:
+    """Score stylised photos: structure kept, photorealism, style match, closeness to a reference.
+
+    One item (--content --style --output), many (--manifest), and/or the loss curves of a
+    'transfer --log' file (--plot). Exit code 3 when some manifest items failed.
+    """
+    from pathlib import Path
+
+    from jaxstyle import evaluate as E
+    from jaxstyle import io
+
+    single = {"content": content, "style": style, "output": output, "content_mask": content_mask,
+              "style_mask": style_mask, "reference": reference}
+    given = any(v is not None for v in single.values())
+    if given and manifest is not None:
+        fail("pass either --content/--style/--output (one item) or --manifest (many), not both")
+    missing = [f"--{k}" for k in ("content", "style", "output") if single[k] is None]
+    if given and missing:
+        fail(f"missing {', '.join(missing)}: one evaluation needs --content, --style and --output")
+    if plot_out is not None and plot is None:
+        fail("--out names the file for --plot: pass --plot LOG too")
+    if not (given or manifest or plot):
+        fail("nothing to evaluate: pass --content C --style S --output O, --manifest FILE|DIR, or --plot LOG")
+    if not (given or manifest) and (json_path or sheet):
+        fail("--json and --sheet need --content/--style/--output or --manifest")
+    inputs = [p for p in (*single.values(), manifest, plot) if p]
+    for path, what in ((json_path, "--json"), (sheet, "--sheet")):
+        if path:
+            _report_target(path, what, inputs)
+    if plot:
+        plot_out = plot_out or str(Path(plot).with_suffix(".png"))
+        _report_target(plot_out, "--out", inputs)
+
+    failed = 0
+    if given:
+        metrics = E.evaluate_files(content, style, output, content_mask=content_mask, style_mask=style_mask,
+                                   reference=reference, max_side=max_side, weights=backbone)
+        typer.echo(E.metrics_table(metrics))
+        report: Any = metrics
+        rows, values = [single], [metrics]
+    elif manifest:
+        def progress(index: int, total: int, item: dict[str, Any]) -> None:
+            state = "failed" if item["error"] else "done"
+            typer.echo(f"\r[{index + 1}/{total}] {item['name']}: {state}", err=True, nl=index + 1 == total)
+
+        items = E.evaluate_manifest(manifest, max_side=max_side, weights=backbone, on_item=progress)
+        typer.echo(E.items_table(items))
+        failed = sum(item["error"] is not None for item in items)
+        report, rows, values = items, items, [item["metrics"] for item in items]
+    if json_path:
+        Path(json_path).write_text(E.to_json(report) + "\n")
+        typer.echo(f"wrote {json_path}", err=True)
+    if sheet:
+        if any(v is not None for v in values):
+            io.save_image(E.contact_sheet(rows, values), sheet, overwrite=True, protect=inputs)
+            typer.echo(f"wrote {sheet}", err=True)
+        else:
+            typer.echo(f"no sheet: every item failed, so {sheet} was not written", err=True)
+    if plot:
+        typer.echo(f"wrote {E.plot_log(plot, plot_out)}", err=True)
+    if failed:
+        typer.echo(f"{failed} of {len(values)} items failed (see the error column)", err=True)
+        raise typer.Exit(EXIT_SOME_FAILED)
