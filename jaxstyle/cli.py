@@ -253,6 +253,14 @@ def run_transfer(content: str, style: str, output: str, *, content_mask: str | N
     if out.exists() and not force:
         raise JaxstyleError(f"{output} exists: pass --force to replace it, or choose another -o")
     cfg = load_config(config, overrides)  # bad settings fail before any work
+    if log:
+        log_path = Path(log)
+        for p in [*inputs, output]:
+            if log_path.resolve() == Path(p).resolve() or (log_path.exists() and Path(p).exists()
+                                                             and log_path.samefile(p)):
+                raise JaxstyleError(f"refusing to write the --log over {p}: choose another log file")
+        if not log_path.parent.is_dir():
+            raise JaxstyleError(f"the folder of --log {log} does not exist: create it first")
     log_file = open(log, "w") if log else None
     printer = ProgressPrinter(quiet, log_file)
 

@@ -258,7 +258,10 @@ def stylize(content: Any, style: Any, *, content_mask: Any = None, style_mask: A
         stages[name] = np.asarray(jnp.clip(x, 0, 1))
         timings[name] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    final = np.asarray(jax.block_until_ready(_finish_jit(x, c, cfg)))
+    try:
+        final = np.asarray(jax.block_until_ready(_finish_jit(x, c, cfg)))
+    except KeyboardInterrupt:
+        raise Interrupted("interrupted during the final filter", stages[list(stages)[-1]]) from None
     timings["smooth" if cfg.smooth.enabled else "finish"] = time.perf_counter() - t0
     timings["total"] = time.perf_counter() - start
     return Result(image=final, stages=stages, history=history, terms=terms, status=status,

@@ -9,7 +9,12 @@ import pytest
 
 from jaxstyle.errors import JaxstyleError
 from jaxstyle.optimize import (BUDGET, CONVERGED, DIVERGED, OptimConfig, minimize, minimize_fixed,
-                               run_chunk)
+                               run_chunk, run_step)
+
+
+def compiled_steps() -> int:
+    """Compiled variants of the step, whichever loop driver ran it."""
+    return run_chunk._cache_size() + run_step._cache_size()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -33,10 +38,10 @@ class Explodes:
 ARGS = (jnp.linspace(0.5, 2.0, 24).reshape(2, 4, 3), jnp.full((2, 4, 3), 0.3))
 
 
-@pytest.mark.parametrize("method", ["lbfgs", "adam"])
-def test_converges_to_the_minimum(method):
-    cfg = OptimConfig(method=method, iterations=400 if method == "adam" else 40, learning_rate=0.05,
-                      chunk_size=10)
+@pytest.mark.parametrize("method,linesearch", [("lbfgs", "none"), ("lbfgs", "zoom"), ("adam", "none")])
+def test_converges_to_the_minimum(method, linesearch):
+    cfg = OptimConfig(method=method, linesearch=linesearch, iterations=400 if method == "adam" else 40,
+                      learning_rate=0.05, chunk_size=10)
     state, history = minimize(Quadratic(), jnp.zeros((2, 4, 3)), ARGS, cfg)
     np.testing.assert_allclose(state.best_x, ARGS[1], atol=2e-3)
     assert history[0] > history[-1] and len(history) == int(state.step)
@@ -59,15 +64,27 @@ def test_divergence_is_detected_and_best_is_kept():
     assert float(state.best_loss) == pytest.approx(min(h for h in history if np.isfinite(h)))
 
 
-def test_chunk_compiles_once_for_many_chunks_and_new_data():
-    cfg = OptimConfig(iterations=30, chunk_size=10)
-    before = run_chunk._cache_size()
+@pytest.mark.parametrize("loop", ["scan", "host"])
+def test_step_compiles_once_for_many_chunks_and_new_data(loop):
+    cfg = OptimConfig(iterations=30, chunk_size=10, loop=loop)
+    before = compiled_steps()
     minimize(Quadratic(), jnp.zeros((2, 4, 3)), ARGS, cfg)
-    after_first = run_chunk._cache_size()
+    after_first = compiled_steps()
     other = (ARGS[0] * 2, ARGS[1] + 0.1)
     minimize(Quadratic(), jnp.ones((2, 4, 3)), other, cfg)  # same shapes, new values
     assert after_first - before == 1
-    assert run_chunk._cache_size() == after_first
+    assert compiled_steps() == after_first
+
+
+@pytest.mark.parametrize("method,linesearch", [("lbfgs", "none"), ("lbfgs", "zoom"), ("adam", "none")])
+def test_scan_and_host_loops_agree(method, linesearch):
+    results = []
+    for loop in ("scan", "host"):
+        cfg = OptimConfig(method=method, linesearch=linesearch, iterations=12, chunk_size=5, loop=loop)
+        state, history = minimize(Quadratic(), jnp.zeros((2, 4, 3)), ARGS, cfg)
+        results.append((np.asarray(state.best_x), history))
+    np.testing.assert_allclose(results[0][0], results[1][0], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(results[0][1], results[1][1], rtol=1e-5)
 
 
 def test_batched_items_stop_independently_and_match_single_runs():
@@ -108,3 +125,5 @@ def test_bad_settings_are_named():
         OptimConfig(method="lbgfs")
     with pytest.raises(JaxstyleError, match="iterations"):
         OptimConfig(iterations=-1)
+    with pytest.raises(JaxstyleError, match="did you mean 'zoom'"):
+        OptimConfig(linesearch="zom")

@@ -10,7 +10,7 @@ import pytest
 from conftest import synthetic_photo, two_region_mask
 from jaxstyle.config import Config, SmoothConfig, load_config
 from jaxstyle.objective import LossConfig, Objective, prepare_targets
-from jaxstyle.optimize import OptimConfig, run_chunk
+from jaxstyle.optimize import OptimConfig, run_chunk, run_step
 from jaxstyle.stylize import stylize, stylize_image
 
 H, W = 32, 48
@@ -62,14 +62,14 @@ def test_same_seed_same_result_and_smoothing_applied(vgg16, pair):
 def test_each_stage_compiles_once(vgg16, pair):
     cfg = tiny_config()
     stylize(pair[0], pair[1], config=cfg, weights=vgg16)
-    size = run_chunk._cache_size()
+    size = run_chunk._cache_size() + run_step._cache_size()
     other = synthetic_photo(H, W, 7)  # new content and style of the same shapes: no new compile
     stylize(other, pair[1][::-1].copy(), config=cfg, weights=vgg16)
-    assert run_chunk._cache_size() == size
+    assert run_chunk._cache_size() + run_step._cache_size() == size
     # A fresh objective layout (different layers) compiles exactly one step per stage.
     fresh = dataclasses.replace(cfg, loss=dataclasses.replace(LOSS, content_layers=("relu3_1",)))
     stylize(pair[0], pair[1], config=fresh, weights=vgg16)
-    assert run_chunk._cache_size() == size + 2
+    assert run_chunk._cache_size() + run_step._cache_size() == size + 2
 
 
 def test_pure_pipeline_vmaps_like_single_runs(vgg16, pair):
@@ -79,7 +79,9 @@ def test_pure_pipeline_vmaps_like_single_runs(vgg16, pair):
     run = jax.jit(lambda c, s: stylize_image(vgg16, c, s, config=cfg))
     batched = jax.vmap(lambda c, s: stylize_image(vgg16, c, s, config=cfg))(contents, styles)
     for i in range(2):
-        np.testing.assert_allclose(batched[i], run(contents[i], styles[i]), rtol=2e-4, atol=2e-4)
+        # float32: batched convolutions sum in another order and L-BFGS amplifies it a little;
+        # 1e-3 is a quarter of one 8-bit level.
+        np.testing.assert_allclose(batched[i], run(contents[i], styles[i]), rtol=0, atol=1e-3)
 
 
 def test_pure_pipeline_matches_host_pipeline_for_fixed_budget(vgg16, pair):
