@@ -461,3 +461,42 @@ def evaluate(
     if failed:
         typer.echo(f"{failed} of {len(values)} items failed (see the error column)", err=True)
         raise typer.Exit(EXIT_SOME_FAILED)
+
+
+# ----------------------------------------------------------------------------- batch
+
+@app.command("batch")
+@friendly_errors
+def batch_command(
+    manifest: str = typer.Argument(..., help="CSV with a header (content,style[,content_mask,style_mask,output,"
+                                             "overrides]) or JSON lines; paths relative to its folder."),
+    outdir: str = typer.Option(..., "-o", "--outdir", help="Folder for the results and summary.json."),
+    config: str = typer.Option("default", "--config", "-c", help="Preset (paper, default, fast) or a .toml file."),
+    max_side: int | None = typer.Option(None, "--max-side", help="Resize so the longer side is at most N px."),
+    iterations: int | None = typer.Option(None, "--iterations", help="Iterations for each stage."),
+    batch_size: int | None = typer.Option(None, "--batch-size", help="Pairs per batch (default: one per device)."),
+    force: bool = typer.Option(False, "--force", help="Redo items whose output exists."),
+    coordinator: str | None = typer.Option(None, "--coordinator", help="host:port of process 0 (multi-process)."),
+    num_processes: int | None = typer.Option(None, "--num-processes", help="How many processes share the work."),
+    process_id: int | None = typer.Option(None, "--process-id", help="This process's index, 0-based."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Stylise every pair of MANIFEST into OUTDIR; rerun to resume (finished outputs are skipped).
+
+    Exit code 0 when every item is done or skipped, 3 when some failed (see OUTDIR/summary.json),
+    2 when the manifest or settings are unusable.
+    """
+    from jaxstyle import batch as B
+
+    index, count = B.initialize_distributed(coordinator, num_processes, process_id)
+    try:
+        report = B.run_manifest(manifest, outdir, config=config, max_side=max_side, iterations=iterations,
+                                batch_size=batch_size, force=force, progress=not quiet)
+    except KeyboardInterrupt:
+        typer.echo("\ninterrupted: finished items are kept (see summary.json); rerun to resume", err=True)
+        raise typer.Exit(130) from None
+    where = f" (process {index} of {count})" if count > 1 else ""
+    typer.echo(f"{report.done} done, {report.skipped} skipped, {report.failed} failed{where}; "
+               f"summary: {report.summary_path}", err=True)
+    if report.failed:
+        raise typer.Exit(EXIT_SOME_FAILED)

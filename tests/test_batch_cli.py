@@ -1,0 +1,187 @@
+"""`jaxstyle batch` through typer's CliRunner: bad items fail alone, resume after a kill,
+outputs stay inside OUTDIR, unusable manifests exit 2."""
+
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import synthetic_photo, two_region_mask
+from jaxstyle import batch as B
+from jaxstyle import io
+from jaxstyle.cli import app
+from jaxstyle.weights import CACHE_ENV
+
+runner = CliRunner()
+H, W, HS, WS = 32, 48, 36, 40
+TINY_TOML = """base = "default"
+max_side = 48
+[loss]
+content_layers = ["relu2_2"]
+style_layers = ["relu1_1", "relu2_1", "relu3_1"]
+[stage1]
+iterations = 3
+chunk_size = 3
+[stage2]
+iterations = 3
+chunk_size = 3
+[smooth]
+radius = 3
+"""
+BLUE_GREEN = np.array([[0, 0, 255], [0, 255, 0]], np.uint8)
+
+
+@pytest.fixture(autouse=True)
+def bundled_weights(tmp_path, monkeypatch):
+    """An empty weights cache, so 'vgg16' is the bundled network whatever this machine has."""
+    monkeypatch.setenv(CACHE_ENV, str(tmp_path / "cache"))
+
+
+def write_inputs(folder, n_pairs=2):
+    """Pairs c{i}.png / s{i}.png with colour masks cm{i}.png / sm{i}.png, and tiny.toml."""
+    folder.mkdir(exist_ok=True)
+    for i in range(n_pairs):
+        io.save_image(synthetic_photo(H, W, i), folder / f"c{i}.png", overwrite=True)
+        io.save_image(synthetic_photo(HS, WS, i + 3)[..., ::-1], folder / f"s{i}.png", overwrite=True)
+        for name, (h, w) in ((f"cm{i}.png", (H, W)), (f"sm{i}.png", (HS, WS))):
+            mask = two_region_mask(h, w, i if name.startswith("c") else i + 3)
+            Image.fromarray(BLUE_GREEN[np.argmax(mask, -1)]).save(folder / name)
+    (folder / "tiny.toml").write_text(TINY_TOML)
+
+
+def invoke(manifest, out, *extra):
+    return runner.invoke(app, ["batch", str(manifest), "-o", str(out), "--config",
+                               str(manifest.parent / "tiny.toml"), *extra])
+
+
+def csv_manifest(path, rows, header="content,style,content_mask,style_mask,output,overrides"):
+    path.write_text("\n".join([header, *rows]) + "\n")
+    return path
+
+
+def summary_items(out):
+    return {e["key"]: e for e in json.loads((out / "summary.json").read_text())["items"]}
+
+
+def test_bad_items_fail_alone_with_their_reasons(tmp_path):
+    data = tmp_path / "data"
+    write_inputs(data)
+    (data / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 20)
+    Image.fromarray(np.zeros((H, 3 * W, 3), np.uint8)).save(data / "wide_mask.png")
+    manifest = csv_manifest(data / "m.csv", [
+        "c0.png,s0.png,cm0.png,sm0.png,good0.png,",
+        "corrupt.png,s0.png,,,corrupt.png,",
+        "missing.png,s0.png,,,missing.png,",
+        "c0.png,s0.png,wide_mask.png,sm0.png,badmask.png,",
+        'c1.png,s1.png,cm1.png,sm1.png,typo.png,"{""stage2.iteratons"": 5}"',
+        "c1.png,s1.png,cm1.png,sm1.png,sub/good1.jpg,",
+    ])
+    out = tmp_path / "out"
+    result = invoke(manifest, out, "--batch-size", "2")
+    assert result.exit_code == 3, (result.output, result.exception)
+    assert "2 done, 0 skipped, 4 failed" in result.stderr
+    assert "items/s" in result.stderr and "ETA" in result.stderr  # the progress bar
+    items = summary_items(out)
+    assert {k: e["status"] for k, e in items.items()} == {
+        "good0.png": "done", "corrupt.png": "failed", "missing.png": "failed", "badmask.png": "failed",
+        "typo.png": "failed", "sub/good1.jpg": "done"}
+    assert "damaged or truncated" in items["corrupt.png"]["reason"]
+    assert "no such file" in items["missing.png"]["reason"]
+    assert "aspect ratios differ" in items["badmask.png"]["reason"]
+    assert "did you mean 'iterations'" in items["typo.png"]["reason"]
+    assert all("reason" not in e for e in items.values() if e["status"] == "done")
+    for name in ("good0.png", "sub/good1.jpg"):
+        image = io.load_image(out / name)
+        assert image.shape == (H, W, 3)
+        assert io.read_metadata(out / name)["status"] == {"stage1": "budget", "stage2": "budget"}
+    # No partial or temporary files; the lock file guards summary.json across processes.
+    assert sorted(p.name for p in out.iterdir()) == [".summary.lock", "good0.png", "sub", "summary.json"]
+
+
+def test_resume_after_a_kill_redoes_nothing_finished(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    write_inputs(data)
+    manifest = csv_manifest(data / "m.csv", [f"c{i % 2}.png,s{i % 2}.png,cm{i % 2}.png,sm{i % 2}.png,o{i}.png,"
+                                             for i in range(4)])
+    out = tmp_path / "out"
+    real = B.stylize_batch
+    calls = []
+
+    def killed_on_second_batch(contents, *args, **kwargs):
+        calls.append(len(contents))
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return real(contents, *args, **kwargs)
+
+    monkeypatch.setattr(B, "stylize_batch", killed_on_second_batch)
+    result = invoke(manifest, out, "--batch-size", "2")
+    assert result.exit_code == 130 and "rerun to resume" in result.stderr
+    assert {k: e["status"] for k, e in summary_items(out).items()} == {"o0.png": "done", "o1.png": "done"}
+    assert sorted(p.name for p in out.glob("*.png")) == ["o0.png", "o1.png"]
+    finished = {name: os.stat(out / name).st_mtime_ns for name in ("o0.png", "o1.png")}
+
+    calls.clear()
+    monkeypatch.setattr(B, "stylize_batch", lambda *a, **k: calls.append(len(a[0])) or real(*a, **k))
+    result = invoke(manifest, out, "--batch-size", "2")
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert calls == [2]  # one batch: the two unfinished items
+    assert {name: os.stat(out / name).st_mtime_ns for name in finished} == finished
+    statuses = {k: e["status"] for k, e in summary_items(out).items()}
+    assert statuses == {"o0.png": "skipped", "o1.png": "skipped", "o2.png": "done", "o3.png": "done"}
+
+    calls.clear()
+    result = invoke(manifest, out, "--batch-size", "2", "--force")
+    assert result.exit_code == 0 and calls == [2, 2]
+    assert all(os.stat(out / name).st_mtime_ns > t for name, t in finished.items())
+
+
+def test_outputs_cannot_escape_the_output_folder(tmp_path):
+    data = tmp_path / "data"
+    write_inputs(data, n_pairs=1)
+    out = tmp_path / "out"
+    out.mkdir()
+    (tmp_path / "elsewhere").mkdir()
+    (out / "link").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    manifest = csv_manifest(data / "m.csv", ["c0.png,s0.png,../escape.png", f"c0.png,s0.png,{tmp_path}/abs.png",
+                                             "c0.png,s0.png,link/x.png", "c0.png,s0.png,a/../../b.png"],
+                            header="content,style,output")
+    result = invoke(manifest, out)
+    assert result.exit_code == 3
+    items = summary_items(out)
+    assert [e["status"] for e in items.values()] == ["failed"] * 4
+    assert "'..'" in items["../escape.png"]["reason"] and "'..'" in items["a/../../b.png"]["reason"]
+    assert "relative" in items[f"{tmp_path}/abs.png"]["reason"]
+    assert "symbolic link" in items["link/x.png"]["reason"]
+    assert not any((tmp_path / "elsewhere").iterdir())
+    assert sorted(p.name for p in tmp_path.glob("*.png")) == []
+
+
+@pytest.mark.parametrize("text, message", [
+    (None, "does not exist"),
+    ("", "is empty"),
+    ("contents,style\nc0.png,s0.png\n", "did you mean 'content'"),
+    ("content,style\n", "has no items"),
+])
+def test_unusable_manifests_exit_2(tmp_path, text, message):
+    data = tmp_path / "data"
+    write_inputs(data, n_pairs=1)
+    manifest = data / "m.csv"
+    if text is not None:
+        manifest.write_text(text)
+    result = invoke(manifest, tmp_path / "out")
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert message in result.stderr and "Traceback" not in result.output
+    assert not (tmp_path / "out" / "summary.json").exists()
+
+
+def test_bad_settings_exit_2_before_any_work(tmp_path):
+    data = tmp_path / "data"
+    write_inputs(data, n_pairs=1)
+    manifest = csv_manifest(data / "m.csv", ["c0.png,s0.png"], header="content,style")
+    result = runner.invoke(app, ["batch", str(manifest), "-o", str(tmp_path / "out"), "--config", "fsat"])
+    assert result.exit_code == 2 and "did you mean 'fast'" in result.stderr
+    result = runner.invoke(app, ["batch", str(manifest), "-o", str(tmp_path / "out"), "--coordinator", "x:1"])
+    assert result.exit_code == 2 and "--num-processes" in result.stderr
