@@ -21,7 +21,10 @@ The objective, term by term (all as in jaxstyle; see `jaxstyle/losses.py`):
   the image), built in float64 with scipy and applied in float32 as a sparse CSR matmul.
 
 Two stages like jaxstyle: stage 1 without the photo term from the content image, stage 2
-with it from stage 1's result; each stage is one `LBFGS.step` of `iterations` iterations.
+with it from stage 1's result; each stage is one `LBFGS.step` of `iterations` iterations,
+with torch's strong-Wolfe line search (default) or none (`line_search="none"`: a fixed step
+lr=1, the first one scaled by min(1, 1/|g|_1), one evaluation per iteration, as the
+original's Lua `optim.lbfgs` and jaxstyle's default `linesearch="none"`).
 
     python scripts/baselines/torch_dpst.py CONTENT STYLE --iterations 10 10 --size 128
 """
@@ -57,6 +60,7 @@ UNIT = losses.feature_unit("torchvision")  # 255 * mean(ImageNet std)
 PIXEL_SCALE = losses.CAFFE_PIXEL_SCALE
 STYLE_FALLBACK_PIXELS = 1.0  # as jaxstyle.masks.with_style_fallback's min_pixels
 LINE_SEARCH_EVALS = 25  # torch's strong-Wolfe search allows at most 25 evaluations per iteration
+LINE_SEARCHES = ("strong_wolfe", "none")  # "none": fixed step lr=1 (first step min(1, 1/|g|_1))
 
 
 # ----------------------------------------------------------------------------- network
@@ -336,7 +340,8 @@ def _warm_up(vgg: VGG16, targets: Mapping[str, Any], laplacian: torch.Tensor | N
 
 
 def _run_stage(vgg: VGG16, targets: Mapping[str, Any], laplacian: torch.Tensor | None, x0: torch.Tensor,
-               weights: Mapping[str, float], iterations: int, memory_size: int) -> tuple[torch.Tensor, dict]:
+               weights: Mapping[str, float], iterations: int, memory_size: int,
+               line_search: str = "strong_wolfe") -> tuple[torch.Tensor, dict]:
     """One L-BFGS stage from `x0`; returns the final iterate and its timing record."""
     x = x0.detach().clone().requires_grad_(True)
     with torch.no_grad():
@@ -348,7 +353,7 @@ def _run_stage(vgg: VGG16, targets: Mapping[str, Any], laplacian: torch.Tensor |
     # Tolerances 0: run exactly `iterations` iterations unless the step vanishes.
     opt = torch.optim.LBFGS([x], lr=1.0, max_iter=iterations, max_eval=iterations * LINE_SEARCH_EVALS,
                             tolerance_grad=0.0, tolerance_change=0.0, history_size=memory_size,
-                            line_search_fn="strong_wolfe")
+                            line_search_fn=None if line_search == "none" else line_search)
     evaluations = 0
 
     def closure() -> torch.Tensor:
@@ -375,7 +380,7 @@ def _run_stage(vgg: VGG16, targets: Mapping[str, Any], laplacian: torch.Tensor |
 def run_baseline(content: np.ndarray, style: np.ndarray, content_mask: np.ndarray | None = None,
                  style_mask: np.ndarray | None = None, *, iterations: tuple[int, int] = (100, 100),
                  weights: Mapping[str, float] | None = None, memory_size: int = 20, threads: int | None = None,
-                 device: str = "cpu") -> dict[str, Any]:
+                 device: str = "cpu", line_search: str = "strong_wolfe") -> dict[str, Any]:
     """Two-stage DPST in PyTorch, timed.
 
     Args:
@@ -386,6 +391,8 @@ def run_baseline(content: np.ndarray, style: np.ndarray, content_mask: np.ndarra
       memory_size: L-BFGS history (jaxstyle's OptimConfig.memory_size).
       threads: torch intra-op threads (default os.cpu_count(), like XLA); restored afterwards.
       device: "cpu" or "cuda" (any torch device string).
+      line_search: "strong_wolfe" (torch's, up to 25 evaluations per iteration) or "none"
+        (fixed step lr=1, first step scaled by min(1, 1/|g|_1); one evaluation per iteration).
 
     Returns:
       setup_seconds {weights, laplacian, targets, warmup, total} (warmup: one untimed
@@ -399,6 +406,9 @@ def run_baseline(content: np.ndarray, style: np.ndarray, content_mask: np.ndarra
     n1, n2 = (int(n) for n in iterations)
     if n1 < 0 or n2 < 0 or memory_size < 1:
         raise JaxstyleError(f"iterations must be >= 0 and memory_size >= 1, got {iterations}, {memory_size}")
+    if line_search not in LINE_SEARCHES:
+        raise JaxstyleError(f"unknown line search {line_search!r}{did_you_mean(line_search, LINE_SEARCHES)}; "
+                            f"choose one of {', '.join(LINE_SEARCHES)}")
     dev = torch.device(device)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads or os.cpu_count() or 1)
@@ -427,8 +437,8 @@ def run_baseline(content: np.ndarray, style: np.ndarray, content_mask: np.ndarra
         setup["total"] = time.perf_counter() - t0
 
         x = _image_tensor(content, dev)
-        x, stage1 = _run_stage(vgg, targets, None, x, weights, n1, memory_size)
-        x, stage2 = _run_stage(vgg, targets, laplacian, x, weights, n2, memory_size)
+        x, stage1 = _run_stage(vgg, targets, None, x, weights, n1, memory_size, line_search)
+        x, stage2 = _run_stage(vgg, targets, laplacian, x, weights, n2, memory_size, line_search)
         with torch.no_grad():
             final, terms = objective(vgg, targets, laplacian, x, weights)
         result = {
@@ -436,6 +446,7 @@ def run_baseline(content: np.ndarray, style: np.ndarray, content_mask: np.ndarra
             "final_loss": float(final), "final_terms": {k: float(v) for k, v in terms.items()},
             "image": np.clip(x[0].permute(1, 2, 0).cpu().numpy(), 0.0, 1.0),
             "threads": torch.get_num_threads(), "device": str(dev), "torch_version": torch.__version__,
+            "line_search": line_search,
         }
     finally:
         torch.set_num_threads(previous_threads)
@@ -454,7 +465,8 @@ def run_baseline(content: np.ndarray, style: np.ndarray, content_mask: np.ndarra
 
 def _summary(result: Mapping[str, Any]) -> str:
     s = result["setup_seconds"]
-    lines = [f"torch {result['torch_version']} on {result['device']}, {result['threads']} threads",
+    lines = [f"torch {result['torch_version']} on {result['device']}, {result['threads']} threads, "
+             f"line search {result['line_search']}",
              f"setup: weights {s['weights']:.2f} s, laplacian {s['laplacian']:.2f} s, "
              f"targets {s['targets']:.2f} s, warm-up {s['warmup']:.2f} s, total {s['total']:.2f} s"]
     for name in ("stage1", "stage2"):
@@ -480,6 +492,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--iterations", type=int, nargs=2, default=(100, 100), metavar=("STAGE1", "STAGE2"))
     parser.add_argument("--size", type=int, default=None, help="longer side of both images (downscale only)")
     parser.add_argument("--memory-size", type=int, default=20)
+    parser.add_argument("--line-search", choices=LINE_SEARCHES, default="strong_wolfe")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--output", help="write the result image here (PNG/JPEG)")
@@ -499,7 +512,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         cm, sm = pair.content, pair.style
     result = run_baseline(content, style, cm, sm, iterations=tuple(args.iterations),
                           weights={t: getattr(args, f"{t}_weight") for t in TERMS},
-                          memory_size=args.memory_size, threads=args.threads, device=args.device)
+                          memory_size=args.memory_size, threads=args.threads, device=args.device,
+                          line_search=args.line_search)
     print(f"{content.shape[0]}x{content.shape[1]} content, {style.shape[0]}x{style.shape[1]} style")
     print(_summary(result))
     if args.output:
