@@ -230,8 +230,11 @@ def minimize(fun: Callable, x0: Any, args: Any, cfg: OptimConfig, *, batched: bo
     history: list[float] = []
     done = 0
     while done < cfg.iterations:
-        state, losses = chunk(fun, cfg, state, args, budget, length=cfg.chunk_size, batched=batched)
-        done += cfg.chunk_size
+        # The last chunk is cut to the remaining budget (with "scan" that is one more
+        # compiled length when iterations is not a multiple of chunk_size).
+        length = min(cfg.chunk_size, cfg.iterations - done)
+        state, losses = chunk(fun, cfg, state, args, budget, length=length, batched=batched)
+        done += length
         losses = jax.device_get(losses)
         history.extend(losses.tolist())
         status = jax.device_get(state.status)
