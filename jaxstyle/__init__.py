@@ -11,9 +11,23 @@ import jax
 import jax.numpy as jnp
 
 from jaxstyle._version import __version__
+from jaxstyle.batch import BatchResult, stylize_batch
+from jaxstyle.config import Config, load_config
 from jaxstyle.errors import DivergenceError, JaxstyleError, WeightsError
+from jaxstyle.evaluate import evaluate_files
+from jaxstyle.io import load_image, read_metadata, save_image, to_numpy_image
+from jaxstyle.laplacian import (build_laplacian, laplacian_matvec, laplacian_residual_map,
+                                matting_laplacian, matting_operator, photorealism_loss,
+                                quadratic_energy)
+from jaxstyle.losses import content_loss, gram, masked_grams, style_loss, total_variation
+from jaxstyle.masks import MaskPair, parse_mask_pair, propagate_masks
+from jaxstyle.metrics import evaluate_triple
+from jaxstyle.objective import LossConfig, Objective, make_objective, prepare_targets
+from jaxstyle.optimize import OptimConfig, minimize, minimize_fixed
+from jaxstyle.smoothing import smooth_local_affine
+from jaxstyle.stylize import Result, stylize, stylize_image
 from jaxstyle.vgg import CONTENT_LAYERS, STYLE_LAYERS, VGGWeights, features
-from jaxstyle.weights import embedded_vgg16, resolve_weights
+from jaxstyle.weights import embedded_vgg16, fetch_weights, import_weights, resolve_weights
 
 
 def extract_features(image: jax.Array, layers: Sequence[str] = STYLE_LAYERS, *,
@@ -32,7 +46,13 @@ def extract_features(image: jax.Array, layers: Sequence[str] = STYLE_LAYERS, *,
 
 
 __all__ = [
-    "CONTENT_LAYERS", "STYLE_LAYERS", "DivergenceError", "JaxstyleError", "VGGWeights",
-    "WeightsError", "__version__", "embedded_vgg16", "extract_features", "features",
-    "resolve_weights",
+    "CONTENT_LAYERS", "STYLE_LAYERS", "BatchResult", "Config", "DivergenceError", "JaxstyleError",
+    "LossConfig", "MaskPair", "Objective", "OptimConfig", "Result", "VGGWeights", "WeightsError",
+    "__version__", "build_laplacian", "content_loss", "embedded_vgg16", "evaluate_files",
+    "evaluate_triple", "extract_features", "features", "fetch_weights", "gram", "import_weights",
+    "laplacian_matvec", "laplacian_residual_map", "load_config", "load_image", "make_objective",
+    "masked_grams", "matting_laplacian", "matting_operator", "minimize", "minimize_fixed",
+    "parse_mask_pair", "photorealism_loss", "prepare_targets", "propagate_masks", "quadratic_energy",
+    "read_metadata", "resolve_weights", "save_image", "smooth_local_affine", "style_loss", "stylize",
+    "stylize_batch", "stylize_image", "to_numpy_image", "total_variation",
 ]

@@ -79,8 +79,10 @@ def prepare_targets(weights: VGGWeights, content: jax.Array, style: jax.Array,
     if (content_mask is None) != (style_mask is None):
         raise JaxstyleError("give both a content mask and a style mask, or neither")
     if content_mask is None:
-        content_mask = jnp.ones((*content.shape[:2], 1), jnp.float32)
-        style_mask = jnp.ones((*style.shape[:2], 1), jnp.float32)
+        # Derived from the (traced) images rather than constants, so XLA does not spend
+        # seconds constant-folding the mask propagation at compile time.
+        content_mask = (content[..., :1] * 0 + 1).astype(jnp.float32)  # x * 0 is not folded (NaN)
+        style_mask = (style[..., :1] * 0 + 1).astype(jnp.float32)
     if content_mask.shape[:2] != content.shape[:2] or style_mask.shape[:2] != style.shape[:2]:
         raise JaxstyleError(f"masks {content_mask.shape[:2]} / {style_mask.shape[:2]} do not match images "
                             f"{content.shape[:2]} / {style.shape[:2]}: parse them with jaxstyle.masks")
