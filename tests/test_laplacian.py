@@ -96,6 +96,24 @@ def test_explicit_values_are_the_reference_matrix():
         np.testing.assert_allclose(dense, reference_laplacian(content, radius).toarray(), atol=1e-9)
 
 
+@pytest.mark.parametrize("shape,radius,image", [((7, 9), 1, "random"), ((16, 16), 1, "grey"),
+                                                 ((12, 10), 2, "random"), ((12, 10), 2, "grey")])
+def test_explicit_values_equal_the_reference_entries_in_both_dtypes(shape, radius, image):
+    """The build sums per-pair maps shifted into place (offset by offset): every entry,
+    borders included, must be Levin's L; grey content makes every window near-degenerate."""
+    content = np.random.default_rng(sum(shape) + radius).random((*shape, 3))  # shapes of CASES: no recompiles
+    if image == "grey":
+        content = np.repeat(content[..., :1], 3, axis=-1)
+    ref = reference_laplacian(content.astype(np.float32), radius).toarray()
+    op = lap.matting_laplacian(jnp.asarray(content, jnp.float32), radius=radius)
+    assert op.values.dtype == jnp.float32 and op.values.shape == (*shape, (4 * radius + 1) ** 2)
+    np.testing.assert_allclose(op.to_dense(), ref, atol=2e-5 * np.abs(ref).max())
+    ref = reference_laplacian(content, radius).toarray()
+    with jax.enable_x64(True):
+        dense = lap.matting_laplacian(jnp.asarray(content), radius=radius).to_dense()
+    np.testing.assert_allclose(dense, ref, atol=1e-9 * np.abs(ref).max())
+
+
 @pytest.mark.parametrize("name", ["astronaut", "grey"])
 def test_float32_is_accurate_on_near_degenerate_photo_windows(name):
     """Real photos have flat and one-colour-line windows where Delta ~ 1e8: a cofactor
