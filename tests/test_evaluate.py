@@ -21,7 +21,7 @@ from jaxstyle.cli import app
 from jaxstyle.errors import JaxstyleError
 from jaxstyle.masks import parse_mask_pair
 from jaxstyle.metrics import METRIC_KEYS, REFERENCE_KEYS, evaluate_triple
-from tests.conftest import synthetic_photo, two_region_mask
+from conftest import synthetic_photo, two_region_mask
 
 H, W = 40, 48  # content / output
 HS, WS = 36, 44  # style
