@@ -81,8 +81,10 @@ def prepare_targets(weights: VGGWeights, content: jax.Array, style: jax.Array,
     if content_mask is None:
         # Derived from the (traced) images rather than constants, so XLA does not spend
         # seconds constant-folding the mask propagation at compile time.
-        content_mask = (content[..., :1] * 0 + 1).astype(jnp.float32)  # x * 0 is not folded (NaN)
-        style_mask = (style[..., :1] * 0 + 1).astype(jnp.float32)
+        # (x * 0 is not folded: NaN). stop_gradient: masks carry no derivative, and the mask
+        # propagation's reduce_window has no reverse-mode rule.
+        content_mask = jax.lax.stop_gradient(content[..., :1] * 0 + 1).astype(jnp.float32)
+        style_mask = jax.lax.stop_gradient(style[..., :1] * 0 + 1).astype(jnp.float32)
     if content_mask.shape[:2] != content.shape[:2] or style_mask.shape[:2] != style.shape[:2]:
         raise JaxstyleError(f"masks {content_mask.shape[:2]} / {style_mask.shape[:2]} do not match images "
                             f"{content.shape[:2]} / {style.shape[:2]}: parse them with jaxstyle.masks")

@@ -6,6 +6,7 @@ one set of compiled stages (the demo at --max-side 48 has the same shapes).
 """
 
 import errno
+import importlib
 import json
 import os
 import signal
@@ -22,11 +23,12 @@ from typer.testing import CliRunner
 
 from conftest import synthetic_photo
 from jaxstyle import cli, io
-from jaxstyle import stylize as stylize_module
 from jaxstyle.config import load_config
 
 runner = CliRunner()
 H, W = 32, 48  # the demo pair at --max-side 48 is 48x32 too
+# `jaxstyle.stylize` is the function; the module is reached through importlib.
+stylize_module = importlib.import_module("jaxstyle.stylize")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TERM_KEYS = ("content", "style", "tv", "photo")
 TINY_TOML = """\
