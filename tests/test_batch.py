@@ -71,6 +71,7 @@ def stacked(cases, which):
     return [np.stack([cases[i]["inputs"][j] for i in which]) for j in range(4)]
 
 
+@pytest.mark.slow  # multi-process / multi-device or many compiles: CI runs it via -m slow
 def test_batch_of_pairs_with_different_label_sets_equals_single_runs(vgg16, cases):
     result = stylize_batch(*stacked(cases, [0, 1]), config=tiny_config(), weights=vgg16)
     assert result.images.shape == (2, H, W, 3)
@@ -161,6 +162,7 @@ SHARDED_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow  # multi-process / multi-device or many compiles: CI runs it via -m slow
 def test_sharded_over_four_devices_with_both_strategies_equals_single_runs(cases, tmp_path):
     data = tmp_path / "pairs.npz"
     contents, styles, cms, sms = stacked(cases, range(4))

@@ -66,6 +66,7 @@ def summary_items(out):
     return {e["key"]: e for e in json.loads((out / "summary.json").read_text())["items"]}
 
 
+@pytest.mark.slow  # multi-process / multi-device or many compiles: CI runs it via -m slow
 def test_bad_items_fail_alone_with_their_reasons(tmp_path):
     data = tmp_path / "data"
     write_inputs(data)

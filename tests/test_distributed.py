@@ -1,3 +1,4 @@
+import pytest
 """Two processes under jax.distributed (CPU, 127.0.0.1) share one manifest: every item is done
 exactly once, by the process its index assigns, and the outputs equal a one-process run."""
 
@@ -26,6 +27,7 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # multi-process / multi-device or many compiles: CI runs it via -m slow
 def test_two_processes_split_a_manifest_and_match_one_process(tmp_path, monkeypatch):
     data = tmp_path / "data"
     write_inputs(data)
