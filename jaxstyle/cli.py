@@ -233,8 +233,14 @@ def run_transfer(content: str, style: str, output: str, *, content_mask: str | N
                  style_mask: str | None = None, config: str = "default",
                  overrides: dict[str, Any] | None = None, max_side: int | None = None,
                  save_every: int = 0, log: str | None = None, quiet: bool = False,
-                 force: bool = False) -> Any:
-    """What `jaxstyle transfer` does, callable from tests: stylize, then write atomically."""
+                 force: bool = False, masks: str = "given", regions: int | None = None,
+                 save_masks: str | None = None) -> Any:
+    """What `jaxstyle transfer` does, callable from tests: stylize, then write atomically.
+
+    masks: "given" (the mask files, or none), "auto" (derived from the photos by
+    `jaxstyle.automask.auto_masks`, `regions` of them or chosen automatically, written to
+    `save_masks` when given) or "none".
+    """
     from pathlib import Path
 
     from jaxstyle import io
@@ -253,6 +259,7 @@ def run_transfer(content: str, style: str, output: str, *, content_mask: str | N
     if out.exists() and not force:
         raise JaxstyleError(f"{output} exists: pass --force to replace it, or choose another -o")
     cfg = load_config(config, overrides)  # bad settings fail before any work
+    _check_mask_options(masks, content_mask, style_mask, regions, save_masks, force)
     if log:
         log_path = Path(log)
         for p in [*inputs, output]:
@@ -270,8 +277,13 @@ def run_transfer(content: str, style: str, output: str, *, content_mask: str | N
                           overwrite=True, protect=inputs)
 
     try:
-        result = stylize(content, style, content_mask=content_mask, style_mask=style_mask, config=cfg,
-                         max_side=max_side, progress=printer, log_terms=log_file is not None or not quiet,
+        images, mask_inputs, weights, auto_labels = (content, style), (content_mask, style_mask), None, None
+        if masks == "auto":
+            images, mask_inputs, weights, auto_labels = _auto_mask_inputs(
+                content, style, cfg, max_side=max_side, regions=regions, save_dir=save_masks, force=force)
+        result = stylize(*images, content_mask=mask_inputs[0], style_mask=mask_inputs[1], config=cfg,
+                         weights=weights, max_side=max_side, progress=printer,
+                         log_terms=log_file is not None or not quiet,
                          snapshot=snapshot if save_every else None, snapshot_every=save_every)
     except Interrupted as stop:
         if stop.best_image is not None:
@@ -285,13 +297,73 @@ def run_transfer(content: str, style: str, output: str, *, content_mask: str | N
         if log_file is not None:
             log_file.close()
     metadata = {"jaxstyle": __version__, "content": content, "style": style,
-                "content_mask": content_mask, "style_mask": style_mask, "config": result.config.to_dict(),
+                "content_mask": content_mask, "style_mask": style_mask, "masks": masks,
+                **({"auto_labels": auto_labels, "saved_masks": save_masks} if masks == "auto" else {}),
+                "config": result.config.to_dict(),
                 "status": result.status, "seconds": {k: round(v, 3) for k, v in result.seconds.items()},
                 "notes": list(result.notes)}
     io.save_image(result.image, out, metadata=metadata, overwrite=force, protect=inputs)
     for note in result.notes:
         typer.echo(f"note: {note}", err=True)
     return result
+
+
+MASK_MODES = ("given", "auto", "none")
+
+
+def _check_mask_options(masks: str, content_mask: str | None, style_mask: str | None,
+                        regions: int | None, save_masks: str | None, force: bool) -> None:
+    """Refuse --masks/--regions/--save-masks combinations that cannot mean anything, before any work."""
+    from pathlib import Path
+
+    from jaxstyle.automask import CONTENT_MASK_FILE, STYLE_MASK_FILE
+    from jaxstyle.masks import PALETTE
+
+    if masks not in MASK_MODES:
+        raise JaxstyleError(f"--masks must be one of {', '.join(MASK_MODES)}, got {masks!r}")
+    if masks != "given" and (content_mask or style_mask):
+        raise JaxstyleError(f"--content-mask/--style-mask are mask files for --masks given; drop them "
+                            f"to use --masks {masks}")
+    if masks != "auto" and (regions is not None or save_masks):
+        raise JaxstyleError("--regions and --save-masks are for automatic masks: add --masks auto")
+    if regions is not None and not 1 <= regions <= len(PALETTE):
+        raise JaxstyleError(f"--regions must be from 1 to {len(PALETTE)} (one mask colour per region), "
+                            f"got {regions}")
+    if save_masks:
+        folder = Path(save_masks)
+        if folder.exists() and not folder.is_dir():
+            raise JaxstyleError(f"--save-masks {save_masks} is a file: give a folder for the masks")
+        for name in (CONTENT_MASK_FILE, STYLE_MASK_FILE):
+            if (folder / name).exists() and not force:
+                raise JaxstyleError(f"{folder / name} exists: pass --force to replace it, or choose "
+                                    "another --save-masks folder")
+
+
+def _auto_mask_inputs(content: str, style: str, cfg: Any, *, max_side: int | None, regions: int | None,
+                      save_dir: str | None, force: bool) -> tuple[tuple, tuple, Any, list[str]]:
+    """Both photos at the working size and the masks `jaxstyle.automask.auto_masks` derives from them.
+
+    Returns ((content, style) arrays, (content mask, style mask) colour images or (None, None)
+    for a single region, the VGG weights, the label names). Notes go to stderr.
+    """
+    from jaxstyle import io
+    from jaxstyle.automask import auto_masks, save_masks
+    from jaxstyle.masks import labels_to_color
+    from jaxstyle.weights import resolve_weights
+
+    side = max_side or cfg.max_side
+    images = (io.load_image(content, max_side=side), io.load_image(style, max_side=side))
+    weights = resolve_weights(cfg.backbone, allow_fallback=cfg.allow_fallback)
+    pair = auto_masks(weights, *images, regions=regions, seed=cfg.seed)
+    for note in pair.notes:
+        typer.echo(f"note: {note}", err=True)
+    if save_dir:
+        written = save_masks(pair, save_dir, overwrite=force)
+        typer.echo(f"wrote the masks to {written[0]} and {written[1]}", err=True)
+    if len(pair.labels) == 1:  # one region: the plain, unmasked transfer
+        return images, (None, None), weights, list(pair.labels)
+    colours = (labels_to_color(pair.content, pair.labels), labels_to_color(pair.style, pair.labels))
+    return images, colours, weights, list(pair.labels)
 
 
 @app.command()
@@ -302,10 +374,16 @@ def transfer(
     output: str = typer.Option(..., "-o", "--output", help="Where to write the result (.png or .jpg)."),
     content_mask: str | None = typer.Option(None, "--content-mask", help="Colour-coded or label mask of the content."),
     style_mask: str | None = typer.Option(None, "--style-mask", help="Mask of the style with the same labels."),
+    masks: str = typer.Option("given", "--masks", help="given: the mask files (or none); auto: find matching "
+                              "regions in both photos from the network's features; none: no masks."),
+    regions: int | None = typer.Option(None, "--regions", help="With --masks auto: this many regions "
+                                       "(default: chosen automatically, up to 6)."),
+    save_masks: str | None = typer.Option(None, "--save-masks", help="With --masks auto: write "
+                                          "content_mask.png and style_mask.png to this folder."),
     config: str = typer.Option("default", "--config", "-c", help="Preset (paper, default, fast) or a .toml file."),
     max_side: int | None = typer.Option(None, "--max-side", help="Resize so the longer side is at most N px."),
     iterations: int | None = typer.Option(None, "--iterations", help="Iterations for each stage."),
-    seed: int | None = typer.Option(None, "--seed", help="Random seed (used with init_noise)."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed (init_noise; automatic masks)."),
     save_every: int = typer.Option(0, "--save-every", help="Write the best image every N iterations."),
     log: str | None = typer.Option(None, "--log", help="Write per-term losses as JSON lines to FILE."),
     no_smooth: bool = typer.Option(False, "--no-smooth", help="Skip the smooth-local-affine filter."),
@@ -323,7 +401,8 @@ def transfer(
         overrides["smooth.enabled"] = False
     result = run_transfer(content, style, output, content_mask=content_mask, style_mask=style_mask,
                           config=config, overrides=overrides, max_side=max_side, save_every=save_every,
-                          log=log, quiet=quiet, force=force)
+                          log=log, quiet=quiet, force=force, masks=masks, regions=regions,
+                          save_masks=save_masks)
     if not quiet:
         typer.echo(f"wrote {output} ({result.image.shape[1]}x{result.image.shape[0]}) in "
                    f"{result.seconds['total']:.1f} s", err=True)

@@ -59,9 +59,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-side", type=int, default=256, help="longer side of both photos (px)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the automatic masks")
     parser.add_argument("--max-regions", type=int, default=6, help="upper bound on automatic regions")
-    parser.add_argument("--masks-only", action="store_true", help="masks, agreement and sheet; no stylisation")
+    parser.add_argument("--masks-only", action="store_true",
+                        help="masks, agreement and sheet; no stylisation")
     parser.add_argument("--config", default="default", help="stylisation preset or .toml file")
-    parser.add_argument("--iterations", type=int, default=None, help="iterations per stage (overrides the preset)")
+    parser.add_argument("--iterations", type=int, default=None,
+                        help="iterations per stage (overrides the preset)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a preset setting (e.g. loss.style_weight=1000)")
     parser.add_argument("--out", default=None, help="folder for the stylised images")
@@ -152,8 +154,9 @@ def main(argv: list[str] | None = None) -> int:
                 result = stylize(content, style, content_mask=content_mask, style_mask=style_mask,
                                  config=cfg, weights=weights, max_side=args.max_side)
                 image = result.image
+                hand_gram = gram(weights, image, style, hand.content, hand.style)
                 record[mode] = {
-                    "gram_distance_hand_regions": float(gram(weights, image, style, hand.content, hand.style)),
+                    "gram_distance_hand_regions": float(hand_gram),
                     "laplacian_residual": float(residual(content, image)),
                     "seconds": result.seconds.get("total"), "status": result.status}
                 if out_dir is not None:

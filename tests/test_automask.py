@@ -207,7 +207,8 @@ def test_kmeans_one_cluster_is_the_mean_of_the_two_image_means():
     trust = np.concatenate([np.ones(1000), np.zeros(5), np.ones(5)])
     shifted = points.copy()
     shifted[1000:1005] = 100.0
-    fit = automask.joint_kmeans(shifted, group, num_clusters=1, key=jax.random.PRNGKey(0), point_weights=trust)
+    fit = automask.joint_kmeans(shifted, group, num_clusters=1, key=jax.random.PRNGKey(0),
+                                point_weights=trust)
     np.testing.assert_allclose(fit.centroids, [[0.5, 0.5]], atol=1e-6)
 
 
@@ -215,7 +216,8 @@ def test_kmeans_with_fewer_active_clusters_equals_a_smaller_k():
     points, group, _ = blobs(COUNTS, CENTRES, seed=3, spread=0.3)
     key = jax.random.PRNGKey(7)
     small = automask.joint_kmeans(points, group, num_clusters=2, key=key)
-    masked = jax.jit(functools.partial(automask.joint_kmeans, num_clusters=4, key=key))(points, group, active=2)
+    masked_fn = jax.jit(functools.partial(automask.joint_kmeans, num_clusters=4, key=key))
+    masked = masked_fn(points, group, active=2)
     np.testing.assert_array_equal(masked.labels, small.labels)
     np.testing.assert_allclose(masked.centroids[:2], small.centroids, atol=1e-6)
     np.testing.assert_allclose(masked.inertia, small.inertia, rtol=1e-6)
@@ -276,14 +278,15 @@ def test_merge_joins_close_centres_and_thin_bands():
     points, group, shapes = grid_points([halves(), halves(split=2)], close)
     assert len(automask.merge_regions(points, group, close, shapes)) == 1
     assert len(automask.merge_regions(points, group, close, shapes, min_separation=0.05)) == 2
-    # A one-cell band along the boundary (6% of each image, no interior cells), nearest to 0.
+    # A one-cell band along the boundary (6% of each image, no interior cells), nearest to 0;
+    # its share passes min_share=0.05, so only the interior check removes it.
     band = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.7, 0.0, 0.7]])
     grids = [halves(w=16, split=8), halves(w=16, split=6)]
     for g, x in zip(grids, (8, 6)):
         g[:, x] = 2
     points, group, shapes = grid_points(grids, band)
-    assert len(automask.merge_regions(points, group, band, shapes)) == 2
-    assert len(automask.merge_regions(points, group, band, shapes, min_interior=0.0)) == 3
+    assert len(automask.merge_regions(points, group, band, shapes, min_share=0.05)) == 2
+    assert len(automask.merge_regions(points, group, band, shapes, min_share=0.05, min_interior=0.0)) == 3
 
 
 # ----------------------------------------------------------------------------- refinement
@@ -316,3 +319,109 @@ def test_refinement_moves_a_boundary_to_the_colour_edge(mode):
     assert soft.shape == (h, w, 2)
     np.testing.assert_allclose(soft.sum(-1), 1.0, rtol=1e-5)  # soft maps stay a partition
     np.testing.assert_array_equal(soft.argmax(-1), np.broadcast_to(np.arange(w) >= edge_x, (h, w)))
+
+
+# ----------------------------------------------------------------------------- the CLI
+
+TINY_TOML = """\
+base = "default"
+max_side = 64
+[loss]
+content_layers = ["relu2_2"]
+style_layers = ["relu1_1", "relu2_1", "relu3_1"]
+[stage1]
+iterations = 2
+chunk_size = 2
+tol = 0.0
+[stage2]
+iterations = 2
+chunk_size = 2
+tol = 0.0
+[smooth]
+radius = 3
+"""
+
+
+@pytest.fixture
+def cli_inputs(pair, tmp_path, monkeypatch):
+    from jaxstyle import io
+
+    monkeypatch.setenv("JAXSTYLE_CACHE", str(tmp_path / "cache"))  # the bundled VGG-16
+    paths = {"content": tmp_path / "content.png", "style": tmp_path / "style.png",
+             "config": tmp_path / "tiny.toml"}
+    io.save_image(pair[0], paths["content"])
+    io.save_image(pair[1], paths["style"])
+    paths["config"].write_text(TINY_TOML)
+    return paths
+
+
+def run_cli(*args):
+    from typer.testing import CliRunner
+
+    from jaxstyle import cli
+
+    return CliRunner().invoke(cli.app, ["transfer", *map(str, args)])
+
+
+def test_cli_passes_the_automatic_masks_to_stylize(cli_inputs, tmp_path, monkeypatch):
+    """The wiring, with stylize replaced by a stand-in that records what it was given."""
+    import importlib
+
+    from jaxstyle import io
+
+    stylize_module = importlib.import_module("jaxstyle.stylize")  # jaxstyle.stylize is the function
+    seen = {}
+
+    def fake_stylize(content, style, *, content_mask, style_mask, config, weights, **_):
+        seen.update(content=content, style=style, pair=masks.parse_mask_pair(content_mask, style_mask),
+                    weights=weights)
+        return stylize_module.Result(image=content, stages={}, history={}, terms={}, status={},
+                                     seconds={"total": 0.0}, notes=(), config=config)
+
+    monkeypatch.setattr(stylize_module, "stylize", fake_stylize)
+    out, folder = tmp_path / "out.png", tmp_path / "masks"
+    result = run_cli(cli_inputs["content"], cli_inputs["style"], "-o", out, "-c", cli_inputs["config"],
+                     "--masks", "auto", "--save-masks", folder, "--regions", 2)
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert seen["content"].shape == (H, W, 3) and seen["style"].shape == (56, 48, 3)  # working size
+    assert seen["pair"].labels == ("blue", "green") and seen["weights"] is not None
+    saved = masks.parse_mask_pair(folder / "content_mask.png", folder / "style_mask.png")
+    np.testing.assert_array_equal(saved.content, seen["pair"].content)
+    np.testing.assert_array_equal(saved.style, seen["pair"].style)
+    assert io.read_metadata(out)["masks"] == "auto"
+
+
+@pytest.mark.slow
+def test_cli_transfer_with_automatic_masks_saves_them(cli_inputs, tmp_path):
+    from jaxstyle import io
+
+    out, folder = tmp_path / "out.png", tmp_path / "masks"
+    result = run_cli(cli_inputs["content"], cli_inputs["style"], "-o", out, "-c", cli_inputs["config"],
+                     "--masks", "auto", "--save-masks", folder, "-q")
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "note: automatic masks: 2 region(s)" in result.stderr
+    meta = io.read_metadata(out)
+    assert meta["masks"] == "auto" and meta["auto_labels"] == ["blue", "green"]
+    back = masks.parse_mask_pair(folder / "content_mask.png", folder / "style_mask.png")
+    assert back.labels == ("blue", "green")
+    assert back.content.shape == (H, W, 2) and back.style.shape == (56, 48, 2)
+    assert io.load_image(out).shape == (H, W, 3)
+    # The masks are not replaced without --force.
+    again = run_cli(cli_inputs["content"], cli_inputs["style"], "-o", tmp_path / "b.png", "-c",
+                    cli_inputs["config"], "--masks", "auto", "--save-masks", folder, "-q")
+    assert again.exit_code == 2 and "exists: pass --force" in again.stderr
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--masks", "automatic"], "--masks must be one of given, auto, none"),
+    (["--regions", "2"], "add --masks auto"),
+    (["--save-masks", "m"], "add --masks auto"),
+    (["--masks", "auto", "--regions", "12"], "--regions must be from 1 to 9"),
+    (["--masks", "none", "--content-mask", "c.png", "--style-mask", "s.png"], "drop them"),
+])
+def test_cli_mask_options_are_checked_before_any_work(cli_inputs, tmp_path, extra, message):
+    out = tmp_path / "out.png"
+    result = run_cli(cli_inputs["content"], cli_inputs["style"], "-o", out, *extra)
+    assert result.exit_code == 2
+    assert message in result.stderr and result.stderr.count("\n") == 1
+    assert not out.exists()
