@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
+import os
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -131,13 +132,13 @@ def _read_toml(text: str, where: str) -> dict[str, Any]:
         raise JaxstyleError(f"{where} is not valid TOML: {e}") from None
 
 
-def load_config(name_or_path: str = "default", overrides: Mapping[str, Any] | None = None) -> Config:
+def load_config(name_or_path: str | os.PathLike[str] = "default", overrides: Mapping[str, Any] | None = None) -> Config:
     """A preset by name, or a user's TOML file layered over the preset it names in `base`.
 
     A user file may start with `base = "fast"` (default: "default") and then override
     any field. `overrides` maps dotted keys to values and is applied last.
     """
-    data = _load_layers(name_or_path)
+    data = _load_layers(os.fspath(name_or_path))
     for dotted, value in (overrides or {}).items():
         table = data
         *parents, leaf = dotted.split(".")
