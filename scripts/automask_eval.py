@@ -14,7 +14,11 @@ the paper's repository; the pairs are the paper's, academic and non-commercial u
    `--iterations`, `--set`), with the automatic masks, without masks and with the hand-made
    masks, each scored by `jaxstyle.metrics.gram_distance` measured WITH THE HAND-MADE
    REGIONS (how well each hand-made region took its region's style; lower is better) and
-   `jaxstyle.metrics.laplacian_residual` (photorealism; lower is better).
+   `jaxstyle.metrics.laplacian_residual` (photorealism; lower is better). Each result also
+   gets every metric of `jaxstyle.metrics.evaluate_triple` with its own mode's regions (and
+   the hand-made ones for "none"), against the original implementation's final output
+   `final_N.png` as the reference when the folder has it (PSNR, SSIM, LPIPS to it), and the
+   iterations each stage ran. `--modes hand` alone is the per-pair run of a preset.
 3. A contact sheet (`--sheet`): per pair, the content and the style with the automatic
    regions drawn over them, then with the hand-made ones (mask colours blended with the
    photo).
@@ -25,6 +29,7 @@ Outputs: a markdown table on stdout, `--json` with every number, the stylised im
     python scripts/automask_eval.py --masks-only --sheet docs/automask_sheet.png  # masks only, ~1 min
     python scripts/automask_eval.py --json automask_eval.json --out automask_out   # full: long on CPU
     python scripts/automask_eval.py --pairs 1 --iterations 5 --out /tmp/am          # smoke test
+    python scripts/automask_eval.py --modes hand --config fast --json fast.json     # one preset, hand masks
 """
 
 from __future__ import annotations
@@ -61,6 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-regions", type=int, default=6, help="upper bound on automatic regions")
     parser.add_argument("--masks-only", action="store_true",
                         help="masks, agreement and sheet; no stylisation")
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES),
+                        help="which masks to stylise with (default: all three)")
     parser.add_argument("--config", default="default", help="stylisation preset or .toml file")
     parser.add_argument("--iterations", type=int, default=None,
                         help="iterations per stage (overrides the preset)")
@@ -149,7 +156,14 @@ def main(argv: list[str] | None = None) -> int:
                               masks.labels_to_color(auto.style, auto.labels)),
                      "none": (None, None),
                      "hand": (folder / f"in{n}_mask.png", folder / f"tar{n}_mask.png")}
-            for mode in MODES:
+            final = folder / f"final_{n}.png"
+            reference = io.resize_image(io.load_image(final), content.shape[:2]) if final.exists() else None
+            if reference is not None and "original" not in record:
+                record["original"] = metrics.evaluate_triple(weights, content, style, reference,
+                                                             content_mask=hand.content, style_mask=hand.style)
+            regions = {"auto": (auto.content, auto.style), "none": (hand.content, hand.style),
+                       "hand": (hand.content, hand.style)}
+            for mode in args.modes:
                 content_mask, style_mask = given[mode]
                 result = stylize(content, style, content_mask=content_mask, style_mask=style_mask,
                                  config=cfg, weights=weights, max_side=args.max_side)
@@ -158,7 +172,12 @@ def main(argv: list[str] | None = None) -> int:
                 record[mode] = {
                     "gram_distance_hand_regions": float(hand_gram),
                     "laplacian_residual": float(residual(content, image)),
-                    "seconds": result.seconds.get("total"), "status": result.status}
+                    "seconds": result.seconds.get("total"), "stage_seconds": result.seconds,
+                    "status": result.status,
+                    "iterations": {stage: len(losses) for stage, losses in result.history.items()},
+                    "metrics": metrics.evaluate_triple(weights, content, style, image,
+                                                       content_mask=regions[mode][0],
+                                                       style_mask=regions[mode][1], reference=reference)}
                 if out_dir is not None:
                     io.save_image(image, out_dir / f"pair{n}_{mode}.png", overwrite=True)
                 print(f"  {mode:5s} gram(hand regions) {record[mode]['gram_distance_hand_regions']:.4f}  "
@@ -186,19 +205,21 @@ def save_small_png(image: np.ndarray, path: str | Path) -> None:
 
 def table(results: list[dict[str, Any]]) -> str:
     """Markdown: regions and agreement per pair, and the metrics per mode when stylised."""
-    stylised = all(mode in r for r in results for mode in MODES)
+    modes = [m for m in MODES if results and all(m in r for r in results)]
     head = "| pair | auto regions | hand regions | agreement |"
     rule = "|---|---|---|---|"
-    if stylised:
-        head += "".join(f" gram {m} | residual {m} |" for m in MODES)
-        rule += "---|---|" * len(MODES)
+    head += "".join(f" gram {m} | residual {m} | seconds {m} |" for m in modes)
+    rule += "---|---|---|" * len(modes)
     lines = [head, rule]
     for r in results:
         line = f"| {r['pair']} | {r['auto_regions']} | {r['hand_regions']} | {r['agreement']:.2f} |"
-        if stylised:
-            line += "".join(f" {r[m]['gram_distance_hand_regions']:.4f} | {r[m]['laplacian_residual']:.3g} |"
-                            for m in MODES)
+        line += "".join(f" {r[m]['gram_distance_hand_regions']:.4f} | {r[m]['laplacian_residual']:.3g} | "
+                        f"{r[m]['seconds']:.0f} |" for m in modes)
         lines.append(line)
+    if modes:
+        lines += ["", "Means: " + ", ".join(
+            f"{m}: gram {np.mean([r[m]['gram_distance_hand_regions'] for r in results]):.4f}, "
+            f"residual {np.mean([r[m]['laplacian_residual'] for r in results]):.3g}" for m in modes)]
     return "\n".join(lines)
 
 

@@ -86,6 +86,7 @@ def test_batch_of_pairs_with_different_label_sets_equals_single_runs(vgg16, case
             np.testing.assert_allclose(result.history[stage][:, i], single.history[stage], rtol=1e-4)
 
 
+@pytest.mark.slow  # multi-process / multi-device or many compiles: CI runs it via -m slow
 def test_a_diverging_item_fails_alone(vgg16, cases):
     good = cases[0]["inputs"]
     bad = (np.full_like(good[0], np.nan),) + tuple(good[1:])
@@ -120,8 +121,9 @@ def test_auto_strategy_maps_over_items_only_with_a_zoom_line_search():
         resolve_strategy("mapp", OptimConfig())
 
 
-def test_bad_batches_are_named(vgg16, cases):
-    c, s, cm, sm = stacked(cases, [0, 1])
+def test_bad_batches_are_named(vgg16):
+    inputs = [load_inputs(*make_pair(seed, labels), num_labels=K)[:4] for seed, labels in PAIRS[:2]]
+    c, s, cm, sm = (np.stack([item[j] for item in inputs]) for j in range(4))
     with pytest.raises(JaxstyleError, match="2 contents and 1 styles"):
         stylize_batch(c, s[:1], config=tiny_config(), weights=vgg16)
     with pytest.raises(JaxstyleError, match="both content and style masks"):

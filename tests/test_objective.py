@@ -60,6 +60,7 @@ def test_no_masks_equals_one_all_covering_mask(vgg16, images):
     np.testing.assert_allclose(a, b, rtol=1e-6)
 
 
+@pytest.mark.slow  # compiles the whole VGG objective several ways: CI runs it via -m slow
 def test_jit_vmap_grad(vgg16, images):
     c, s, cm, sm = images
     obj = Objective(CFG)
@@ -76,6 +77,7 @@ def test_jit_vmap_grad(vgg16, images):
     assert g.shape == c.shape and bool(jnp.all(jnp.isfinite(g)))
 
 
+@pytest.mark.slow  # float64 VGG objective, eager: CI runs it via -m slow
 def test_gradient_matches_central_differences_in_float64(vgg16, images):
     c, s, cm, sm = (np.asarray(a, np.float64) for a in images)
     rng = np.random.default_rng(0)

@@ -72,6 +72,7 @@ def test_each_stage_compiles_once(vgg16, pair):
     assert run_chunk._cache_size() + run_step._cache_size() == size + 2
 
 
+@pytest.mark.slow  # compiles the pipeline vmapped and single: CI runs it via -m slow
 def test_pure_pipeline_vmaps_like_single_runs(vgg16, pair):
     cfg = tiny_config(stage1=OptimConfig(iterations=4), stage2=OptimConfig(iterations=4))
     contents = jnp.stack([jnp.asarray(pair[0]), jnp.asarray(synthetic_photo(H, W, 5))])
@@ -91,6 +92,7 @@ def test_pure_pipeline_matches_host_pipeline_for_fixed_budget(vgg16, pair):
     np.testing.assert_allclose(pure, host.image, atol=2e-3)
 
 
+@pytest.mark.slow  # reverse-mode through the whole pipeline: CI runs it via -m slow
 def test_gradient_through_the_pipeline_wrt_style_matches_finite_differences(vgg16):
     """Inside a user's jit: d(scalar of output)/d(style image), Adam with a fixed budget."""
     small = LossConfig(content_layers=("relu2_1",), style_layers=("relu1_1", "relu2_1"))
