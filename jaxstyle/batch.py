@@ -53,7 +53,6 @@ label count (rounded up to a power of two); one bucket compiles once and runs in
 from __future__ import annotations
 
 import contextlib
-import csv
 import dataclasses
 import functools
 import json
@@ -63,7 +62,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from io import StringIO
 from pathlib import Path, PurePath
 from typing import Any, TextIO
 
@@ -75,6 +73,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxstyle import io
 from jaxstyle.config import Config, load_config
 from jaxstyle.errors import JaxstyleError, did_you_mean
+from jaxstyle.manifest import PROBLEM, read_rows
 from jaxstyle.masks import parse_mask_pair
 from jaxstyle.objective import Objective, prepare_targets
 from jaxstyle.optimize import (DIVERGED, RUNNING, STATUS_NAMES, OptimConfig, Progress, State, finalize, init_state,
@@ -93,7 +92,6 @@ BATCH_AXIS = "batch"
 STRATEGIES = ("auto", "vmap", "map")
 MANIFEST_FIELDS = ("content", "style", "content_mask", "style_mask", "output", "overrides")
 REQUIRED_FIELDS = ("content", "style")
-JSON_LINES_SUFFIXES = (".jsonl", ".ndjson", ".json")
 SUMMARY_NAME = "summary.json"
 LOCK_NAME = ".summary.lock"
 DEFAULT_OUTPUT_SUFFIX = ".png"
@@ -481,14 +479,8 @@ def read_manifest(path: str | os.PathLike[str]) -> list[ManifestItem]:
     `problem` instead, so the other items still run.
     """
     path = Path(path)
-    if not path.is_file():
-        raise JaxstyleError(f"manifest {path} does not exist (or is not a file); pass a CSV or JSON-lines file")
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        raise JaxstyleError(f"cannot read manifest {path}: {e}") from None
-    json_lines = path.suffix.lower() in JSON_LINES_SUFFIXES or text.lstrip().startswith("{")
-    rows = _json_rows(text, path) if json_lines else _csv_rows(text, path)
+    rows = read_rows(path, fields=MANIFEST_FIELDS, required=REQUIRED_FIELDS,
+                     example='{"content": "a.jpg", "style": "b.jpg"}')
     items = [_item(i, line, row, path.parent) for i, (line, row) in enumerate(rows)]
     if not items:
         raise JaxstyleError(f"manifest {path} has no items; add one line per pair "
@@ -496,55 +488,13 @@ def read_manifest(path: str | os.PathLike[str]) -> list[ManifestItem]:
     return _mark_duplicates(items)
 
 
-def _csv_rows(text: str, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    reader = csv.DictReader(StringIO(text, newline=""))
-    header = [(name or "").strip() for name in (reader.fieldnames or [])]
-    if not any(header):
-        raise JaxstyleError(f"manifest {path} is empty; its first line must be a header such as "
-                            "'content,style,content_mask,style_mask,output'")
-    for name in header:
-        if name not in MANIFEST_FIELDS:
-            raise JaxstyleError(f"manifest {path}: unknown column {name!r}{did_you_mean(name, MANIFEST_FIELDS)}; "
-                                f"columns are {', '.join(MANIFEST_FIELDS)}")
-    missing = [name for name in REQUIRED_FIELDS if name not in header]
-    if missing:
-        raise JaxstyleError(f"manifest {path}: the header has no {' or '.join(missing)} column; "
-                            f"header found: {','.join(header)}")
-    reader.fieldnames = header
-    rows = []
-    for row in reader:
-        if row.get(None):  # more cells than header names
-            rows.append((reader.line_num, {"_problem": "more cells than the header has names"}))
-            continue
-        cleaned = {k: (v or "").strip() for k, v in row.items()}
-        if any(cleaned.values()):
-            rows.append((reader.line_num, cleaned))
-    return iter(rows)
-
-
-def _json_rows(text: str, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    rows = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise JaxstyleError(f"manifest {path}, line {number}: not valid JSON ({e.msg}); write one JSON "
-                                'object per line, e.g. {"content": "a.jpg", "style": "b.jpg"}') from None
-        if not isinstance(row, dict):
-            raise JaxstyleError(f"manifest {path}, line {number}: expected a JSON object, got {type(row).__name__}")
-        rows.append((number, row))
-    return iter(rows)
-
-
 def _item(index: int, line: int, row: Mapping[str, Any], base: Path) -> ManifestItem:
     def problem(message: str) -> ManifestItem:
         output = row.get("output") if isinstance(row.get("output"), str) else ""
         return ManifestItem(index, line, None, None, output=output, problem=f"line {line}: {message}")
 
-    if "_problem" in row:
-        return problem(row["_problem"])
+    if PROBLEM in row:
+        return problem(row[PROBLEM])
     unknown = [k for k in row if k not in MANIFEST_FIELDS]
     if unknown:
         return problem(f"unknown field {unknown[0]!r}{did_you_mean(unknown[0], MANIFEST_FIELDS)}")

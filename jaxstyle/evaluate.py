@@ -29,13 +29,11 @@ reported in its item's `error`; the other rows still run.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from io import StringIO
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +41,7 @@ import numpy as np
 
 from jaxstyle import io
 from jaxstyle.errors import JaxstyleError, did_you_mean
+from jaxstyle.manifest import PROBLEM, read_rows
 from jaxstyle.masks import RESIZE_TOLERANCE, parse_mask_pair
 from jaxstyle.metrics import METRIC_KEYS, REFERENCE_KEYS, evaluate_triple
 from jaxstyle.vgg import VGGWeights
@@ -53,7 +52,6 @@ REQUIRED_FIELDS = ("content", "style", "output")
 OPTIONAL_FIELDS = ("content_mask", "style_mask", "reference")
 PATH_FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS
 MANIFEST_FIELDS = PATH_FIELDS + ("name",)
-JSON_LINES_SUFFIXES = (".jsonl", ".ndjson", ".json")
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp", ".gif")
 # Longest role first, so that NAME_content_mask is not read as NAME_content + "_mask".
 _FOLDER_NAME = re.compile(r"^(?P<name>.+)_(?P<role>content_mask|style_mask|content|style|output|reference)$")
@@ -208,51 +206,9 @@ def _new_item(name: str, line: int | None) -> dict[str, Any]:
 
 
 def _manifest_items(path: Path) -> list[dict[str, Any]]:
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as e:
-        raise JaxstyleError(f"cannot read manifest {path}: {e}") from None
-    json_lines = path.suffix.lower() in JSON_LINES_SUFFIXES or text.lstrip().startswith("{")
-    rows = _json_rows(text, path) if json_lines else _csv_rows(text, path)
+    rows = read_rows(path, fields=MANIFEST_FIELDS, required=REQUIRED_FIELDS,
+                     example='{"content": "c.jpg", "style": "s.jpg", "output": "o.png"}')
     return [_row_item(line, row, path.parent) for line, row in rows]
-
-
-def _csv_rows(text: str, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    reader = csv.DictReader(StringIO(text, newline=""))
-    header = [(name or "").strip() for name in (reader.fieldnames or [])]
-    if not any(header):
-        raise JaxstyleError(f"manifest {path} is empty; its first line must be a header such as "
-                            "'name,content,style,output,reference'")
-    for name in header:
-        if name not in MANIFEST_FIELDS:
-            raise JaxstyleError(f"manifest {path}: unknown column {name!r}{did_you_mean(name, MANIFEST_FIELDS)}; "
-                                f"columns are {', '.join(MANIFEST_FIELDS)}")
-    missing = [name for name in REQUIRED_FIELDS if name not in header]
-    if missing:
-        raise JaxstyleError(f"manifest {path}: the header has no {', '.join(missing)} column; "
-                            f"header found: {','.join(header)}")
-    reader.fieldnames = header
-    for row in reader:
-        if row.get(None):  # more cells than header names
-            yield reader.line_num, {"_problem": "more cells than the header has names"}
-            continue
-        cleaned = {k: (v or "").strip() for k, v in row.items()}
-        if any(cleaned.values()):
-            yield reader.line_num, cleaned
-
-
-def _json_rows(text: str, path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as e:
-            yield number, {"_problem": f"not valid JSON ({e.msg}); write one JSON object per line, e.g. "
-                                       '{"content": "c.jpg", "style": "s.jpg", "output": "o.png"}'}
-            continue
-        yield number, row if isinstance(row, dict) else {"_problem": f"expected a JSON object, got "
-                                                                     f"{type(row).__name__}"}
 
 
 def _row_item(line: int, row: Mapping[str, Any], base: Path) -> dict[str, Any]:
@@ -266,8 +222,8 @@ def _row_item(line: int, row: Mapping[str, Any], base: Path) -> dict[str, Any]:
         item["error"] = f"line {line}: {message}"
         return item
 
-    if "_problem" in row:
-        return problem(row["_problem"])
+    if PROBLEM in row:
+        return problem(row[PROBLEM])
     unknown = [k for k in row if k not in MANIFEST_FIELDS]
     if unknown:
         return problem(f"unknown field {unknown[0]!r}{did_you_mean(unknown[0], MANIFEST_FIELDS)}; "

@@ -413,6 +413,7 @@ def test_lpips_rejects_other_networks(vgg16):
 # ----------------------------------------------------------------------------- all at once
 
 
+@pytest.mark.slow  # every metric compiled together (test_evaluate covers the same path at the file level): CI runs it via -m slow
 def test_evaluate_triple_keys_and_values(vgg16):
     content, style = synthetic_photo(32, 32, 0), synthetic_photo(32, 32, 1)
     output = np.float32(np.clip(content * 0.8 + 0.1, 0, 1))

@@ -120,6 +120,7 @@ def test_gradient_through_the_pipeline_wrt_style_matches_finite_differences(vgg1
         np.testing.assert_allclose(jnp.vdot(g, jnp.asarray(d)), fd, rtol=1e-4)
 
 
+@pytest.mark.slow  # reverse-mode through the pipeline: CI runs it via -m slow
 def test_gradient_wrt_loss_weights(vgg16, pair):
     cfg = tiny_config(stage1=OptimConfig(method="adam", iterations=3, learning_rate=0.02),
                       stage2=OptimConfig(method="adam", iterations=3, learning_rate=0.02))

