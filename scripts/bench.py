@@ -347,10 +347,11 @@ def render(result: dict[str, Any]) -> str:
         lines.append(common.markdown_table(
             ["H x W", "jax vs", "set-up", "Laplacian", "stage 1 s/it", "stage 2 s/it", "end-to-end",
              "peak RSS", "peak device", "final loss"], rows, align=["l", "l"] + ["r"] * 8))
-    lines += ["", "Notes: set-up is steady state (jaxstyle: weights + targets incl. Laplacian, compile "
-              "excluded and given under compile/warm-up together with each stage's step compile; torch: "
-              "weights + scipy Laplacian + targets, its one warm-up forward/backward under "
-              "compile/warm-up). End-to-end = set-up with compile (or warm-up) + both stages. Peak RSS is "
+    lines += ["", "Notes: jaxstyle's set-up is steady state (weights + targets incl. Laplacian, compile "
+              "excluded and given under compile/warm-up together with each stage's step compile); torch's "
+              "is its first call in the worker (weights + scipy Laplacian + targets, so it includes torch's "
+              "one-time kernel set-up; its warm-up forward/backward is under compile/warm-up): the set-up "
+              "ratio favours jaxstyle, see scripts/profile_setup.py for both in steady state. End-to-end = set-up with compile (or warm-up) + both stages. Peak RSS is "
               "ru_maxrss of the worker process (imports included; both import JAX, torch's pinned to CPU); RSS "
               "growth is that peak minus the resident set after imports and loading the images. "
               "jaxstyle's final loss is at its best iterate, torch's at its last; jaxstyle's stage 2 "

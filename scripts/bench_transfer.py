@@ -109,10 +109,10 @@ def per_iteration(width: int, cfg, weights, args: argparse.Namespace) -> dict[st
             "summary": summary, "runs": runs}
 
 
-def _whole_chunks(iterations: int, chunk_size: int) -> int:
-    """Steps `minimize` computes for `iterations`: it runs whole chunks, and steps past a stop
-    (budget or tolerance) are computed and discarded."""
-    return -(-iterations // chunk_size) * chunk_size
+def _whole_chunks(iterations: int, chunk_size: int, budget: int) -> int:
+    """Steps `minimize` computes for `iterations` run: whole chunks, the last one cut to the
+    budget, so only steps past an early (tolerance) stop are computed and discarded."""
+    return min(-(-iterations // chunk_size) * chunk_size, budget)
 
 
 def end_to_end(preset: str, args: argparse.Namespace) -> dict[str, Any]:
@@ -125,7 +125,8 @@ def end_to_end(preset: str, args: argparse.Namespace) -> dict[str, Any]:
         result = stylize(content, style, config=cfg, max_side=max(content.shape[:2]))
         iterations = {name: len(losses) for name, losses in result.history.items()}
         runs.append({"seconds": dict(result.seconds), "iterations": iterations,
-                     "executed_steps": {name: _whole_chunks(n, getattr(cfg, name).chunk_size)
+                     "executed_steps": {name: _whole_chunks(n, getattr(cfg, name).chunk_size,
+                                                              getattr(cfg, name).iterations)
                                         for name, n in iterations.items()},
                      "status": dict(result.status),
                      "final_best_loss": {name: float(min(losses)) if losses else None

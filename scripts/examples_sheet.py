@@ -6,7 +6,7 @@ whose files are named `pairN_hand.png` (what `scripts/automask_eval.py --out FOL
 `--mode` picks another suffix). Every tile is scaled to `--height` px.
 
     python scripts/examples_sheet.py --run "ours default=runs/default" --run "ours fast=runs/fast" \
-        --out docs/examples_sheet.png
+        --out docs/examples_sheet.jpg
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from pathlib import Path
 SCRIPTS = Path(__file__).resolve().parent
 sys.path.insert(0, str(SCRIPTS))
 
-from automask_eval import PAIRS, save_small_png  # noqa: E402
+from automask_eval import PAIRS  # noqa: E402
 
 from jaxstyle import io  # noqa: E402
 
@@ -31,7 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="a column of our outputs (repeat for several)")
     parser.add_argument("--mode", default="hand", help="output suffix: pairN_MODE.png")
     parser.add_argument("--height", type=int, default=128, help="tile height in px")
-    parser.add_argument("--out", required=True, help="PNG to write")
+    parser.add_argument("--out", required=True, help="image to write (.jpg keeps the sheet small)")
     return parser.parse_args(argv)
 
 
@@ -53,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
             tiles.append(io.load_image(path / f"pair{n}_{args.mode}.png"))
             labels.append(label)
         rows.append(io.side_by_side(tiles, height=args.height, labels=labels))
-    save_small_png(io.stack_rows(rows), args.out)
+    # JPEG, not a 256-colour PNG: palette quantisation bands skies and petals, which would
+    # look like the colour blotches this sheet is meant to show the absence of.
+    io.save_image(io.stack_rows(rows), args.out, overwrite=True, quality=90)
     print(f"wrote {args.out}")
     return 0
 
