@@ -80,6 +80,7 @@ def test_deterministic_for_a_seed(vgg16, pair, auto_pair):
     np.testing.assert_array_equal(again.style, auto_pair.style)
 
 
+@pytest.mark.slow  # compile-heavy; keeps the default suite under 5 minutes on 2 cores: CI runs it via -m slow
 def test_one_texture_gives_one_region(vgg16):
     grass = np.zeros((H, W), bool)
     pair = automask.auto_masks(vgg16, scene(grass, 1), scene(grass, 2))

@@ -102,6 +102,7 @@ def test_bad_items_fail_alone_with_their_reasons(tmp_path):
     assert sorted(p.name for p in out.iterdir()) == [".summary.lock", "good0.png", "sub", "summary.json"]
 
 
+@pytest.mark.slow  # compile-heavy; keeps the default suite under 5 minutes on 2 cores: CI runs it via -m slow
 def test_resume_after_a_kill_redoes_nothing_finished(tmp_path, monkeypatch):
     data = tmp_path / "data"
     write_inputs(data)

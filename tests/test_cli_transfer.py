@@ -243,6 +243,7 @@ def test_internal_failure_exits_1_in_one_line(inputs, tmp_path, monkeypatch):
 # ----------------------------------------------------------------------------- success
 
 
+@pytest.mark.slow  # compile-heavy; keeps the default suite under 5 minutes on 2 cores: CI runs it via -m slow
 def test_transfer_writes_png_with_metadata_log_and_snapshots(inputs, tmp_path):
     out, log = tmp_path / "out.png", tmp_path / "run.jsonl"
     before = set(listing(tmp_path))

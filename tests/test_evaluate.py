@@ -73,6 +73,7 @@ def expected(paths, *, masks: bool, reference: bool, vgg16, max_side=None) -> di
 # ----------------------------------------------------------------------------- evaluate_files
 
 
+@pytest.mark.slow  # compile-heavy; keeps the default suite under 5 minutes on 2 cores: CI runs it via -m slow
 def test_files_equal_evaluate_triple_with_masks_and_reference(files, vgg16):
     got = E.evaluate_files(files["content"], files["style"], files["output"], content_mask=files["content_mask"],
                            style_mask=files["style_mask"], reference=files["reference"], weights=vgg16)

