@@ -84,16 +84,33 @@ def gram(features: jax.Array) -> jax.Array:
     return grams[0]
 
 
-def style_loss(features: jax.Array, masks: jax.Array, target_grams: jax.Array) -> jax.Array:
-    """Segmented style loss at one layer: sum_k m_k * mean((G_k - T_k)^2).
+STYLE_NORMALIZATIONS = ("none", "target")
+
+
+def style_loss(features: jax.Array, masks: jax.Array, target_grams: jax.Array, *,
+               normalization: str = "none") -> jax.Array:
+    """Segmented style loss at one layer.
+
+    normalization "none" (the original): sum_k m_k * mean((G_k - T_k)^2), in the squared
+    units of the features, so layers with large activations dominate. "target": each
+    label's error relative to its target, sum_k m_k * |G_k - T_k|_F^2 / |T_k|_F^2: every
+    layer and region counts by its relative mismatch (the quantity
+    `jaxstyle.metrics.gram_distance` reports), independent of the backbone's scales.
 
     Args:
       features: `[h, w, C]` of the image being optimised.
       masks: `[h, w, K]` content masks at this layer.
       target_grams: `[K, C, C]` from `masked_grams` of the style image under its masks.
+      normalization: "none" or "target".
     """
     grams, shares = masked_grams(features, masks)
     per_label = jnp.mean(jnp.square(grams - target_grams), axis=(1, 2))  # [K]
+    if normalization == "target":
+        scale = jnp.mean(jnp.square(target_grams), axis=(1, 2))  # [K]
+        per_label = jnp.where(scale > 0, per_label / jnp.where(scale > 0, scale, 1.0), 0.0)
+    elif normalization != "none":
+        raise ValueError(f"unknown style normalization {normalization!r}; choose one of "
+                         f"{', '.join(STYLE_NORMALIZATIONS)}")
     return jnp.sum(shares * per_label)
 
 

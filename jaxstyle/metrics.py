@@ -284,11 +284,21 @@ def gram_distance(weights: VGGWeights, output: jax.Array, style: jax.Array,
                   layers: Sequence[str] = STYLE_LAYERS) -> jax.Array:
     """Relative Gram distance between `output` and `style`, per region, averaged over layers.
 
+    The mean of `gram_distance_by_layer` (same arguments), which documents the details.
+    """
+    return jnp.mean(gram_distance_by_layer(weights, output, style, content_mask, style_mask, layers=layers))
+
+
+def gram_distance_by_layer(weights: VGGWeights, output: jax.Array, style: jax.Array,
+                           content_mask: jax.Array | None = None, style_mask: jax.Array | None = None, *,
+                           layers: Sequence[str] = STYLE_LAYERS) -> jax.Array:
+    """Relative Gram distance between `output` and `style` at each layer, `[len(layers)]`.
+
     For every layer l and label k: d_lk = ||G_k(out) - G_k(style)||_F / ||G_k(style)||_F
     (normalised masked Grams, `losses.masked_grams`); the layer's value is sum_k w_lk d_lk
     with w_lk the content region shares at that layer normalised to sum to 1; the result
-    is the mean over layers. 0 when the output's regional feature statistics equal the
-    style's; about 1 when they share nothing.
+    is returned per layer (`gram_distance` averages it). 0 when the output's regional feature
+    statistics equal the style's; about 1 when they share nothing.
 
     A label with less than one pixel of style mask (at image resolution) is compared with
     the whole style image, as `MaskPair` does for labels missing from the style. Unlike
@@ -319,7 +329,7 @@ def gram_distance(weights: VGGWeights, output: jax.Array, style: jax.Array,
         norm = jnp.sqrt(jnp.sum(jnp.square(targets), axis=(1, 2)))  # [K]
         relative = jnp.where(norm > 0, diff / jnp.where(norm > 0, norm, 1.0), 0.0)
         per_layer.append(jnp.sum(_share_weights(shares) * relative))
-    return jnp.mean(jnp.stack(per_layer))
+    return jnp.stack(per_layer)
 
 
 def rgb_to_lab(image: jax.Array) -> jax.Array:

@@ -30,7 +30,9 @@ class LossConfig:
     """Weights and layers of the objective (defaults: the original implementation's).
 
     photo_weight is lambda, the weight of sum_c v_c^T L v_c (0 disables the term and
-    skips building the Laplacian).
+    skips building the Laplacian). style_normalization: "none" (the original's absolute
+    Gram errors) or "target" (each layer's and region's error relative to its target Gram;
+    see `losses.style_loss`).
     """
 
     content_weight: float = 5.0
@@ -43,6 +45,13 @@ class LossConfig:
     laplacian_radius: int = 1
     laplacian_eps: float = 1e-7
     laplacian_form: str = "auto"
+    style_normalization: str = "none"
+
+    def __post_init__(self) -> None:
+        if self.style_normalization not in losses.STYLE_NORMALIZATIONS:
+            raise JaxstyleError(f"unknown style_normalization {self.style_normalization!r}"
+                                f"{did_you_mean(self.style_normalization, losses.STYLE_NORMALIZATIONS)}; "
+                                f"choose one of {', '.join(losses.STYLE_NORMALIZATIONS)}")
 
     def with_updates(self, **changes: Any) -> LossConfig:
         """A copy with `changes`; unknown field names get a 'did you mean' hint."""
@@ -137,7 +146,8 @@ def make_objective(cfg: LossConfig, weights: VGGWeights, targets: dict[str, Any]
         feats = features(weights, image, layers, pooling=cfg.pooling)
         content = sum(losses.content_loss(unit * feats[layer], targets["content"][layer])
                       for layer in cfg.content_layers)
-        style = sum(losses.style_loss(unit * feats[layer], targets["masks"][layer], targets["grams"][layer])
+        style = sum(losses.style_loss(unit * feats[layer], targets["masks"][layer], targets["grams"][layer],
+                                      normalization=cfg.style_normalization)
                     for layer in cfg.style_layers)
         tv = losses.total_variation(image * losses.CAFFE_PIXEL_SCALE)
         terms = {"content": w["content"] * content, "style": w["style"] * style, "tv": w["tv"] * tv}

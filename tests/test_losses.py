@@ -144,3 +144,62 @@ def test_feature_unit_conventions():
 def test_mismatched_mask_is_an_error_not_a_silent_skip():
     with pytest.raises(ValueError, match="does not match features"):
         losses.masked_grams(jnp.ones((4, 4, 3)), jnp.ones((5, 4, 1)))
+
+
+def ref_style_relative(f, m, t):
+    """sum_k m_k |G_k - T_k|_F^2 / |T_k|_F^2, written out (labels with a zero target skipped)."""
+    g, s = ref_masked_grams(f, m)
+    return float(sum(s[k] * np.sum((g[k] - t[k]) ** 2) / np.sum(t[k] ** 2)
+                     for k in range(len(s)) if np.sum(t[k] ** 2) > 0))
+
+
+@pytest.mark.parametrize("h,w,c,k", CASES)
+def test_target_normalised_style_loss_against_reference_direct_jit_vmap(h, w, c, k):
+    rng = np.random.default_rng(h * 10 + w + k)
+    f = rng.random((2, h, w, c)).astype(np.float32)
+    m = soft_masks(rng, h, w, k)
+    t = rng.random((k, c, c)).astype(np.float32)
+    if k > 1:
+        t[-1] = 0  # a label without a target contributes nothing (no division by zero)
+    fn = lambda x: losses.style_loss(x, jnp.asarray(m), jnp.asarray(t), normalization="target")
+    expected = [ref_style_relative(f[i], m, t) for i in range(2)]
+    np.testing.assert_allclose(fn(jnp.asarray(f[0])), expected[0], rtol=1e-5)
+    np.testing.assert_allclose(jax.jit(fn)(f[0]), expected[0], rtol=1e-5)
+    np.testing.assert_allclose(jax.vmap(fn)(f), expected, rtol=1e-5)
+    assert bool(jnp.all(jnp.isfinite(jax.grad(fn)(jnp.asarray(f[0])))))
+
+
+def test_target_normalised_style_loss_ignores_the_feature_scale():
+    """Features and targets scaled alike (another backbone's units): the same loss, the same
+    minimiser; the unnormalised loss grows with the fourth power of the scale."""
+    rng = np.random.default_rng(7)
+    f = jnp.asarray(rng.random((6, 5, 4)), jnp.float32)
+    s = jnp.asarray(rng.random((7, 6, 4)), jnp.float32)
+    m = jnp.ones((6, 5, 1))
+    for scale in (0.1, 57.7):
+        t = losses.gram(scale * s)[None]
+        rel = losses.style_loss(scale * f, m, t, normalization="target")
+        np.testing.assert_allclose(rel, losses.style_loss(f, m, losses.gram(s)[None], normalization="target"),
+                                   rtol=1e-4)
+        np.testing.assert_allclose(losses.style_loss(scale * f, m, t),
+                                   scale ** 4 * losses.style_loss(f, m, losses.gram(s)[None]), rtol=1e-4)
+    target, _ = losses.masked_grams(f, m)
+    np.testing.assert_allclose(losses.style_loss(f, m, target, normalization="target"), 0.0, atol=1e-12)
+
+
+def test_target_normalised_gradient_matches_central_differences():
+    rng = np.random.default_rng(8)
+    with jax.enable_x64(True):
+        f = jnp.asarray(rng.random((4, 5, 3)))
+        m = jnp.asarray(soft_masks(rng, 4, 5, 2), jnp.float64)
+        t = jnp.asarray(rng.random((2, 3, 3)))
+        fn = lambda x: losses.style_loss(x, m, t, normalization="target")
+        d = jnp.asarray(rng.standard_normal(f.shape))
+        eps = 1e-6
+        fd = (fn(f + eps * d) - fn(f - eps * d)) / (2 * eps)
+        np.testing.assert_allclose(jnp.vdot(jax.grad(fn)(f), d), fd, rtol=1e-6)
+
+
+def test_unknown_style_normalization_is_refused():
+    with pytest.raises(ValueError, match="unknown style normalization"):
+        losses.style_loss(jnp.ones((4, 4, 3)), jnp.ones((4, 4, 1)), jnp.ones((1, 3, 3)), normalization="layer")

@@ -328,6 +328,11 @@ SMALL_LAYERS = ("relu1_1", "relu2_1", "relu3_1")
 
 def gram_distance_reference(weights, output, style, content_mask, style_mask, layers):
     """From features, masked_grams and the propagated masks, in numpy."""
+    return float(np.mean(gram_distance_by_layer_reference(weights, output, style, content_mask, style_mask,
+                                                          layers)))
+
+
+def gram_distance_by_layer_reference(weights, output, style, content_mask, style_mask, layers):
     out_f, style_f = features(weights, output, layers), features(weights, style, layers)
     empty = np.asarray(style_mask).sum(axis=(0, 1)) < 1
     style_mask = np.where(empty, 1.0, style_mask).astype(np.float32)
@@ -339,7 +344,7 @@ def gram_distance_reference(weights, output, style, content_mask, style_mask, la
         t, _ = map(np.float64, masked_grams(style_f[layer], style_m[layer]))
         rel = [np.linalg.norm(g[k] - t[k]) / np.linalg.norm(t[k]) for k in range(len(shares))]
         per_layer.append(np.sum(shares / shares.sum() * np.array(rel)))
-    return float(np.mean(per_layer))
+    return np.array(per_layer)
 
 
 @pytest.fixture(scope="module")
@@ -367,6 +372,10 @@ def test_gram_distance_matches_reference(vgg16, gram_jit):
     ones = np.ones((32, 32, 1), np.float32)
     assert float(gram_jit(vgg16, out, style, ones, ones, layers=SMALL_LAYERS)) == pytest.approx(
         gram_distance_reference(vgg16, out, style, ones, ones, SMALL_LAYERS), rel=1e-4)
+    by_layer = m.gram_distance_by_layer(vgg16, out, style, out_mask, style_mask, layers=SMALL_LAYERS)
+    np.testing.assert_allclose(by_layer, gram_distance_by_layer_reference(vgg16, out, style, out_mask, style_mask,
+                                                                          SMALL_LAYERS), rtol=1e-4)
+    assert by_layer.shape == (3,) and float(jnp.mean(by_layer)) == pytest.approx(got, rel=1e-5)
 
 
 # ----------------------------------------------------------------------------- LPIPS

@@ -94,6 +94,7 @@ def test_gradient_matches_central_differences_in_float64(vgg16, images):
         np.testing.assert_allclose(jnp.vdot(g, jnp.asarray(d)), fd, rtol=1e-5)
 
 
+@pytest.mark.slow  # compile-heavy; keeps the default suite under 5 minutes on 2 cores: CI runs it via -m slow
 def test_gradient_flows_to_the_style_image(vgg16, images):
     c, s, cm, sm = images
 
@@ -115,3 +116,26 @@ def test_bad_masks_are_reported(vgg16, images):
         prepare_targets(vgg16, c, s, cm[:-2], sm, cfg=CFG)
     with pytest.raises(JaxstyleError, match="did you mean 'style_weight'"):
         CFG.with_updates(stlye_weight=3.0)
+
+
+def test_target_normalised_style_term_is_the_sum_of_relative_gram_errors(vgg16, images):
+    """style_normalization="target": the style term is w * sum over layers and labels of
+    m_k |G_k - T_k|^2 / |T_k|^2, computed here from the features directly."""
+    c, s, cm, sm = images
+    cfg = CFG.with_updates(style_normalization="target", style_weight=7.0)
+    targets = prepare_targets(vgg16, c, s, cm, sm, cfg=cfg)
+    x = jnp.flip(c, 1)
+    _, terms = jax.jit(make_objective(cfg, vgg16, targets))(x)
+    fx = features(vgg16, x, cfg.style_layers)
+    expected = 0.0
+    for layer in cfg.style_layers:
+        g, shares = losses.masked_grams(fx[layer], targets["masks"][layer])
+        t = np.asarray(targets["grams"][layer]) / losses.feature_unit(vgg16.convention) ** 2  # same units as g
+        rel = np.sum((np.asarray(g) - t) ** 2, axis=(1, 2)) / np.sum(t ** 2, axis=(1, 2))
+        expected += float(np.sum(np.asarray(shares) * rel))
+    np.testing.assert_allclose(terms["style"], 7.0 * expected, rtol=1e-4)
+
+
+def test_unknown_style_normalization_has_a_did_you_mean():
+    with pytest.raises(JaxstyleError, match="did you mean 'target'"):
+        LossConfig(style_normalization="targte")
