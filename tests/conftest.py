@@ -1,7 +1,31 @@
-"""Shared fixtures: the bundled weights (loaded once) and small synthetic photos."""
+"""Shared fixtures: the bundled weights (loaded once) and small synthetic photos.
+
+The suite's time is mostly XLA compiling (tiny images, many shapes and configs), so the tests
+share JAX's persistent compilation cache: identical programs compiled by both xdist workers, or
+by the default and the `-m slow` run, are compiled once. It lives in
+`$JAXSTYLE_TEST_XLA_CACHE` (default: a per-user folder in the system temp directory); set the
+variable to an empty string to switch it off.
+"""
+
+import os
+import tempfile
 
 import numpy as np
 import pytest
+
+
+def _enable_compilation_cache() -> None:
+    default = os.path.join(tempfile.gettempdir(), f"jaxstyle-test-xla-cache-{os.getuid()}")
+    path = os.environ.get("JAXSTYLE_TEST_XLA_CACHE", default)
+    if not path:
+        return
+    import jax
+
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.3)
+
+
+_enable_compilation_cache()
 
 
 @pytest.fixture(scope="session")
