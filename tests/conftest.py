@@ -15,7 +15,8 @@ import pytest
 
 
 def _enable_compilation_cache() -> None:
-    default = os.path.join(tempfile.gettempdir(), f"jaxstyle-test-xla-cache-{os.getuid()}")
+    user = os.getuid() if hasattr(os, "getuid") else "user"  # Windows' temp folder is per user already
+    default = os.path.join(tempfile.gettempdir(), f"jaxstyle-test-xla-cache-{user}")
     path = os.environ.get("JAXSTYLE_TEST_XLA_CACHE", default)
     if not path:
         return
