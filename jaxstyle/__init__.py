@@ -12,6 +12,7 @@ import jax.numpy as jnp
 
 from jaxstyle._version import __version__
 from jaxstyle.batch import BatchResult, stylize_batch
+from jaxstyle.color import linear_color_transfer
 from jaxstyle.config import Config, load_config
 from jaxstyle.errors import DivergenceError, JaxstyleError, WeightsError
 from jaxstyle.evaluate import evaluate_files
@@ -25,7 +26,7 @@ from jaxstyle.metrics import evaluate_triple
 from jaxstyle.objective import LossConfig, Objective, make_objective, prepare_targets
 from jaxstyle.optimize import OptimConfig, minimize, minimize_fixed
 from jaxstyle.smoothing import smooth_local_affine
-from jaxstyle.stylize import Result, stylize, stylize_image
+from jaxstyle.stylize import Result, initial_image, stylize, stylize_image
 from jaxstyle.vgg import CONTENT_LAYERS, STYLE_LAYERS, VGGWeights, features
 from jaxstyle.weights import embedded_vgg16, fetch_weights, import_weights, resolve_weights
 
@@ -46,13 +47,14 @@ def extract_features(image: jax.Array, layers: Sequence[str] = STYLE_LAYERS, *,
 
 
 __all__ = [
-    "CONTENT_LAYERS", "STYLE_LAYERS", "BatchResult", "Config", "DivergenceError", "JaxstyleError",
-    "LossConfig", "MaskPair", "Objective", "OptimConfig", "Result", "VGGWeights", "WeightsError",
+    "BatchResult", "CONTENT_LAYERS", "Config", "DivergenceError", "JaxstyleError", "LossConfig",
+    "MaskPair", "Objective", "OptimConfig", "Result", "STYLE_LAYERS", "VGGWeights", "WeightsError",
     "__version__", "build_laplacian", "content_loss", "embedded_vgg16", "evaluate_files",
     "evaluate_triple", "extract_features", "features", "fetch_weights", "gram", "import_weights",
-    "laplacian_matvec", "laplacian_residual_map", "load_config", "load_image", "make_objective",
-    "masked_grams", "matting_laplacian", "matting_operator", "minimize", "minimize_fixed",
-    "parse_mask_pair", "photorealism_loss", "prepare_targets", "propagate_masks", "quadratic_energy",
-    "read_metadata", "resolve_weights", "save_image", "smooth_local_affine", "style_loss", "stylize",
-    "stylize_batch", "stylize_image", "to_numpy_image", "total_variation",
+    "initial_image", "laplacian_matvec", "laplacian_residual_map", "linear_color_transfer",
+    "load_config", "load_image", "make_objective", "masked_grams", "matting_laplacian",
+    "matting_operator", "minimize", "minimize_fixed", "parse_mask_pair", "photorealism_loss",
+    "prepare_targets", "propagate_masks", "quadratic_energy", "read_metadata", "resolve_weights",
+    "save_image", "smooth_local_affine", "style_loss", "stylize", "stylize_batch", "stylize_image",
+    "to_numpy_image", "total_variation",
 ]

@@ -78,8 +78,8 @@ from jaxstyle.masks import parse_mask_pair
 from jaxstyle.objective import Objective, prepare_targets
 from jaxstyle.optimize import (DIVERGED, RUNNING, STATUS_NAMES, OptimConfig, Progress, State, finalize, init_state,
                                resolve_loop, step)
-from jaxstyle.stylize import (ProgressFn, _coarse_targets, _finish, _initial_image, _resize, _scaled_shape,
-                              _stage_plan, load_inputs)
+from jaxstyle.stylize import (ProgressFn, _coarse_targets, _finish, _resize, _scaled_shape, _stage_plan,
+                              initial_image, load_inputs, starts_from_content)
 from jaxstyle.vgg import VGGWeights
 from jaxstyle.weights import resolve_weights
 
@@ -186,10 +186,12 @@ def _resize_many(images, *, shape, mesh):
 
 
 @functools.partial(jax.jit, static_argnames=("config", "mesh"))
-def _initial_many(contents, key, *, config, mesh):
-    """Each item's start: its content plus the same noise as its single run."""
-    return _per_device(mesh, lambda k, c: jax.vmap(lambda image: _initial_image(image, config, k))(c), key,
-                       contents)
+def _initial_many(batch, key, *, config, mesh):
+    """Each item's start: the same as its single run (`Config.init`, `Config.init_noise`)."""
+    def local(k, b):
+        return jax.vmap(lambda c, s, cm, sm: initial_image(c, s, cm, sm, config=config, key=k))(*b)
+
+    return _per_device(mesh, local, key, batch)
 
 
 @functools.partial(jax.jit, static_argnames=("config", "mesh"))
@@ -356,8 +358,8 @@ def stylize_batch(contents: Any, styles: Any, content_masks: Any = None, style_m
     seconds = {"setup": time.perf_counter() - start}
 
     x = c
-    if cfg.init_noise > 0:
-        x = _initial_many(c, jax.random.PRNGKey(cfg.seed), config=cfg, mesh=mesh)
+    if not starts_from_content(cfg):
+        x = _initial_many(batch, jax.random.PRNGKey(cfg.seed), config=cfg, mesh=mesh)
     history, best_loss, steps, strategies = {}, {}, {}, {}
     status: list[dict[str, str]] = [{} for _ in range(count)]
     failed: list[str | None] = [None] * count

@@ -383,7 +383,7 @@ def transfer(
     config: str = typer.Option("default", "--config", "-c", help="Preset (paper, default, fast) or a .toml file."),
     max_side: int | None = typer.Option(None, "--max-side", help="Resize so the longer side is at most N px."),
     iterations: int | None = typer.Option(None, "--iterations", help="Iterations for each stage."),
-    seed: int | None = typer.Option(None, "--seed", help="Random seed (init_noise; automatic masks)."),
+    seed: int | None = typer.Option(None, "--seed", help="Random seed (the start's noise: init, init_noise; automatic masks)."),
     save_every: int = typer.Option(0, "--save-every", help="Write the best image every N iterations."),
     log: str | None = typer.Option(None, "--log", help="Write per-term losses as JSON lines to FILE."),
     no_smooth: bool = typer.Option(False, "--no-smooth", help="Skip the smooth-local-affine filter."),

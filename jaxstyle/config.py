@@ -22,6 +22,7 @@ from jaxstyle.objective import LossConfig
 from jaxstyle.optimize import OptimConfig
 
 MODES = ("two_stage", "single", "coarse_to_fine")
+INITS = ("content", "mean_pixel", "color_transfer")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +46,13 @@ class Config:
     "coarse_to_fine" (stage 1 at `coarse_scale` of the size, upsampled, then stage 2).
     backbone: "vgg16" (bundled), "vgg19" or a path to a canonical .npz;
     allow_fallback lets a missing VGG-19 fall back to the bundled VGG-16 (with a warning).
+    init: the first stage's start. "content" (the content photo), "mean_pixel" (what the
+    original's stage 1, neuralstyle_seg.lua, starts from: randn * 1e-4 in Caffe input
+    units, i.e. the ImageNet mean colour (123.68, 116.779, 103.939) / 256 plus noise of
+    standard deviation 1e-4 / 256) or "color_transfer" (the content photo with each
+    region's colours mapped linearly onto the style region's mean and covariance,
+    `jaxstyle.color.linear_color_transfer`). `init_noise` adds Gaussian noise of that
+    standard deviation on top of any of them; the noise draws from `seed`.
     """
 
     name: str = "custom"
@@ -54,6 +62,7 @@ class Config:
     max_side: int = 512
     coarse_scale: float = 0.5
     seed: int = 0
+    init: str = "content"
     init_noise: float = 0.0
     loss: LossConfig = LossConfig()
     stage1: OptimConfig = OptimConfig()
@@ -64,6 +73,11 @@ class Config:
         if self.mode not in MODES:
             raise JaxstyleError(f"unknown mode {self.mode!r}{did_you_mean(self.mode, MODES)}; "
                                 f"choose one of {', '.join(MODES)}")
+        if self.init not in INITS:
+            raise JaxstyleError(f"unknown init {self.init!r}{did_you_mean(self.init, INITS)}; "
+                                f"choose one of {', '.join(INITS)}")
+        if self.init_noise < 0:
+            raise JaxstyleError(f"init_noise must be >= 0, got {self.init_noise}")
         if not 0 < self.coarse_scale <= 1:
             raise JaxstyleError(f"coarse_scale must be in (0, 1], got {self.coarse_scale}")
 

@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxstyle import io, masks as masks_lib
+from jaxstyle.color import linear_color_transfer
 from jaxstyle.config import Config, load_config
 from jaxstyle.errors import DivergenceError, JaxstyleError
 from jaxstyle.objective import Objective, prepare_targets
@@ -91,12 +92,13 @@ def stylize_image(weights: VGGWeights, content: jax.Array, style: jax.Array,
       config: static settings; each stage runs exactly its `iterations` (no tolerance stop).
       loss_weights: optional traced overrides of the term weights
         ({"content", "style", "tv", "photo"}).
-      key: PRNG key for `config.init_noise` (required when init_noise > 0).
+      key: PRNG key for the start's noise (`config.init`, `config.init_noise`); defaults to
+        `jax.random.PRNGKey(config.seed)`.
     """
     targets = prepare_targets(weights, content, style, content_mask, style_mask, cfg=config.loss)
     if loss_weights:
         targets["weights"] = {**targets["weights"], **loss_weights}
-    x = _initial_image(content, config, key)
+    x = initial_image(content, style, content_mask, style_mask, config=config, key=key)
     for name, use_photo, opt in _stage_plan(config):
         fixed = dataclasses.replace(opt, tol=0.0)
         if name == "stage1" and config.mode == "coarse_to_fine":
@@ -120,12 +122,42 @@ def _coarse_targets(weights, content, style, content_mask, style_mask, config, s
     return prepare_targets(weights, _resize(content, small), _resize(style, style_small), cm, sm, cfg=no_photo)
 
 
-def _initial_image(content: jax.Array, config: Config, key: jax.Array | None) -> jax.Array:
-    if config.init_noise <= 0:
-        return content
-    if key is None:
-        raise JaxstyleError("config.init_noise > 0 needs a PRNG key")
-    return content + config.init_noise * jax.random.normal(key, content.shape, content.dtype)
+# The original's stage-1 start (neuralstyle_seg.lua: `torch.randn(...):mul(0.0001)` in its
+# Caffe input units, BGR x 256 minus the mean pixel): the mean pixel itself, here in RGB [0, 1].
+CAFFE_MEAN_RGB = (123.68 / 256, 116.779 / 256, 103.939 / 256)
+MEAN_PIXEL_NOISE = 1e-4 / 256
+
+
+def needs_key(config: Config) -> bool:
+    """Whether the start `[H, W, 3]` of `config` draws random numbers."""
+    return config.init == "mean_pixel" or config.init_noise > 0
+
+
+def starts_from_content(config: Config) -> bool:
+    """Whether the first stage starts from the content photo itself."""
+    return config.init == "content" and config.init_noise <= 0
+
+
+def initial_image(content: jax.Array, style: jax.Array, content_mask: jax.Array | None = None,
+                  style_mask: jax.Array | None = None, *, config: Config,
+                  key: jax.Array | None = None) -> jax.Array:
+    """The first stage's start `[H, W, 3]`: `config.init`, plus `config.init_noise`.
+
+    Inputs as in `stylize_image`; `key` defaults to `jax.random.PRNGKey(config.seed)`.
+    """
+    x = content
+    if config.init == "color_transfer":
+        x = linear_color_transfer(content, style, content_mask, style_mask)
+    if not needs_key(config):
+        return x
+    key = jax.random.PRNGKey(config.seed) if key is None else key
+    if config.init == "mean_pixel":
+        key, sub = jax.random.split(key)
+        mean = jnp.asarray(CAFFE_MEAN_RGB, content.dtype)
+        x = mean + MEAN_PIXEL_NOISE * jax.random.normal(sub, content.shape, content.dtype)
+    if config.init_noise > 0:
+        x = x + config.init_noise * jax.random.normal(key, content.shape, content.dtype)
+    return x
 
 
 def _finish(x: jax.Array, content: jax.Array, config: Config) -> jax.Array:
@@ -138,6 +170,7 @@ def _finish(x: jax.Array, content: jax.Array, config: Config) -> jax.Array:
 
 
 _prepare = jax.jit(prepare_targets, static_argnames=("cfg",))
+_initial = jax.jit(initial_image, static_argnames=("config",))
 _finish_jit = jax.jit(_finish, static_argnames=("config",))
 
 
@@ -220,7 +253,7 @@ def stylize(content: Any, style: Any, *, content_mask: Any = None, style_mask: A
     jax.block_until_ready(targets)
     timings["setup"] = time.perf_counter() - start
 
-    x = _initial_image(c, cfg, jax.random.PRNGKey(cfg.seed) if cfg.init_noise > 0 else None)
+    x = c if starts_from_content(cfg) else _initial(c, s, cm, sm, config=cfg)
     stages: dict[str, np.ndarray] = {}
     history: dict[str, list[float]] = {}
     terms: dict[str, dict[str, float]] = {}

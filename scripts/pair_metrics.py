@@ -5,7 +5,7 @@ repository; academic and non-commercial use only): both photos loaded with the l
 `--max-side`, the hand-made masks parsed, `jaxstyle.stylize` run with `--config` and the `--set`
 overrides, then `jaxstyle.metrics.evaluate_triple` on the result (hand-made regions) and
 `jaxstyle.metrics.gram_distance_by_layer`. One JSON line per pair on stdout (seconds end to end,
-edge SSIM, residual, Gram distance, Lab W2, per-layer Gram distances), then the means.
+each stage's stop reason and iterations, edge SSIM, residual, Gram distance, Lab W2, per-layer Gram distances), then the means.
 
     python scripts/pair_metrics.py 9 --set loss.style_normalization=target --set loss.style_weight=3e7
     python scripts/pair_metrics.py 9 --score final    # the original's final_N.png, scored the same way
@@ -56,12 +56,15 @@ def main(argv: list[str] | None = None) -> None:
         c, s, cm, sm, _ = load_inputs(root / f"in{n}.png", root / f"tar{n}.png", root / f"in{n}_mask.png",
                                       root / f"tar{n}_mask.png", max_side=args.max_side)
         start = time.perf_counter()
+        run = {}
         if args.score == "content":
             out = c
         elif args.score:
             out = io.resize_image(io.load_image(root / f"{args.score}_{n}.png"), c.shape[:2])
         else:
-            out = stylize(c, s, content_mask=cm, style_mask=sm, config=cfg, weights=weights).image
+            result = stylize(c, s, content_mask=cm, style_mask=sm, config=cfg, weights=weights)
+            out = result.image
+            run = {"status": result.status, "iterations": {k: len(v) for k, v in result.history.items()}}
         seconds = time.perf_counter() - start
         if args.out:
             Path(args.out).mkdir(parents=True, exist_ok=True)
@@ -69,7 +72,7 @@ def main(argv: list[str] | None = None) -> None:
         arrays = [jnp.asarray(a) for a in (c, s, out, cm, sm)]
         scores = metrics.evaluate_triple(weights, *arrays[:3], content_mask=arrays[3], style_mask=arrays[4])
         by_layer = metrics.gram_distance_by_layer(weights, arrays[2], arrays[1], arrays[3], arrays[4])
-        row = {"pair": n, "seconds": round(seconds, 1), **{k: float(scores[k]) for k in KEYS[1:]},
+        row = {"pair": n, "seconds": round(seconds, 1), **run, **{k: float(scores[k]) for k in KEYS[1:]},
                "gram_by_layer": dict(zip(STYLE_LAYERS, np.round(np.asarray(by_layer), 4).tolist()))}
         print(json.dumps(row), flush=True)
         rows.append(row)

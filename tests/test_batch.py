@@ -112,6 +112,21 @@ def test_coarse_to_fine_noise_and_zoom_line_search_equal_single_runs(vgg16, case
         assert result.status[i] == single.status
 
 
+def test_batched_starts_equal_single_starts_for_every_init():
+    """Each item's start in a batch (padded masks included) is its single run's start."""
+    from jaxstyle.batch import _initial_many
+    from jaxstyle.stylize import initial_image
+    inputs = [load_inputs(*make_pair(seed, labels), num_labels=K)[:4] for seed, labels in PAIRS[:2]]
+    batch = tuple(np.stack([np.asarray(item[j]) for item in inputs]) for j in range(4))
+    for init in ("content", "mean_pixel", "color_transfer"):
+        cfg = Config(init=init, init_noise=0.01, seed=3)
+        many = np.asarray(_initial_many(batch, jax.random.PRNGKey(cfg.seed), config=cfg, mesh=None))
+        for i, item in enumerate(inputs):
+            one = np.asarray(initial_image(*item, config=cfg))
+            np.testing.assert_allclose(many[i], one, atol=1e-5, err_msg=init)  # float32, batched eigh
+        assert not np.allclose(many[0], batch[0][0], atol=1e-3)
+
+
 def test_auto_strategy_maps_over_items_only_with_a_zoom_line_search():
     assert resolve_strategy("auto", OptimConfig()) == "vmap"
     assert resolve_strategy("auto", OptimConfig(method="adam", linesearch="zoom")) == "vmap"

@@ -151,3 +151,50 @@ def test_presets_load_and_user_overrides_apply(tmp_path):
     cfg = load_config(str(user), {"stage2.iterations": 7})
     assert cfg.loss.style_weight == 42.0 and cfg.stage2.iterations == 7
     assert cfg.mode == load_config("fast").mode
+
+
+def test_mean_pixel_start_is_the_originals_stage1_start():
+    """neuralstyle_seg.lua starts from randn * 1e-4 in Caffe units: the mean pixel, tiny noise."""
+    from jaxstyle.stylize import CAFFE_MEAN_RGB, initial_image
+    content, style = jnp.asarray(synthetic_photo(H, W, 0)), jnp.asarray(synthetic_photo(20, 24, 3))
+
+    def start(config, key=None):
+        return np.asarray(jax.jit(lambda c, s: initial_image(c, s, config=config, key=key))(content, style),
+                          np.float64)
+
+    cfg = Config(init="mean_pixel", seed=5)
+    x = start(cfg)
+    caffe = x[..., ::-1] * 256 - np.array(CAFFE_MEAN_RGB)[::-1] * 256  # BGR x 256 minus the mean pixel
+    np.testing.assert_allclose(np.array(CAFFE_MEAN_RGB)[::-1] * 256, [103.939, 116.779, 123.68])
+    assert abs(caffe.mean()) < 3e-5 and 0.5e-4 < caffe.std() < 2e-4  # float32 spacing at 0.45: 3e-8 x 256
+    # the default key is PRNGKey(seed): same seed, same start; another seed, another start
+    np.testing.assert_array_equal(x, start(cfg, jax.random.PRNGKey(5)))
+    assert not np.array_equal(x, start(dataclasses.replace(cfg, seed=6)))
+    # nothing of the content survives; init_noise adds on top
+    assert np.corrcoef(x.ravel(), np.asarray(content, np.float64).ravel())[0, 1] ** 2 < 1e-2
+    assert 0.08 < (start(dataclasses.replace(cfg, init_noise=0.1)) - x).std() < 0.12
+    np.testing.assert_array_equal(start(Config()), np.asarray(content, np.float64))
+
+
+def test_color_transfer_start_is_the_recoloured_content(vgg16):
+    from jaxstyle.color import linear_color_transfer
+    from jaxstyle.stylize import initial_image
+    content, style = jnp.asarray(synthetic_photo(H, W, 0)), jnp.asarray(synthetic_photo(20, 24, 3))
+    cm, sm = jnp.asarray(two_region_mask(H, W, 0)), jnp.asarray(two_region_mask(20, 24, 3))
+    x = initial_image(content, style, cm, sm, config=Config(init="color_transfer"))
+    np.testing.assert_array_equal(x, linear_color_transfer(content, style, cm, sm))
+    assert not np.allclose(x, content, atol=0.02)
+    # the host pipeline starts from it too: zero iterations and no filter return the start
+    zero = tiny_config(init="color_transfer", stage1=OptimConfig(iterations=0), stage2=OptimConfig(iterations=0),
+                       smooth=SmoothConfig(enabled=False))
+    out = stylize(np.asarray(content), np.asarray(style), content_mask=np.asarray(cm), style_mask=np.asarray(sm),
+                  config=zero, weights=vgg16)
+    np.testing.assert_allclose(out.image, x, atol=1e-5)  # float32: jit vs eager eigh
+
+
+def test_unknown_init_is_refused_with_a_hint():
+    from jaxstyle.errors import JaxstyleError
+    with pytest.raises(JaxstyleError, match="unknown init 'mean-pixel'.*did you mean 'mean_pixel'"):
+        load_config("default", {"init": "mean-pixel"})
+    with pytest.raises(JaxstyleError, match="init_noise must be >= 0"):
+        Config(init_noise=-1.0)
