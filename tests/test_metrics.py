@@ -431,7 +431,9 @@ def test_evaluate_triple_keys_and_values(vgg16):
     assert tuple(plain) == m.METRIC_KEYS == ("ssim", "edge_ssim", "laplacian_residual", "gram_distance", "lab_w2")
     assert all(type(v) is float for v in plain.values())
     assert plain["ssim"] == pytest.approx(float(m.structure_ssim(output, content)), rel=1e-6)
-    assert plain["lab_w2"] == pytest.approx(float(m.lab_w2(output, style, cmask, smask)), rel=1e-6)
+    # Lab W2 takes float32 matrix square roots (eigh): compiled together with the other metrics
+    # vs alone it differed by 1.1e-6 relative in one CI run
+    assert plain["lab_w2"] == pytest.approx(float(m.lab_w2(output, style, cmask, smask)), rel=1e-5)
     assert plain["laplacian_residual"] < 1e-5  # an affine recolouring
 
     reference = content
