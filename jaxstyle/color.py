@@ -21,6 +21,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jaxstyle.masks import with_style_fallback
+
 DEFAULT_EPS = 1e-4  # colour variance floor (a standard deviation of 0.01 on [0, 1])
 
 
@@ -68,11 +70,10 @@ def linear_color_transfer(content: jax.Array, style: jax.Array, content_mask: ja
     if content_mask is None:
         content_mask = jnp.ones(content.shape[:2] + (1,), content.dtype)
         style_mask = jnp.ones(style.shape[:2] + (1,), style.dtype)
+    style_mask = with_style_fallback({"pixels": style_mask})["pixels"]  # the style loss's rule
     c_pixels, s_pixels = content.reshape(-1, 3), style.reshape(-1, 3)
     c_weights = content_mask.reshape(-1, content_mask.shape[-1]).astype(content.dtype)
     s_weights = style_mask.reshape(-1, style_mask.shape[-1]).astype(style.dtype)
-    vanished = jnp.sum(s_weights, axis=0) < 1.0                                # [K]
-    s_weights = jnp.where(vanished[None, :], jnp.ones_like(s_weights), s_weights)
     mu_c, cov_c = _weighted_moments(c_pixels, c_weights, eps)
     mu_s, cov_s = _weighted_moments(s_pixels, s_weights, eps)
     t = monge_kantorovich_map(cov_c, cov_s)                                   # [K, 3, 3]
