@@ -25,7 +25,7 @@ from jaxstyle.masks import MaskPair, parse_mask_pair, propagate_masks
 from jaxstyle.metrics import evaluate_triple
 from jaxstyle.objective import LossConfig, Objective, make_objective, prepare_targets
 from jaxstyle.optimize import OptimConfig, minimize, minimize_fixed
-from jaxstyle.smoothing import smooth_local_affine
+from jaxstyle.smoothing import guided_filter, refine_detail, smooth_local_affine
 from jaxstyle.stylize import Result, initial_image, stylize, stylize_image
 from jaxstyle.vgg import CONTENT_LAYERS, STYLE_LAYERS, VGGWeights, features
 from jaxstyle.weights import embedded_vgg16, fetch_weights, import_weights, resolve_weights
@@ -50,11 +50,11 @@ __all__ = [
     "BatchResult", "CONTENT_LAYERS", "Config", "DivergenceError", "JaxstyleError", "LossConfig",
     "MaskPair", "Objective", "OptimConfig", "Result", "STYLE_LAYERS", "VGGWeights", "WeightsError",
     "__version__", "build_laplacian", "content_loss", "embedded_vgg16", "evaluate_files",
-    "evaluate_triple", "extract_features", "features", "fetch_weights", "gram", "import_weights",
-    "initial_image", "laplacian_matvec", "laplacian_residual_map", "linear_color_transfer",
-    "load_config", "load_image", "make_objective", "masked_grams", "matting_laplacian",
-    "matting_operator", "minimize", "minimize_fixed", "parse_mask_pair", "photorealism_loss",
-    "prepare_targets", "propagate_masks", "quadratic_energy", "read_metadata", "resolve_weights",
-    "save_image", "smooth_local_affine", "style_loss", "stylize", "stylize_batch", "stylize_image",
-    "to_numpy_image", "total_variation",
+    "evaluate_triple", "extract_features", "features", "fetch_weights", "gram", "guided_filter",
+    "import_weights", "initial_image", "laplacian_matvec", "laplacian_residual_map",
+    "linear_color_transfer", "load_config", "load_image", "make_objective", "masked_grams",
+    "matting_laplacian", "matting_operator", "minimize", "minimize_fixed", "parse_mask_pair",
+    "photorealism_loss", "prepare_targets", "propagate_masks", "quadratic_energy", "read_metadata",
+    "refine_detail", "resolve_weights", "save_image", "smooth_local_affine", "style_loss",
+    "stylize", "stylize_batch", "stylize_image", "to_numpy_image", "total_variation",
 ]

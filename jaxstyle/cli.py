@@ -387,6 +387,8 @@ def transfer(
     save_every: int = typer.Option(0, "--save-every", help="Write the best image every N iterations."),
     log: str | None = typer.Option(None, "--log", help="Write per-term losses as JSON lines to FILE."),
     no_smooth: bool = typer.Option(False, "--no-smooth", help="Skip the smooth-local-affine filter."),
+    refine: bool | None = typer.Option(None, "--refine/--no-refine", help="Add the content's fine detail back "
+                                       "after the filter (the original's de-posterisation; default: the preset's)."),
     set_: list[str] = typer.Option([], "--set", help="Override any setting: --set loss.style_weight=50."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output (never an input)."),
@@ -399,6 +401,8 @@ def transfer(
         overrides["seed"] = seed
     if no_smooth:
         overrides["smooth.enabled"] = False
+    if refine is not None:
+        overrides["smooth.refine"] = refine
     result = run_transfer(content, style, output, content_mask=content_mask, style_mask=style_mask,
                           config=config, overrides=overrides, max_side=max_side, save_every=save_every,
                           log=log, quiet=quiet, force=force, masks=masks, regions=regions,

@@ -13,6 +13,15 @@ matting-Laplacian energy, so the result inside one region is exactly what the
 photorealism term allows; across region borders the maps are blended by the (soft)
 content masks. Covariances get `eps * I` added, so flat regions stay finite.
 
+Hard masks make a seam wherever a region border crosses smoothly shaded content (a border
+drawn by hand, or found on the coarse feature grid): two different affine maps meet there, a
+step that the matting Laplacian penalises and a short stage 2 does not remove (on the paper's
+pairs 1, 4, 20 and 39 such a start has 3-50x the residual of a one-region start).
+`feather_radius > 0` blends the maps with `feather_masks` instead: the masks passed through a
+guided filter (He, Sun and Tang 2010) guided by the content, so the weights switch at colour
+edges and blend over about `feather_radius` px elsewhere; the region statistics still come
+from the masks as given.
+
 Pure JAX: jit-, vmap- and grad-able; masks as in `jaxstyle.objective.prepare_targets`.
 """
 
@@ -22,8 +31,10 @@ import jax
 import jax.numpy as jnp
 
 from jaxstyle.masks import with_style_fallback
+from jaxstyle.smoothing import guided_filter
 
 DEFAULT_EPS = 1e-4  # colour variance floor (a standard deviation of 0.01 on [0, 1])
+FEATHER_EPS = 1e-3  # guided-filter ridge: colour steps above ~0.03 keep the masks' switch sharp
 
 
 def _weighted_moments(pixels: jax.Array, weights: jax.Array, eps: float) -> tuple[jax.Array, jax.Array]:
@@ -52,8 +63,20 @@ def monge_kantorovich_map(cov_from: jax.Array, cov_to: jax.Array) -> jax.Array:
     return inv_root @ middle @ inv_root
 
 
+def feather_masks(content: jax.Array, content_mask: jax.Array, *, radius: int,
+                  eps: float = FEATHER_EPS) -> jax.Array:
+    """Content masks `[H, W, K]` feathered along the content `[H, W, 3]`: each channel through
+    `jaxstyle.guided_filter(content, ., radius, eps)`, negatives cut, then rescaled so every
+    pixel keeps its total coverage (1 inside the labels, 0 outside). -> `[H, W, K]`."""
+    mask = content_mask.astype(content.dtype)
+    soft = jnp.maximum(guided_filter(content, mask, radius=radius, eps=eps), 0.0)  # [H, W, K]
+    total, cover = jnp.sum(soft, -1, keepdims=True), jnp.sum(mask, -1, keepdims=True)
+    return jnp.where(total > 0, soft * cover / jnp.where(total > 0, total, 1.0), mask)
+
+
 def linear_color_transfer(content: jax.Array, style: jax.Array, content_mask: jax.Array | None = None,
-                          style_mask: jax.Array | None = None, *, eps: float = DEFAULT_EPS) -> jax.Array:
+                          style_mask: jax.Array | None = None, *, eps: float = DEFAULT_EPS,
+                          feather_radius: int = 0) -> jax.Array:
     """Content `[H, W, 3]` recoloured region by region to the style's colour statistics.
 
     Args:
@@ -63,6 +86,8 @@ def linear_color_transfer(content: jax.Array, style: jax.Array, content_mask: ja
         image's statistics, as the style loss does; content pixels outside every label keep
         their colour.
       eps: added to each covariance's diagonal.
+      feather_radius: blend the regions' maps with `feather_masks` of this radius (a static
+        int; 0: with the masks as given).
 
     Returns:
       `[H, W, 3]`, clipped to [0, 1].
@@ -78,10 +103,12 @@ def linear_color_transfer(content: jax.Array, style: jax.Array, content_mask: ja
     mu_s, cov_s = _weighted_moments(s_pixels, s_weights, eps)
     t = monge_kantorovich_map(cov_c, cov_s)                                   # [K, 3, 3]
     mapped = jnp.einsum("kij,knj->kni", t, c_pixels[None] - mu_c[:, None]) + mu_s[:, None]  # [K, N, 3]
+    if feather_radius > 0:
+        c_weights = feather_masks(content, content_mask, radius=feather_radius).reshape(c_weights.shape)
     total = jnp.sum(c_weights, axis=1)                                         # [N]
     blended = jnp.einsum("nk,kni->ni", c_weights, mapped) / jnp.maximum(total, 1e-12)[:, None]
     out = jnp.where(total[:, None] > 0, blended, c_pixels)
     return jnp.clip(out, 0.0, 1.0).reshape(content.shape)
 
 
-__all__ = ["DEFAULT_EPS", "linear_color_transfer", "monge_kantorovich_map"]
+__all__ = ["DEFAULT_EPS", "FEATHER_EPS", "feather_masks", "linear_color_transfer", "monge_kantorovich_map"]

@@ -28,13 +28,18 @@ INITS = ("content", "mean_pixel", "color_transfer")
 @dataclasses.dataclass(frozen=True)
 class SmoothConfig:
     """The final smooth-local-affine filter (the original: radius 15, edge 0.01, and a fixed
-    ridge of 1e-3 in its affine fits; see `jaxstyle.smoothing`)."""
+    ridge of 1e-3 in its affine fits; see `jaxstyle.smoothing`), then optionally the original's
+    de-posterisation `refine` (the content's detail layer added back through a guided filter of
+    radius `refine_radius` and ridge `refine_eps`, `jaxstyle.smoothing.refine_detail`)."""
 
     enabled: bool = True
     radius: int = 15
     edge: float = 0.01
     eps: float = 1e-3
     patch_radius: int = 1
+    refine: bool = False
+    refine_radius: int = 8
+    refine_eps: float = 0.01
 
 
 @dataclasses.dataclass(frozen=True)
@@ -51,7 +56,9 @@ class Config:
     units, i.e. the ImageNet mean colour (123.68, 116.779, 103.939) / 256 plus noise of
     standard deviation 1e-4 / 256) or "color_transfer" (the content photo with each
     region's colours mapped linearly onto the style region's mean and covariance,
-    `jaxstyle.color.linear_color_transfer`). `init_noise` adds Gaussian noise of that
+    `jaxstyle.color.linear_color_transfer`; `init_feather` > 0 blends the regions' maps
+    with masks feathered along the content's colour edges over about that many pixels,
+    `jaxstyle.color.feather_masks`, so the start has no seams). `init_noise` adds Gaussian noise of that
     standard deviation on top of any of them; the noise draws from `seed`.
     """
 
@@ -64,6 +71,7 @@ class Config:
     seed: int = 0
     init: str = "content"
     init_noise: float = 0.0
+    init_feather: int = 0
     loss: LossConfig = LossConfig()
     stage1: OptimConfig = OptimConfig()
     stage2: OptimConfig = OptimConfig()
@@ -76,6 +84,8 @@ class Config:
         if self.init not in INITS:
             raise JaxstyleError(f"unknown init {self.init!r}{did_you_mean(self.init, INITS)}; "
                                 f"choose one of {', '.join(INITS)}")
+        if self.init_feather < 0:
+            raise JaxstyleError(f"init_feather must be >= 0, got {self.init_feather}")
         if self.init_noise < 0:
             raise JaxstyleError(f"init_noise must be >= 0, got {self.init_noise}")
         if not 0 < self.coarse_scale <= 1:

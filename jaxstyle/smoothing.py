@@ -44,6 +44,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxstyle.errors import JaxstyleError
+from jaxstyle.laplacian import _box_sum
 
 ORIGINAL_RIDGE = 1e-3  # cuda_utils.cu: Mt_M[i][i] = 1e-3 for the colour rows
 DEFAULT_RADIUS = 15  # gen_all.py: -f_radius 15
@@ -227,3 +228,58 @@ def smooth_local_affine(output: jax.Array, content: jax.Array, *, radius: int = 
     coefficients = local_affine_coefficients(output, content, patch_radius=patch_radius, eps=eps)
     smoothed = joint_bilateral(coefficients.reshape(h, w, 12), content, radius=radius, edge=edge)
     return jnp.clip(apply_affine(smoothed.reshape(h, w, 3, 4), content), 0.0, 1.0)
+
+
+# ----------------------------------------------------------------------------- refine
+
+REFINE_RADIUS = 8  # refine_posterization.m: r = 8
+REFINE_EPS = 0.01  # refine_posterization.m: eps = 0.1^2
+
+
+def _box_mean(x: jax.Array, radius: int) -> jax.Array:
+    """Mean over the in-image pixels of each `(2 r + 1)^2` window: `[H, W, ...] -> [H, W, ...]`
+    (MATLAB `boxfilter(x, r) ./ boxfilter(ones, r)`, as the guided filter's reference code)."""
+    pad = [(radius, radius)] * 2 + [(0, 0)] * (x.ndim - 2)
+    ones = jnp.ones(x.shape[:2] + (1,) * (x.ndim - 2), x.dtype)
+    return _box_sum(jnp.pad(x, pad), radius) / _box_sum(jnp.pad(ones, pad), radius)
+
+
+def guided_filter(guide: jax.Array, source: jax.Array, *, radius: int = REFINE_RADIUS,
+                  eps: float | jax.Array = REFINE_EPS) -> jax.Array:
+    """He, Sun and Tang's guided filter with a colour guide (`guidedfilter_color.m`).
+
+    Every `(2 r + 1)^2` window (truncated at the border) fits `source ~ a^T guide + b` by
+    ridge regression (ridge `eps`); each pixel averages the fits of the windows that hold it
+    and applies them to its guide colour. `guide` `[H, W, 3]`, `source` `[H, W, C]`, filtered
+    channel by channel -> `[H, W, C]` in the inputs' float dtype.
+    """
+    guide = _check_image("guide", guide)
+    source = _check_image("source", source, channels=None)
+    _check_same_hw("guide", guide, "source", source)
+    r = _check_radius("radius", radius)
+    _check_positive("eps", eps)
+    dtype = jnp.result_type(guide, source)
+    guide, source = guide.astype(dtype), source.astype(dtype)
+    mean_i = _box_mean(guide, r)  # [h, w, 3]
+    mean_p = _box_mean(source, r)  # [h, w, C]
+    cov_ip = _box_mean(guide[..., :, None] * source[..., None, :], r) - mean_i[..., :, None] * mean_p[..., None, :]
+    var_i = _box_mean(guide[..., :, None] * guide[..., None, :], r) - mean_i[..., :, None] * mean_i[..., None, :]
+    a = _solve_spd3(var_i + eps * jnp.eye(3, dtype=dtype), cov_ip)  # [h, w, 3, C]
+    b = mean_p - jnp.einsum("hwic,hwi->hwc", a, mean_i)  # [h, w, C]
+    return jnp.einsum("hwic,hwi->hwc", _box_mean(a, r), guide) + _box_mean(b, r)
+
+
+def refine_detail(output: jax.Array, content: jax.Array, *, radius: int = REFINE_RADIUS,
+                  eps: float | jax.Array = REFINE_EPS) -> jax.Array:
+    """The original's optional de-posterisation (`refine_posterization.m`): adds the content's
+    detail layer, `content - guided_filter(content, content)`, to `output`, clipped to [0, 1].
+
+    `output`, `content` `[H, W, 3]` -> `[H, W, 3]`. The detail layer is what an edge-preserving
+    smoothing of the content removes (fine texture and edges below the `eps` contrast), so
+    flat, posterised patches of `output` get the content's texture back.
+    """
+    output = _check_image("output", output)
+    content = _check_image("content", content)
+    _check_same_hw("output", output, "content", content)
+    detail = content - guided_filter(content, content, radius=radius, eps=eps)
+    return jnp.clip(output + detail.astype(output.dtype), 0.0, 1.0)

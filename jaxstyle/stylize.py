@@ -29,7 +29,7 @@ from jaxstyle.config import Config, load_config
 from jaxstyle.errors import DivergenceError, JaxstyleError
 from jaxstyle.objective import Objective, prepare_targets
 from jaxstyle.optimize import DIVERGED, STATUS_NAMES, OptimConfig, Progress, minimize, minimize_fixed
-from jaxstyle.smoothing import smooth_local_affine
+from jaxstyle.smoothing import refine_detail, smooth_local_affine
 from jaxstyle.vgg import VGGWeights
 from jaxstyle.weights import resolve_weights
 
@@ -147,7 +147,7 @@ def initial_image(content: jax.Array, style: jax.Array, content_mask: jax.Array 
     """
     x = content
     if config.init == "color_transfer":
-        x = linear_color_transfer(content, style, content_mask, style_mask)
+        x = linear_color_transfer(content, style, content_mask, style_mask, feather_radius=config.init_feather)
     if not needs_key(config):
         return x
     key = jax.random.PRNGKey(config.seed) if key is None else key
@@ -166,6 +166,8 @@ def _finish(x: jax.Array, content: jax.Array, config: Config) -> jax.Array:
         s = config.smooth
         x = smooth_local_affine(x, content, radius=s.radius, edge=s.edge, eps=s.eps,
                                 patch_radius=s.patch_radius)
+    if config.smooth.refine:
+        x = refine_detail(x, content, radius=config.smooth.refine_radius, eps=config.smooth.refine_eps)
     return x
 
 

@@ -22,7 +22,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import synthetic_photo
-from jaxstyle import cli, io
+from jaxstyle import cli, io, smoothing
 from jaxstyle.config import load_config
 
 runner = CliRunner()
@@ -303,6 +303,21 @@ def test_iterations_seed_and_no_smooth_are_honoured(tmp_path):
                                                         "seed": 0, "smooth.enabled": False})
     assert "smooth" not in io.read_metadata(out)["seconds"]
     assert max(json.loads(line)["iteration"] for line in log.read_text().splitlines()) == 4
+
+
+def test_refine_adds_the_content_detail_to_the_filtered_result(inputs, tmp_path):
+    """--refine: the filtered result plus the content's detail layer (recorded in the metadata)."""
+    plain, refined = tmp_path / "plain.png", tmp_path / "refined.png"
+    assert transfer(inputs, plain, "-q").exit_code == 0
+    result = transfer(inputs, refined, "-q", "--refine")
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert io.read_metadata(refined)["config"]["smooth"]["refine"] is True
+    assert io.read_metadata(plain)["config"]["smooth"]["refine"] is False
+    content = io.load_image(inputs["content"])
+    want = np.asarray(smoothing.refine_detail(io.load_image(plain), content))
+    got = io.load_image(refined)
+    assert np.abs(got - io.load_image(plain)).max() > 4 / 255  # the detail layer is not empty
+    np.testing.assert_allclose(got, want, atol=1.01 / 255)  # both went through 8-bit PNGs
 
 
 def test_write_failure_leaves_no_partial_file(inputs, tmp_path, monkeypatch):

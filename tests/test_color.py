@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from conftest import synthetic_photo, two_region_mask
-from jaxstyle.color import linear_color_transfer, monge_kantorovich_map
+from jaxstyle.color import feather_masks, linear_color_transfer, monge_kantorovich_map
 from jaxstyle.laplacian import laplacian_matvec
 
 
@@ -156,3 +156,63 @@ def test_vmap_and_grad(photos):
         eps = 1e-6
         fd = (scalar(s + eps * d) - scalar(s - eps * d)) / (2 * eps)
         np.testing.assert_allclose(float(jnp.vdot(g, d)), float(fd), rtol=1e-6)
+
+
+# ----------------------------------------------------------------------------- feathered blending
+
+def shaded_with_a_step(h=32, w=40):
+    """A smooth left-right ramp with a strong colour step at column 28 (a real edge)."""
+    x = np.linspace(0.2, 0.6, w)[None, :, None] * np.ones((h, 1, 3))
+    x = x * np.array([1.0, 0.8, 0.6])
+    x[:, 28:] += np.array([0.3, -0.1, 0.25])
+    return x.astype(np.float32)
+
+
+def test_feathered_masks_keep_coverage_and_follow_colour_edges():
+    content = shaded_with_a_step()
+    mask = np.zeros((32, 40, 3), np.float32)
+    mask[:, :14, 0], mask[:, 14:28, 1], mask[:, 28:, 2] = 1, 1, 1  # border 0|1 in the ramp, 1|2 on the edge
+    mask[:3, :, :] = 0  # unlabelled rows stay unlabelled
+    soft = np.asarray(feather_masks(jnp.asarray(content), jnp.asarray(mask), radius=4))
+    assert soft.min() >= 0
+    np.testing.assert_allclose(soft.sum(-1), mask.sum(-1), atol=1e-5)  # coverage kept
+    rows = slice(8, 24)
+    # Across the border in the smooth ramp the weights blend over several pixels ...
+    assert 0.1 < soft[rows, 13, 1].mean() < 0.9 and 0.1 < soft[rows, 14, 0].mean() < 0.9
+    # ... across the colour edge they switch as the mask does.
+    np.testing.assert_allclose(soft[rows, 26, 1], 1, atol=0.05)
+    np.testing.assert_allclose(soft[rows, 29, 2], 1, atol=0.05)
+
+
+@pytest.mark.parametrize("radius", [2, 4])
+def test_feathered_start_has_no_seam_where_a_border_crosses_smooth_shading(radius):
+    content = shaded_with_a_step()
+    style = np.random.default_rng(3).uniform(0.2, 0.8, (20, 20, 3)).astype(np.float32)
+    cm = np.zeros((32, 40, 2), np.float32)
+    cm[:, :14, 0], cm[:, 14:, 1] = 1, 1  # the border runs through the ramp, not along an edge
+    sm = np.zeros((20, 20, 2), np.float32)
+    sm[:, :10, 0], sm[:, 10:, 1] = 1, 1
+    style[:, 10:] = style[:, 10:] * 0.5  # the two style regions differ: different maps
+    args = [jnp.asarray(a) for a in (content, style, cm, sm)]
+    hard = linear_color_transfer(*args)
+    soft = linear_color_transfer(*args, feather_radius=radius)
+
+    def energy(image):
+        return float(jnp.vdot(image, laplacian_matvec(jnp.asarray(content), image)))
+
+    assert energy(soft) < 0.3 * energy(hard)
+    # away from the border both are the same per-region maps
+    np.testing.assert_allclose(soft[:, :14 - 3 * radius], hard[:, :14 - 3 * radius], atol=1e-5)
+    # one region: feathering changes nothing
+    one = [jnp.asarray(content), jnp.asarray(style)]
+    np.testing.assert_array_equal(linear_color_transfer(*one, feather_radius=radius), linear_color_transfer(*one))
+
+
+def test_feathered_transfer_under_jit_and_vmap(photos):
+    content, style = photos
+    cm, sm = two_region_mask(24, 32, 0), two_region_mask(20, 28, 5)
+    fn = jax.jit(lambda *a: linear_color_transfer(*a, feather_radius=3))
+    single = fn(*(jnp.asarray(a) for a in (content, style, cm, sm)))
+    batched = jax.vmap(lambda *a: linear_color_transfer(*a, feather_radius=3))(
+        *(jnp.stack([jnp.asarray(a)] * 2) for a in (content, style, cm, sm)))
+    np.testing.assert_allclose(batched[1], single, atol=1e-5)  # float32 rounding of batched ops

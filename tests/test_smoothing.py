@@ -251,3 +251,86 @@ def test_bad_inputs_raise_with_advice():
         smoothing.joint_bilateral(image, image, radius=2, edge=0.0)
     with pytest.raises(JaxstyleError, match="> 0"):
         smoothing.local_affine_coefficients(image, image, eps=-1.0)
+
+
+# ----------------------------------------------------------------------------- guided filter, refine
+
+def reference_guided_filter(guide, source, radius, eps):
+    """guidedfilter_color.m per pixel in float64: windows truncated at the border, a per-window
+    ridge fit source ~ a^T guide + b, then each pixel averages its windows' (a, b)."""
+    h, w, _ = guide.shape
+    a = np.zeros((h, w, 3, source.shape[-1]))
+    b = np.zeros((h, w, source.shape[-1]))
+    for y in range(h):
+        for x in range(w):
+            win = (slice(max(0, y - radius), y + radius + 1), slice(max(0, x - radius), x + radius + 1))
+            g, p = guide[win].reshape(-1, 3), source[win].reshape(-1, source.shape[-1])
+            cov = np.cov(g.T, bias=True) + eps * np.eye(3)
+            cross = (g - g.mean(0)).T @ (p - p.mean(0)) / len(g)
+            a[y, x] = np.linalg.solve(cov, cross)
+            b[y, x] = p.mean(0) - a[y, x].T @ g.mean(0)
+    out = np.zeros_like(source, dtype=np.float64)
+    for y in range(h):
+        for x in range(w):
+            win = (slice(max(0, y - radius), y + radius + 1), slice(max(0, x - radius), x + radius + 1))
+            out[y, x] = a[win].mean((0, 1)).T @ guide[y, x] + b[win].mean((0, 1))
+    return out
+
+
+@pytest.mark.parametrize("radius,eps", [(1, 1e-3), (2, 0.01), (8, 0.01)])
+@pytest.mark.parametrize("mode", ["eager", "jit", "vmap"])
+def test_guided_filter_matches_reference(radius, eps, mode):
+    guide, source = random_content(13, 11, seed=3), random_content(13, 11, seed=4)[..., :2]
+    want = reference_guided_filter(guide, source, radius, eps)
+    fn = functools.partial(smoothing.guided_filter, radius=radius, eps=eps)
+    if mode == "jit":
+        got = jax.jit(fn)(f32(guide), f32(source))
+    elif mode == "vmap":
+        got = jax.vmap(fn)(f32(np.stack([guide, guide])), f32(np.stack([source, source])))[1]
+    else:
+        got = fn(f32(guide), f32(source))
+    np.testing.assert_allclose(got, want, atol=2e-5)
+
+
+def test_guided_filter_keeps_constants_and_global_affine_functions_of_the_guide():
+    guide = random_content(17, 15, seed=5)
+    np.testing.assert_allclose(smoothing.guided_filter(f32(guide), jnp.full((17, 15, 1), 0.3)), 0.3, atol=1e-6)
+    affine = guide @ M + B  # every window fits it exactly; the ridge shrinks the slope a little
+    got = smoothing.guided_filter(f32(guide), f32(affine), radius=3, eps=1e-6)
+    np.testing.assert_allclose(got, affine, atol=1e-3)
+
+
+def test_refine_detail_matches_its_formula_and_adds_nothing_to_a_flat_content():
+    content, output = random_content(20, 18, seed=6), random_content(20, 18, seed=7) * 0.5 + 0.25
+    detail = content - reference_guided_filter(content, content, 8, 0.01)
+    want = np.clip(output + detail, 0, 1)
+    np.testing.assert_allclose(smoothing.refine_detail(f32(output), f32(content)), want, atol=2e-5)
+    flat = np.full((20, 18, 3), 0.4)
+    np.testing.assert_allclose(smoothing.refine_detail(f32(output), f32(flat)), output, atol=1e-6)
+
+
+def test_refine_detail_restores_fine_texture_but_not_strong_edges():
+    # A flat, posterised output over a content with low-contrast texture (variance below the
+    # ridge) and one strong step (variance far above it): the texture comes back, the step,
+    # which the guided filter keeps in its smooth layer, is not added twice.
+    rng = np.random.default_rng(8)
+    texture = 0.03 * rng.standard_normal((24, 64, 1)) * np.ones(3)
+    content = np.full((24, 64, 3), 0.3) + texture
+    content[:, 32:] += 0.4
+    output = np.full((24, 64, 3), 0.5)
+    added = np.asarray(smoothing.refine_detail(f32(output), f32(content))) - output
+    away = np.r_[0:16, 48:64]  # columns whose windows and their neighbours' miss the step
+    assert np.corrcoef(added[:, away].ravel(), texture[:, away].ravel())[0, 1] > 0.9
+    assert abs(added[:, 32:40].mean() - added[:, 24:32].mean()) < 0.1 * 0.4  # under a tenth of the step
+
+
+def test_refine_detail_jit_and_grad():
+    content, output = f32(random_content(12, 10, seed=9)), f32(random_content(12, 10, seed=10) * 0.5 + 0.2)
+    fn = jax.jit(functools.partial(smoothing.refine_detail, radius=2))
+    np.testing.assert_allclose(fn(output, content), smoothing.refine_detail(output, content, radius=2), atol=1e-6)
+    # Inside [0, 1] the refine only adds a term that does not depend on the output.
+    g = jax.grad(lambda o: jnp.sum(fn(o, content) * jnp.arange(o.size).reshape(o.shape) / o.size))(output)
+    assert np.all(np.isfinite(g))
+    inside = np.asarray((fn(output, content) > 0) & (fn(output, content) < 1))
+    np.testing.assert_allclose(np.asarray(g)[inside], (np.arange(output.size).reshape(output.shape) / output.size)[inside],
+                               rtol=1e-6)

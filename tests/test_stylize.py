@@ -148,6 +148,7 @@ def test_presets_load_and_user_overrides_apply(tmp_path):
     assert (paper.backbone, paper.smooth.radius, paper.smooth.edge) == ("vgg19", 15, 0.01)
     assert paper.init == "mean_pixel"  # the original's stage-1 start
     assert load_config("default").init == load_config("fast").init == "color_transfer"
+    assert not any(load_config(name).smooth.refine for name in ("paper", "default", "fast"))  # an option
     user = tmp_path / "mine.toml"
     user.write_text('base = "fast"\n[loss]\nstyle_weight = 42.0\n')
     cfg = load_config(str(user), {"stage2.iterations": 7})
