@@ -24,7 +24,8 @@ the paper's repository; the pairs are the paper's, academic and non-commercial u
    photo).
 
 Outputs: a markdown table on stdout, `--json` with every number, the stylised images in
-`--out` (unless --masks-only), the sheet.
+`--out` (unless --masks-only) with each one's last stage before the final filter
+(`pairN_MODE_prefilter.npy`, for `scripts/finish_sweep.py`), the sheet.
 
     python scripts/automask_eval.py --masks-only --sheet docs/automask_sheet.png  # masks only, ~1 min
     python scripts/automask_eval.py --json automask_eval.json --out automask_out   # full: long on CPU
@@ -58,7 +59,7 @@ SHEET_HEIGHT = 96  # px per tile in the contact sheet
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--examples", default="/work/shared/dpst-examples",
+    parser.add_argument("--examples", default="../shared/dpst-examples",
                         help="folder with inN.png, tarN.png, inN_mask.png, tarN_mask.png")
     parser.add_argument("--pairs", type=int, nargs="+", default=list(PAIRS), help="pair numbers N")
     parser.add_argument("--max-side", type=int, default=256, help="longer side of both photos (px)")
@@ -180,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
                                                        style_mask=regions[mode][1], reference=reference)}
                 if out_dir is not None:
                     io.save_image(image, out_dir / f"pair{n}_{mode}.png", overwrite=True)
+                    # The last stage's image before the final filter, for scripts/finish_sweep.py.
+                    np.save(out_dir / f"pair{n}_{mode}_prefilter.npy", result.stages[list(result.stages)[-1]])
                 print(f"  {mode:5s} gram(hand regions) {record[mode]['gram_distance_hand_regions']:.4f}  "
                       f"laplacian residual {record[mode]['laplacian_residual']:.3g}  "
                       f"({record[mode]['seconds']:.0f} s)", file=sys.stderr)

@@ -25,7 +25,7 @@ from jaxstyle import io  # noqa: E402
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--examples", default="/work/shared/dpst-examples")
+    parser.add_argument("--examples", default="../shared/dpst-examples")
     parser.add_argument("--pairs", type=int, nargs="+", default=list(PAIRS))
     parser.add_argument("--run", action="append", required=True, metavar="LABEL=FOLDER",
                         help="a column of our outputs (repeat for several)")
