@@ -16,7 +16,7 @@ content masks. Covariances get `eps * I` added, so flat regions stay finite.
 Hard masks make a seam wherever a region border crosses smoothly shaded content (a border
 drawn by hand, or found on the coarse feature grid): two different affine maps meet there, a
 step that the matting Laplacian penalises and a short stage 2 does not remove (on the paper's
-pairs 1, 4, 20 and 39 such a start has 3-50x the residual of a one-region start).
+pairs 1, 4, 20 and 39 such a start has 6-300x the residual of a one-region start).
 `feather_radius > 0` blends the maps with `feather_masks` instead: the masks passed through a
 guided filter (He, Sun and Tang 2010) guided by the content, so the weights switch at colour
 edges and blend over about `feather_radius` px elsewhere; the region statistics still come
@@ -34,7 +34,9 @@ from jaxstyle.masks import with_style_fallback
 from jaxstyle.smoothing import guided_filter
 
 DEFAULT_EPS = 1e-4  # colour variance floor (a standard deviation of 0.01 on [0, 1])
-FEATHER_EPS = 1e-3  # guided-filter ridge: colour steps above ~0.03 keep the masks' switch sharp
+# Guided-filter ridge for feathering: windows whose colour variance is well above it (a step of
+# ~0.06 or more) keep the masks' switch sharp.
+FEATHER_EPS = 1e-3
 
 
 def _weighted_moments(pixels: jax.Array, weights: jax.Array, eps: float) -> tuple[jax.Array, jax.Array]:
