@@ -77,6 +77,11 @@ def main(
                                  help="Print the version and exit."),
 ) -> None:
     """Photorealistic style transfer (Deep Photo Style Transfer) in JAX."""
+    from jaxstyle.compile_cache import ENV, enable_compile_cache
+
+    _, why_not = enable_compile_cache()
+    if why_not is not None and ENV not in why_not:
+        typer.echo(f"note: no compilation cache ({why_not}); every run compiles from scratch", err=True)
 
 
 def environment_info() -> dict[str, Any]:
@@ -105,6 +110,7 @@ def environment_info() -> dict[str, Any]:
         "device_count": jax.device_count(),
         "process_count": jax.process_count(),
         "cache_dir": str(W.cache_dir()),
+        "compile_cache_dir": jax.config.jax_compilation_cache_dir or None,
         "weights": available,
     }
 
@@ -120,6 +126,7 @@ def info(as_json: bool = typer.Option(False, "--json", help="Print machine-reada
     typer.echo(f"jaxstyle {data['version']} (python {data['python']}, jax {data['jax']})")
     typer.echo(f"backend: {data['backend']}, {data['device_count']} device(s): {', '.join(data['devices'])}")
     typer.echo(f"cache: {data['cache_dir']}")
+    typer.echo(f"compilation cache: {data['compile_cache_dir'] or 'off'}")
     for w in data["weights"]:
         where = w.get("path") or w.get("error")
         typer.echo(f"weights: {w['arch']:6s} {w['source']:22s} {where}")

@@ -105,7 +105,7 @@ def linear_color_transfer(content: jax.Array, style: jax.Array, content_mask: ja
     mu_s, cov_s = _weighted_moments(s_pixels, s_weights, eps)
     t = monge_kantorovich_map(cov_c, cov_s)                                   # [K, 3, 3]
     mapped = jnp.einsum("kij,knj->kni", t, c_pixels[None] - mu_c[:, None]) + mu_s[:, None]  # [K, N, 3]
-    if feather_radius > 0:
+    if feather_radius > 0 and content_mask.shape[-1] > 1:  # one region: nothing to blend
         c_weights = feather_masks(content, content_mask, radius=feather_radius).reshape(c_weights.shape)
     total = jnp.sum(c_weights, axis=1)                                         # [N]
     blended = jnp.einsum("nk,kni->ni", c_weights, mapped) / jnp.maximum(total, 1e-12)[:, None]

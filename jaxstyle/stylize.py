@@ -281,7 +281,7 @@ def stylize(content: Any, style: Any, *, content_mask: Any = None, style_mask: A
             best = _resize(best, c.shape[:2])
         history[name] = losses
         status[name] = STATUS_NAMES[int(state.status)]
-        terms[name] = {k: float(v) for k, v in jax.device_get(objective(state.best_x, (weights, stage_targets))[1]).items()}
+        terms[name] = {k: float(v) for k, v in jax.device_get(_terms_jit(objective, state.best_x, (weights, stage_targets))).items()}
         if int(state.status) == DIVERGED:
             if not np.isfinite(float(state.best_loss)):
                 raise DivergenceError(f"{name} diverged at its first step (loss is NaN/Inf): lower the "

@@ -14,20 +14,31 @@
    and discards the steps of a chunk that fall after a stop), compile included as a user
    sees it.
 
+3. Fresh processes: `jaxstyle transfer` on the demo files with each preset in
+   `--cli-presets` at `--preset-width`, timed from the outside (wall clock, Python and JAX
+   start-up, image reading and writing included), as a user runs it: first with an empty
+   compilation cache (`$JAXSTYLE_COMPILE_CACHE` pointed at a new temporary folder, a first
+   run), then again with the cache that run filled (every later run of those shapes).
+
 Each repeat starts from empty JAX caches (`jax.clear_caches()`), so compile is measured
 every time; the bundled weights stay loaded in the process after the first load.
 
     python scripts/bench_transfer.py --json bench_transfer.json
     python scripts/bench_transfer.py --sizes 64 --iterations 4 4 --chunk-size 2 --repeats 1 \\
-        --presets fast --preset-width 64 --set stage1.iterations=2 --set stage2.iterations=2  # smoke test
+        --presets fast --cli-presets fast --preset-width 64 --set stage1.iterations=2 \\
+        --set stage2.iterations=2  # smoke test
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
+import subprocess
 import sys
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -44,7 +55,7 @@ STAGES = ("stage1", "stage2")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256, 512], help="image widths (px)")
+    parser.add_argument("--sizes", type=int, nargs="*", default=[128, 256, 512], help="image widths (px; none: skip)")
     parser.add_argument("--iterations", type=int, nargs=2, default=[30, 30], metavar=("STAGE1", "STAGE2"),
                         help="iterations per stage for the per-iteration timing")
     parser.add_argument("--chunk-size", type=int, default=5,
@@ -53,6 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         "per-iteration timing uses")
     parser.add_argument("--presets", nargs="*", default=["default", "fast"],
                         help="presets to run end to end (none: skip)")
+    parser.add_argument("--cli-presets", nargs="*", default=["default", "fast"],
+                        help="presets to run as `jaxstyle transfer` in fresh processes (none: skip)")
     parser.add_argument("--preset-width", type=int, default=256, help="image width for the preset runs")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a preset setting for the end-to-end runs (e.g. stage1.iterations=2)")
@@ -141,6 +154,33 @@ def end_to_end(preset: str, args: argparse.Namespace) -> dict[str, Any]:
             "runs": runs}
 
 
+def fresh_processes(preset: str, args: argparse.Namespace) -> dict[str, Any]:
+    """`jaxstyle transfer` with `preset` in new processes: a cold compilation cache, then warm."""
+    from jaxstyle.cli import demo_paths
+
+    script = Path(sys.executable).with_name("jaxstyle")
+    content, style = demo_paths()
+    sets = [x for pair in args.overrides for x in ("--set", pair)]
+    runs = []
+    with tempfile.TemporaryDirectory(prefix="jaxstyle-bench-") as tmp:
+        env = {**os.environ, "JAXSTYLE_COMPILE_CACHE": str(Path(tmp) / "xla")}
+        env.pop("JAX_COMPILATION_CACHE_DIR", None)
+        for cache in ("cold", "warm"):
+            out = Path(tmp) / f"{cache}.png"
+            cmd = [str(script), "transfer", str(content), str(style), "-o", str(out), "--config", preset,
+                   "--max-side", str(args.preset_width), "-q", *sets]
+            t0 = time.perf_counter()
+            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+            seconds = time.perf_counter() - t0
+            if proc.returncode != 0:
+                raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr}")
+            runs.append({"cache": cache, "seconds": seconds})
+            print(f"  {preset} (fresh process, {cache} compilation cache): {seconds:.1f} s",
+                  file=sys.stderr, flush=True)
+    return {"preset": preset, "width": args.preset_width, "overrides": _overrides(args.overrides),
+            "runs": runs}
+
+
 def print_report(result: dict[str, Any]) -> str:
     lines = [f"# jaxstyle transfer benchmark\n\n{common.machine_line(result['machine'], result['runtime'])}\n"]
     if result["per_iteration"]:
@@ -176,6 +216,13 @@ def print_report(result: dict[str, Any]) -> str:
         lines.append(common.markdown_table(
             ["preset", "H x W", "mode", "iterations run / budget", "steps computed", "set-up s", "stage 1 s",
              "stage 2 s", "smoothing s", "total s"], rows, align=["l", "r", "l"] + ["r"] * 7))
+    if result.get("fresh_process"):
+        lines.append("\nFresh processes (`jaxstyle transfer -q` on the demo files, wall clock; a first run "
+                     "with an empty compilation cache, then the same run again):\n")
+        rows = [[row["preset"], f"{row['width']} px wide",
+                 *(f"{r['seconds']:.1f}" for r in row["runs"])] for row in result["fresh_process"]]
+        lines.append(common.markdown_table(["preset", "size", "first run s", "later runs s"], rows,
+                                           align=["l", "r", "r", "r"]))
     text = "\n".join(lines)
     print(text)
     return text
@@ -194,11 +241,12 @@ def main(argv: list[str] | None = None) -> int:
         for width in args.sizes:
             per_iter.append(per_iteration(width, cfg, weights, args))
     e2e = [end_to_end(preset, args) for preset in args.presets]
+    fresh = [fresh_processes(preset, args) for preset in args.cli_presets]
     result = {"machine": machine, "runtime": runtime,
               "settings": {"config": args.config, "iterations": args.iterations, "chunk_size": args.chunk_size,
                            "repeats": args.repeats, "preset_repeats": args.preset_repeats,
                            "preset_width": args.preset_width, "overrides": args.overrides},
-              "per_iteration": per_iter, "end_to_end": e2e}
+              "per_iteration": per_iter, "end_to_end": e2e, "fresh_process": fresh}
     result["markdown"] = print_report(result)
     if args.json:
         print(f"wrote {common.write_json(args.json, result)}")

@@ -4,7 +4,8 @@ The suite's time is mostly XLA compiling (tiny images, many shapes and configs),
 share JAX's persistent compilation cache: identical programs compiled by both xdist workers, or
 by the default and the `-m slow` run, are compiled once. It lives in
 `$JAXSTYLE_TEST_XLA_CACHE` (default: a per-user folder in the system temp directory); set the
-variable to an empty string to switch it off.
+variable to an empty string to switch it off. Command-line runs in subprocesses get it through
+`$JAXSTYLE_COMPILE_CACHE`.
 """
 
 import os
@@ -18,8 +19,11 @@ def _enable_compilation_cache() -> None:
     user = os.getuid() if hasattr(os, "getuid") else "user"  # Windows' temp folder is per user already
     default = os.path.join(tempfile.gettempdir(), f"jaxstyle-test-xla-cache-{user}")
     path = os.environ.get("JAXSTYLE_TEST_XLA_CACHE", default)
+    # Command-line runs in subprocesses use the same cache (or none), never the user's own.
+    os.environ.setdefault("JAXSTYLE_COMPILE_CACHE", path or "off")
     if not path:
         return
+    os.makedirs(path, mode=0o700, exist_ok=True)
     import jax
 
     jax.config.update("jax_compilation_cache_dir", path)

@@ -437,12 +437,21 @@ def test_console_script_transfer_and_real_ctrl_c(tmp_path):
     inputs = make_inputs(tmp_path)
     env = {k: v for k, v in os.environ.items() if k != "JAXSTYLE_DEBUG"}
     env["JAXSTYLE_CACHE"] = str(tmp_path / "cache")
+    env["JAXSTYLE_COMPILE_CACHE"] = str(tmp_path / "xla")  # a cold compilation cache of its own
     base = [str(script), "transfer", str(inputs["content"]), str(inputs["style"]), "--config",
             str(inputs["config"])]
     done = subprocess.run([*base, "-o", str(tmp_path / "out.png")], capture_output=True, text=True,
                           timeout=300, env=env)
     assert done.returncode == 0, done.stderr
     assert io.read_metadata(tmp_path / "out.png")["config"] == expected_config(inputs["config"])
+    # The run filled the compilation cache; the same run again finds everything there.
+    compiled = sorted(p.name for p in (tmp_path / "xla").iterdir())
+    assert compiled
+    again = subprocess.run([*base, "-o", str(tmp_path / "again.png")], capture_output=True, text=True,
+                           timeout=300, env=env)
+    assert again.returncode == 0, again.stderr
+    assert sorted(p.name for p in (tmp_path / "xla").iterdir()) == compiled
+    np.testing.assert_array_equal(pixels(tmp_path / "again.png"), pixels(tmp_path / "out.png"))
 
     proc = subprocess.Popen([*base, "-o", str(tmp_path / "long.png"), "--iterations", "100000"],
                             stderr=subprocess.PIPE, env=env)
