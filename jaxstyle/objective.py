@@ -21,6 +21,7 @@ import jax.numpy as jnp
 from jaxstyle import laplacian as lap
 from jaxstyle import losses
 from jaxstyle.errors import JaxstyleError, did_you_mean
+from jaxstyle.color import feather_masks
 from jaxstyle.masks import propagate_masks, with_style_fallback
 from jaxstyle.vgg import CONTENT_LAYERS, STYLE_LAYERS, VGGWeights, check_layers, features
 
@@ -32,7 +33,10 @@ class LossConfig:
     photo_weight is lambda, the weight of sum_c v_c^T L v_c (0 disables the term and
     skips building the Laplacian). style_normalization: "none" (the original's absolute
     Gram errors) or "target" (each layer's and region's error relative to its target Gram;
-    see `losses.style_loss`).
+    see `losses.style_loss`). mask_feather: with several regions, soften each image's masks
+    along its own colours (`jaxstyle.color.feather_masks` with this radius) before the style
+    loss uses them, so a border that crosses smooth shading blends over about that many
+    pixels instead of switching targets from one pixel to the next (0: masks as given).
     """
 
     content_weight: float = 5.0
@@ -46,8 +50,11 @@ class LossConfig:
     laplacian_eps: float = 1e-7
     laplacian_form: str = "auto"
     style_normalization: str = "none"
+    mask_feather: int = 0
 
     def __post_init__(self) -> None:
+        if self.mask_feather < 0:
+            raise JaxstyleError(f"mask_feather must be >= 0 (a radius in px), got {self.mask_feather}")
         if self.style_normalization not in losses.STYLE_NORMALIZATIONS:
             raise JaxstyleError(f"unknown style_normalization {self.style_normalization!r}"
                                 f"{did_you_mean(self.style_normalization, losses.STYLE_NORMALIZATIONS)}; "
@@ -100,6 +107,9 @@ def prepare_targets(weights: VGGWeights, content: jax.Array, style: jax.Array,
     if content_mask.shape[-1] != style_mask.shape[-1]:
         raise JaxstyleError(f"content mask has {content_mask.shape[-1]} labels, style mask "
                             f"{style_mask.shape[-1]}: build both with jaxstyle.masks.parse_mask_pair")
+    if cfg.mask_feather > 0 and content_mask.shape[-1] > 1:
+        content_mask = feather_masks(content, content_mask, radius=cfg.mask_feather)
+        style_mask = feather_masks(style, style_mask, radius=cfg.mask_feather)
     unit = losses.feature_unit(weights.convention)
     content_feats = features(weights, content, layers, pooling=cfg.pooling)
     style_feats = features(weights, style, cfg.style_layers, pooling=cfg.pooling)

@@ -214,13 +214,16 @@ class Progress:
 
 
 def minimize(fun: Callable, x0: Any, args: Any, cfg: OptimConfig, *, batched: bool = False,
-             callback: Callable[[Progress, State], None] | None = None) -> tuple[State, list[float]]:
+             callback: Callable[[Progress, State], None] | None = None,
+             evaluate_last: bool = True) -> tuple[State, list[float]]:
     """Run the optimiser in device-side chunks; return the final state and the loss history.
 
     The result to use is `state.best_x` (the best iterate evaluated). `state.status`
     says why it stopped (see STATUS_NAMES). `callback(progress, state)` runs on the host
     between chunks; raising KeyboardInterrupt there (or pressing Ctrl-C) propagates,
-    and the caller keeps the last state it was given.
+    and the caller keeps the last state it was given. `evaluate_last=False` skips the
+    closing `finalize` (the last iterate is not compared yet): for a caller that fuses
+    `finalize` into its own jitted code.
     """
     state = init_state(cfg, x0)
     if batched:
@@ -246,7 +249,7 @@ def minimize(fun: Callable, x0: Any, args: Any, cfg: OptimConfig, *, batched: bo
     if not batched:  # steps after a stop repeat the last loss
         history = history[: int(state.step)]
     # The final iterate has not been evaluated yet: compare it with the best one.
-    return finalize(fun, state, args, batched=batched), history
+    return (finalize(fun, state, args, batched=batched) if evaluate_last else state), history
 
 
 @functools.partial(jax.jit, static_argnames=("fun", "batched"))

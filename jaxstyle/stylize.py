@@ -28,7 +28,8 @@ from jaxstyle.color import linear_color_transfer
 from jaxstyle.config import Config, load_config
 from jaxstyle.errors import DivergenceError, JaxstyleError
 from jaxstyle.objective import Objective, prepare_targets
-from jaxstyle.optimize import DIVERGED, STATUS_NAMES, OptimConfig, Progress, minimize, minimize_fixed
+from jaxstyle.optimize import (DIVERGED, STATUS_NAMES, OptimConfig, Progress, State, finalize, minimize,
+                               minimize_fixed)
 from jaxstyle.smoothing import refine_detail, smooth_local_affine
 from jaxstyle.vgg import VGGWeights
 from jaxstyle.weights import resolve_weights
@@ -118,7 +119,8 @@ def _coarse_targets(weights, content, style, content_mask, style_mask, config, s
     style_small = _scaled_shape(style.shape, config.coarse_scale)
     cm = None if content_mask is None else _resize(content_mask, small)
     sm = None if style_mask is None else _resize(style_mask, style_small)
-    no_photo = dataclasses.replace(config.loss, photo_weight=0.0)
+    feather = config.loss.mask_feather and max(1, round(config.loss.mask_feather * config.coarse_scale))
+    no_photo = dataclasses.replace(config.loss, photo_weight=0.0, mask_feather=feather)
     return prepare_targets(weights, _resize(content, small), _resize(style, style_small), cm, sm, cfg=no_photo)
 
 
@@ -276,12 +278,13 @@ def stylize(content: Any, style: Any, *, content_mask: Any = None, style_mask: A
             if stop.best_image is None and stages:  # nothing better yet in this stage
                 stop.best_image = stages[list(stages)[-1]]
             raise
+        state, stage_terms = _finalize_with_terms(objective, state, (weights, stage_targets))
         best = state.best_x
         if x0.shape != c.shape:
             best = _resize(best, c.shape[:2])
         history[name] = losses
         status[name] = STATUS_NAMES[int(state.status)]
-        terms[name] = {k: float(v) for k, v in jax.device_get(_terms_jit(objective, state.best_x, (weights, stage_targets))).items()}
+        terms[name] = {k: float(v) for k, v in jax.device_get(stage_terms).items()}
         if int(state.status) == DIVERGED:
             if not np.isfinite(float(state.best_loss)):
                 raise DivergenceError(f"{name} diverged at its first step (loss is NaN/Inf): lower the "
@@ -345,11 +348,18 @@ def _terms_jit(objective: Objective, image: jax.Array, args: Any) -> dict[str, j
     return objective(image, args)[1]
 
 
+@functools.partial(jax.jit, static_argnums=0)
+def _finalize_with_terms(objective: Objective, state: State, args: Any) -> tuple[State, dict[str, jax.Array]]:
+    """`optimize.finalize` and the loss terms of the resulting best image, in one program."""
+    state = finalize(objective, state, args)
+    return state, objective(state.best_x, args)[1]
+
+
 def _run_stage(name: str, objective: Objective, x0: jax.Array, args: Any, opt: OptimConfig,
                reporter: _Reporter):
     """Run one stage; on Ctrl-C raise `Interrupted` with the best image so far."""
     try:
-        state, history = minimize(objective, x0, args, opt, callback=reporter)
+        state, history = minimize(objective, x0, args, opt, callback=reporter, evaluate_last=False)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted during {name}", reporter.best_image()) from None
     return state, [float(v) for v in history]

@@ -66,6 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="presets to run end to end (none: skip)")
     parser.add_argument("--cli-presets", nargs="*", default=["default", "fast"],
                         help="presets to run as `jaxstyle transfer` in fresh processes (none: skip)")
+    parser.add_argument("--cli-repeats", type=int, default=1,
+                        help="repeats of each fresh-process pair (cold cache, then warm)")
     parser.add_argument("--preset-width", type=int, default=256, help="image width for the preset runs")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a preset setting for the end-to-end runs (e.g. stage1.iterations=2)")
@@ -162,22 +164,25 @@ def fresh_processes(preset: str, args: argparse.Namespace) -> dict[str, Any]:
     content, style = demo_paths()
     sets = [x for pair in args.overrides for x in ("--set", pair)]
     runs = []
-    with tempfile.TemporaryDirectory(prefix="jaxstyle-bench-") as tmp:
-        env = {**os.environ, "JAXSTYLE_COMPILE_CACHE": str(Path(tmp) / "xla")}
-        env.pop("JAX_COMPILATION_CACHE_DIR", None)
-        for cache in ("cold", "warm"):
-            out = Path(tmp) / f"{cache}.png"
-            cmd = [str(script), "transfer", str(content), str(style), "-o", str(out), "--config", preset,
-                   "--max-side", str(args.preset_width), "-q", *sets]
-            t0 = time.perf_counter()
-            proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-            seconds = time.perf_counter() - t0
-            if proc.returncode != 0:
-                raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr}")
-            runs.append({"cache": cache, "seconds": seconds})
-            print(f"  {preset} (fresh process, {cache} compilation cache): {seconds:.1f} s",
-                  file=sys.stderr, flush=True)
+    for repeat in range(args.cli_repeats):
+        with tempfile.TemporaryDirectory(prefix="jaxstyle-bench-") as tmp:
+            env = {**os.environ, "JAXSTYLE_COMPILE_CACHE": str(Path(tmp) / "xla")}
+            env.pop("JAX_COMPILATION_CACHE_DIR", None)
+            for cache in ("cold", "warm"):
+                out = Path(tmp) / f"{cache}.png"
+                cmd = [str(script), "transfer", str(content), str(style), "-o", str(out), "--config", preset,
+                       "--max-side", str(args.preset_width), "-q", *sets]
+                t0 = time.perf_counter()
+                proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+                seconds = time.perf_counter() - t0
+                if proc.returncode != 0:
+                    raise SystemExit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr}")
+                runs.append({"repeat": repeat, "cache": cache, "seconds": seconds})
+                print(f"  {preset} (fresh process, {cache} compilation cache): {seconds:.1f} s",
+                      file=sys.stderr, flush=True)
     return {"preset": preset, "width": args.preset_width, "overrides": _overrides(args.overrides),
+            "summary": {cache: common.summarize(r["seconds"] for r in runs if r["cache"] == cache)
+                        for cache in ("cold", "warm")},
             "runs": runs}
 
 
@@ -218,9 +223,10 @@ def print_report(result: dict[str, Any]) -> str:
              "stage 2 s", "smoothing s", "total s"], rows, align=["l", "r", "l"] + ["r"] * 7))
     if result.get("fresh_process"):
         lines.append("\nFresh processes (`jaxstyle transfer -q` on the demo files, wall clock; a first run "
-                     "with an empty compilation cache, then the same run again):\n")
-        rows = [[row["preset"], f"{row['width']} px wide",
-                 *(f"{r['seconds']:.1f}" for r in row["runs"])] for row in result["fresh_process"]]
+                     "with an empty compilation cache, then the same run again; median [min-max] of "
+                     f"{result['settings']['cli_repeats']}):\n")
+        rows = [[row["preset"], f"{row['width']} px wide", common.fmt_summary(row["summary"]["cold"]),
+                 common.fmt_summary(row["summary"]["warm"])] for row in result["fresh_process"]]
         lines.append(common.markdown_table(["preset", "size", "first run s", "later runs s"], rows,
                                            align=["l", "r", "r", "r"]))
     text = "\n".join(lines)
@@ -244,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
     fresh = [fresh_processes(preset, args) for preset in args.cli_presets]
     result = {"machine": machine, "runtime": runtime,
               "settings": {"config": args.config, "iterations": args.iterations, "chunk_size": args.chunk_size,
-                           "repeats": args.repeats, "preset_repeats": args.preset_repeats,
+                           "repeats": args.repeats, "preset_repeats": args.preset_repeats, "cli_repeats": args.cli_repeats,
                            "preset_width": args.preset_width, "overrides": args.overrides},
               "per_iteration": per_iter, "end_to_end": e2e, "fresh_process": fresh}
     result["markdown"] = print_report(result)

@@ -139,3 +139,33 @@ def test_target_normalised_style_term_is_the_sum_of_relative_gram_errors(vgg16, 
 def test_unknown_style_normalization_has_a_did_you_mean():
     with pytest.raises(JaxstyleError, match="did you mean 'target'"):
         LossConfig(style_normalization="targte")
+
+
+def test_feathered_masks_are_those_of_feather_masks_and_one_region_is_untouched(vgg16, images):
+    from jaxstyle.color import feather_masks
+    from jaxstyle.masks import propagate_masks
+
+    c, s, cm, sm = images
+    cfg = CFG.with_updates(mask_feather=3, photo_weight=0.0)
+    targets = jax.jit(prepare_targets, static_argnames="cfg")(vgg16, c, s, cm, sm, cfg=cfg)
+    expected = propagate_masks(feather_masks(c, cm, radius=3), layers=cfg.style_layers)
+    hard = propagate_masks(cm, layers=cfg.style_layers)
+    for layer in cfg.style_layers:
+        np.testing.assert_allclose(targets["masks"][layer], expected[layer], atol=1e-6)
+    assert not np.allclose(targets["masks"]["relu1_1"], hard["relu1_1"])  # the test images have a smooth border
+    # The objective still compiles once and decreases from a noisy start along its gradient.
+    x = jnp.clip(c + 0.1 * jax.random.normal(jax.random.PRNGKey(1), c.shape), 0, 1)
+    fun = jax.jit(jax.value_and_grad(lambda y: make_objective(cfg, vgg16, targets)(y)[0]))
+    value, grad = fun(x)
+    assert np.isfinite(value) and np.all(np.isfinite(grad))
+    assert fun(x - 1e-4 * grad / jnp.max(jnp.abs(grad)))[0] < value
+    # One region: feathering is the identity, so the targets are those without it.
+    one = prepare_targets(vgg16, c, s, cfg=cfg)
+    plain = prepare_targets(vgg16, c, s, cfg=cfg.with_updates(mask_feather=0))
+    for layer in cfg.style_layers:
+        np.testing.assert_array_equal(one["grams"][layer], plain["grams"][layer])
+
+
+def test_negative_mask_feather_is_refused():
+    with pytest.raises(JaxstyleError, match="mask_feather"):
+        LossConfig(mask_feather=-1)
