@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 from conftest import synthetic_photo
 from jaxstyle import cli, io, smoothing
 from jaxstyle.config import load_config
+from jaxstyle.optimize import finalize
 
 runner = CliRunner()
 H, W = 32, 48  # the demo pair at --max-side 48 is 48x32 too
@@ -359,7 +360,9 @@ def interrupting_minimize(monkeypatch, stage: str, *, after_first_chunk: bool) -
                 raise KeyboardInterrupt
 
         state, history = real(fun, x0, args, cfg, callback=report, **kwargs)
-        seen.append(np.asarray(jnp.clip(state.best_x, 0, 1)))
+        # stylize checks the last iterate itself (evaluate_last=False): do the same to know its best
+        final = state if kwargs.get("evaluate_last", True) else finalize(fun, state, args)
+        seen.append(np.asarray(jnp.clip(final.best_x, 0, 1)))
         return state, history
 
     monkeypatch.setattr(stylize_module, "minimize", fake)

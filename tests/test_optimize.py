@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from jaxstyle.errors import JaxstyleError
-from jaxstyle.optimize import (BUDGET, CONVERGED, DIVERGED, OptimConfig, minimize, minimize_fixed,
+from jaxstyle.optimize import (BUDGET, CONVERGED, DIVERGED, OptimConfig, finalize, minimize, minimize_fixed,
                                run_chunk, run_step)
 
 
@@ -54,6 +54,18 @@ def test_tolerance_stops_early_and_budget_is_respected():
     assert int(state.status) == CONVERGED and int(state.step) < 500
     state, _ = minimize(Quadratic(), jnp.zeros((2, 4, 3)), ARGS, OptimConfig(iterations=7, chunk_size=5))
     assert int(state.step) == 7 and int(state.status) == BUDGET
+
+
+def test_skipping_the_last_evaluation_leaves_it_to_finalize():
+    cfg = OptimConfig(iterations=6, chunk_size=3)
+    done, history = minimize(Quadratic(), jnp.zeros((2, 4, 3)), ARGS, cfg)
+    raw, raw_history = minimize(Quadratic(), jnp.zeros((2, 4, 3)), ARGS, cfg, evaluate_last=False)
+    assert raw_history == history
+    # L-BFGS's last step improves this quadratic: only the closing evaluation sees it
+    assert float(done.best_loss) < float(raw.best_loss)
+    again = finalize(Quadratic(), raw, ARGS)
+    np.testing.assert_array_equal(again.best_x, done.best_x)
+    assert float(again.best_loss) == float(done.best_loss)
 
 
 def test_divergence_is_detected_and_best_is_kept():
