@@ -69,8 +69,11 @@ def feather_masks(content: jax.Array, content_mask: jax.Array, *, radius: int,
                   eps: float = FEATHER_EPS) -> jax.Array:
     """Content masks `[H, W, K]` feathered along the content `[H, W, 3]`: each channel through
     `jaxstyle.guided_filter(content, ., radius, eps)`, negatives cut, then rescaled so every
-    pixel keeps its total coverage (1 inside the labels, 0 outside). -> `[H, W, K]`."""
+    pixel keeps its total coverage (1 inside the labels, 0 outside). -> `[H, W, K]`. One region
+    (K = 1) has nothing to blend with and is returned as it is."""
     mask = content_mask.astype(content.dtype)
+    if mask.shape[-1] == 1:
+        return mask
     soft = jnp.maximum(guided_filter(content, mask, radius=radius, eps=eps), 0.0)  # [H, W, K]
     total, cover = jnp.sum(soft, -1, keepdims=True), jnp.sum(mask, -1, keepdims=True)
     return jnp.where(total > 0, soft * cover / jnp.where(total > 0, total, 1.0), mask)
@@ -105,7 +108,7 @@ def linear_color_transfer(content: jax.Array, style: jax.Array, content_mask: ja
     mu_s, cov_s = _weighted_moments(s_pixels, s_weights, eps)
     t = monge_kantorovich_map(cov_c, cov_s)                                   # [K, 3, 3]
     mapped = jnp.einsum("kij,knj->kni", t, c_pixels[None] - mu_c[:, None]) + mu_s[:, None]  # [K, N, 3]
-    if feather_radius > 0 and content_mask.shape[-1] > 1:  # one region: nothing to blend
+    if feather_radius > 0:
         c_weights = feather_masks(content, content_mask, radius=feather_radius).reshape(c_weights.shape)
     total = jnp.sum(c_weights, axis=1)                                         # [N]
     blended = jnp.einsum("nk,kni->ni", c_weights, mapped) / jnp.maximum(total, 1e-12)[:, None]

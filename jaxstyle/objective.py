@@ -20,8 +20,8 @@ import jax.numpy as jnp
 
 from jaxstyle import laplacian as lap
 from jaxstyle import losses
-from jaxstyle.errors import JaxstyleError, did_you_mean
 from jaxstyle.color import feather_masks
+from jaxstyle.errors import JaxstyleError, did_you_mean
 from jaxstyle.masks import propagate_masks, with_style_fallback
 from jaxstyle.vgg import CONTENT_LAYERS, STYLE_LAYERS, VGGWeights, check_layers, features
 
@@ -107,7 +107,7 @@ def prepare_targets(weights: VGGWeights, content: jax.Array, style: jax.Array,
     if content_mask.shape[-1] != style_mask.shape[-1]:
         raise JaxstyleError(f"content mask has {content_mask.shape[-1]} labels, style mask "
                             f"{style_mask.shape[-1]}: build both with jaxstyle.masks.parse_mask_pair")
-    if cfg.mask_feather > 0 and content_mask.shape[-1] > 1:
+    if cfg.mask_feather > 0:
         content_mask = feather_masks(content, content_mask, radius=cfg.mask_feather)
         style_mask = feather_masks(style, style_mask, radius=cfg.mask_feather)
     unit = losses.feature_unit(weights.convention)

@@ -153,7 +153,7 @@ def test_feathered_masks_are_those_of_feather_masks_and_one_region_is_untouched(
     for layer in cfg.style_layers:
         np.testing.assert_allclose(targets["masks"][layer], expected[layer], atol=1e-6)
     assert not np.allclose(targets["masks"]["relu1_1"], hard["relu1_1"])  # the test images have a smooth border
-    # The objective still compiles once and decreases from a noisy start along its gradient.
+    # Under jit the objective is finite and decreases from a noisy start along its gradient.
     x = jnp.clip(c + 0.1 * jax.random.normal(jax.random.PRNGKey(1), c.shape), 0, 1)
     fun = jax.jit(jax.value_and_grad(lambda y: make_objective(cfg, vgg16, targets)(y)[0]))
     value, grad = fun(x)
