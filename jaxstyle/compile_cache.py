@@ -8,7 +8,9 @@ instead. The command line turns it on; the library leaves JAX's global configura
 
 Where: `$JAXSTYLE_COMPILE_CACHE` if set (`off`, `0`, `no`, `false` or an empty string switch
 it off), else `cache_dir() / "xla"` (`~/.cache/jaxstyle/xla`). A cache directory set through
-JAX's own `JAX_COMPILATION_CACHE_DIR` wins. JAX treats the cache as trusted code, so the
+JAX's own `JAX_COMPILATION_CACHE_DIR` wins, and so does a threshold set through
+`JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS` (default here: programs compiling in under
+0.5 s are not written). JAX treats the cache as trusted code, so the
 folder is created private (0700) and one that other users can write to, or that belongs
 to someone else, is not used. It grows by about 1 MB per image size and preset (JAX evicts
 nothing: a size cap needs the `filelock` package); deleting the folder is always safe.
@@ -27,6 +29,7 @@ OFF_VALUES = ("", "0", "off", "no", "false", "none")
 # Programs that compile faster than this are not worth a file (XLA:CPU compiles tiny
 # element-wise programs in milliseconds).
 MIN_COMPILE_SECONDS = 0.5
+MIN_COMPILE_ENV = "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"  # JAX's own; a user's setting wins
 
 
 def compile_cache_path(environ: dict[str, str] | None = None) -> Path | None:
@@ -72,8 +75,9 @@ def enable_compile_cache(environ: dict[str, str] | None = None) -> tuple[Path | 
     if reason is not None:
         return None, reason
     jax.config.update("jax_compilation_cache_dir", str(path))
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
+    if MIN_COMPILE_ENV not in os.environ:
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
     return path, None
 
 
-__all__ = ["ENV", "MIN_COMPILE_SECONDS", "compile_cache_path", "enable_compile_cache", "unsafe_reason"]
+__all__ = ["ENV", "MIN_COMPILE_ENV", "MIN_COMPILE_SECONDS", "compile_cache_path", "enable_compile_cache", "unsafe_reason"]

@@ -441,6 +441,9 @@ def test_console_script_transfer_and_real_ctrl_c(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "JAXSTYLE_DEBUG"}
     env["JAXSTYLE_CACHE"] = str(tmp_path / "cache")
     env["JAXSTYLE_COMPILE_CACHE"] = str(tmp_path / "xla")  # a cold compilation cache of its own
+    # Write every program, so whether one is written never depends on how long it took to compile
+    # (near the 0.5 s threshold, a busy machine makes the same program cross it in one run only).
+    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"
     base = [str(script), "transfer", str(inputs["content"]), str(inputs["style"]), "--config",
             str(inputs["config"])]
     done = subprocess.run([*base, "-o", str(tmp_path / "out.png")], capture_output=True, text=True,

@@ -55,14 +55,17 @@ import json, sys
 import jax, jax.numpy as jnp
 from jaxstyle.compile_cache import enable_compile_cache
 path, why = enable_compile_cache()
+threshold = jax.config.jax_persistent_cache_min_compile_time_secs
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)  # cache even this tiny program
 jax.jit(lambda x: jnp.sin(x) * 2)(jnp.ones(3)).block_until_ready()
-print(json.dumps({"path": path and str(path), "why": why, "jax": jax.config.jax_compilation_cache_dir}))
+print(json.dumps({"path": path and str(path), "why": why, "jax": jax.config.jax_compilation_cache_dir,
+                  "threshold": threshold}))
 """
 
 
 def probe(env_update: dict[str, str]) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in (cc.ENV, "JAX_COMPILATION_CACHE_DIR")}
+    env = {k: v for k, v in os.environ.items()
+           if k not in (cc.ENV, "JAX_COMPILATION_CACHE_DIR", cc.MIN_COMPILE_ENV)}
     env.update(env_update)
     proc = subprocess.run([sys.executable, "-c", PROBE], capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0, proc.stderr
@@ -72,9 +75,14 @@ def probe(env_update: dict[str, str]) -> dict:
 def test_a_fresh_process_writes_compiled_programs_to_a_private_folder(tmp_path):
     folder = tmp_path / "deep" / "xla"
     out = probe({cc.ENV: str(folder)})
-    assert out == {"path": str(folder), "why": None, "jax": str(folder)}
+    assert out == {"path": str(folder), "why": None, "jax": str(folder), "threshold": cc.MIN_COMPILE_SECONDS}
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     assert any(folder.iterdir())
+
+
+def test_a_users_own_compile_time_threshold_wins(tmp_path):
+    out = probe({cc.ENV: str(tmp_path / "xla"), cc.MIN_COMPILE_ENV: "0"})
+    assert out["path"] == str(tmp_path / "xla") and out["threshold"] == 0
 
 
 def test_a_fresh_process_refuses_a_folder_others_can_write(tmp_path):
