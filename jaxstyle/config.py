@@ -23,6 +23,7 @@ from jaxstyle.optimize import OptimConfig
 
 MODES = ("two_stage", "single", "coarse_to_fine")
 INITS = ("content", "mean_pixel", "color_transfer")
+STAGE2_STARTS = ("stage1", "smoothed")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,6 +61,11 @@ class Config:
     with masks feathered along the content's colour edges over about that many pixels,
     `jaxstyle.color.feather_masks`, so the start has no seams). `init_noise` adds Gaussian noise of that
     standard deviation on top of any of them; the noise draws from `seed`.
+    stage2_start: what stage 2 starts from after stage 1. "stage1" (the paper: stage 1's
+    result) or "smoothed" (stage 1's result through the smooth-local-affine filter with the
+    `smooth` settings, i.e. already a locally affine function of the content, so stage 2's
+    few steps add back only the style the photorealism term allows instead of first undoing
+    stage 1's non-affine texture). Needs a stage 1 (not mode "single").
     """
 
     name: str = "custom"
@@ -72,6 +78,7 @@ class Config:
     init: str = "content"
     init_noise: float = 0.0
     init_feather: int = 0
+    stage2_start: str = "stage1"
     loss: LossConfig = LossConfig()
     stage1: OptimConfig = OptimConfig()
     stage2: OptimConfig = OptimConfig()
@@ -84,6 +91,13 @@ class Config:
         if self.init not in INITS:
             raise JaxstyleError(f"unknown init {self.init!r}{did_you_mean(self.init, INITS)}; "
                                 f"choose one of {', '.join(INITS)}")
+        if self.stage2_start not in STAGE2_STARTS:
+            raise JaxstyleError(f"unknown stage2_start {self.stage2_start!r}"
+                                f"{did_you_mean(self.stage2_start, STAGE2_STARTS)}; "
+                                f"choose one of {', '.join(STAGE2_STARTS)}")
+        if self.stage2_start != "stage1" and self.mode == "single":
+            raise JaxstyleError(f"stage2_start = {self.stage2_start!r} needs a stage 1: use mode "
+                                "\"two_stage\" or \"coarse_to_fine\", or stage2_start = \"stage1\"")
         if self.init_feather < 0:
             raise JaxstyleError(f"init_feather must be >= 0, got {self.init_feather}")
         if self.init_noise < 0:

@@ -111,6 +111,8 @@ def stylize_image(weights: VGGWeights, content: jax.Array, style: jax.Array,
                                   (weights, small_targets), fixed)
             x = _resize(y, content.shape[:2])
         else:
+            if name == "stage2" and config.mode != "single":
+                x = stage2_start(x, content, config)
             x, _ = minimize_fixed(Objective(config.loss, use_photo), x, (weights, targets), fixed)
     return _finish(x, content, config)
 
@@ -162,6 +164,15 @@ def initial_image(content: jax.Array, style: jax.Array, content_mask: jax.Array 
     return x
 
 
+def stage2_start(stage1: jax.Array, content: jax.Array, config: Config) -> jax.Array:
+    """Stage 2's start `[H, W, 3]` from stage 1's full-size result (`config.stage2_start`)."""
+    if config.stage2_start == "stage1":
+        return stage1
+    s = config.smooth
+    return smooth_local_affine(jnp.clip(stage1, 0.0, 1.0), content, radius=s.radius, edge=s.edge, eps=s.eps,
+                               patch_radius=s.patch_radius)
+
+
 def _finish(x: jax.Array, content: jax.Array, config: Config) -> jax.Array:
     x = jnp.clip(x, 0.0, 1.0)
     if config.smooth.enabled:
@@ -176,6 +187,7 @@ def _finish(x: jax.Array, content: jax.Array, config: Config) -> jax.Array:
 _prepare = jax.jit(prepare_targets, static_argnames=("cfg",))
 _initial = jax.jit(initial_image, static_argnames=("config",))
 _finish_jit = jax.jit(_finish, static_argnames=("config",))
+_stage2_start_jit = jax.jit(stage2_start, static_argnames=("config",))
 
 
 def load_inputs(content: Any, style: Any, content_mask: Any = None, style_mask: Any = None, *,
@@ -269,6 +281,8 @@ def stylize(content: Any, style: Any, *, content_mask: Any = None, style_mask: A
             small = _scaled_shape(c.shape, cfg.coarse_scale)
             stage_targets = jax.jit(_coarse_targets, static_argnums=(5, 6))(weights, c, s, cm, sm, cfg, small)
             x0 = _resize(x, small)
+        elif name == "stage2" and stages and cfg.stage2_start != "stage1":
+            x0 = _stage2_start_jit(x, c, cfg)
         objective = Objective(cfg.loss, use_photo)
         reporter = _Reporter(name, objective, (weights, stage_targets), c.shape[:2], progress,
                              log_terms, snapshot, snapshot_every)
