@@ -75,9 +75,10 @@ def enable_compile_cache(environ: dict[str, str] | None = None) -> tuple[Path | 
     if reason is not None:
         return None, reason
     jax.config.update("jax_compilation_cache_dir", str(path))
-    if MIN_COMPILE_ENV not in os.environ:
+    if MIN_COMPILE_ENV not in os.environ:  # JAX read a user's value from the process environment
         jax.config.update("jax_persistent_cache_min_compile_time_secs", MIN_COMPILE_SECONDS)
     return path, None
 
 
-__all__ = ["ENV", "MIN_COMPILE_ENV", "MIN_COMPILE_SECONDS", "compile_cache_path", "enable_compile_cache", "unsafe_reason"]
+__all__ = ["ENV", "MIN_COMPILE_ENV", "MIN_COMPILE_SECONDS", "compile_cache_path", "enable_compile_cache",
+           "unsafe_reason"]

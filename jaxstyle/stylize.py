@@ -111,7 +111,7 @@ def stylize_image(weights: VGGWeights, content: jax.Array, style: jax.Array,
                                   (weights, small_targets), fixed)
             x = _resize(y, content.shape[:2])
         else:
-            if name == "stage2" and config.mode != "single":
+            if name == "stage2":
                 x = stage2_start(x, content, config)
             x, _ = minimize_fixed(Objective(config.loss, use_photo), x, (weights, targets), fixed)
     return _finish(x, content, config)
@@ -165,20 +165,25 @@ def initial_image(content: jax.Array, style: jax.Array, content_mask: jax.Array 
 
 
 def stage2_start(stage1: jax.Array, content: jax.Array, config: Config) -> jax.Array:
-    """Stage 2's start `[H, W, 3]` from stage 1's full-size result (`config.stage2_start`)."""
+    """Stage 2's start `[H, W, 3]` from stage 1's full-size result (`config.stage2_start`).
+
+    The identity for "stage1", which is also the only start `Config` allows without a stage 1.
+    """
     if config.stage2_start == "stage1":
         return stage1
+    return _smooth(jnp.clip(stage1, 0.0, 1.0), content, config)
+
+
+def _smooth(x: jax.Array, content: jax.Array, config: Config) -> jax.Array:
+    """The smooth-local-affine filter with `config.smooth`'s settings; `x` in [0, 1]."""
     s = config.smooth
-    return smooth_local_affine(jnp.clip(stage1, 0.0, 1.0), content, radius=s.radius, edge=s.edge, eps=s.eps,
-                               patch_radius=s.patch_radius)
+    return smooth_local_affine(x, content, radius=s.radius, edge=s.edge, eps=s.eps, patch_radius=s.patch_radius)
 
 
 def _finish(x: jax.Array, content: jax.Array, config: Config) -> jax.Array:
     x = jnp.clip(x, 0.0, 1.0)
     if config.smooth.enabled:
-        s = config.smooth
-        x = smooth_local_affine(x, content, radius=s.radius, edge=s.edge, eps=s.eps,
-                                patch_radius=s.patch_radius)
+        x = _smooth(x, content, config)
     if config.smooth.refine:
         x = refine_detail(x, content, radius=config.smooth.refine_radius, eps=config.smooth.refine_eps)
     return x
@@ -281,7 +286,7 @@ def stylize(content: Any, style: Any, *, content_mask: Any = None, style_mask: A
             small = _scaled_shape(c.shape, cfg.coarse_scale)
             stage_targets = jax.jit(_coarse_targets, static_argnums=(5, 6))(weights, c, s, cm, sm, cfg, small)
             x0 = _resize(x, small)
-        elif name == "stage2" and stages and cfg.stage2_start != "stage1":
+        elif name == "stage2" and cfg.stage2_start != "stage1":  # (skips compiling an identity)
             x0 = _stage2_start_jit(x, c, cfg)
         objective = Objective(cfg.loss, use_photo)
         reporter = _Reporter(name, objective, (weights, stage_targets), c.shape[:2], progress,
