@@ -37,6 +37,10 @@ class LossConfig:
     along its own colours (`jaxstyle.color.feather_masks` with this radius) before the style
     loss uses them, so a border that crosses smooth shading blends over about that many
     pixels instead of switching targets from one pixel to the next (0: masks as given).
+    region_photo_scale: with several regions, lambda is photo_weight times this. Each
+    region then asks for its own look, which one global recolouring need not give, so at
+    the same lambda a segmented result is less locally affine than a global transfer
+    (`docs/quality.md`); a scale > 1 holds segmented runs to the same photorealism.
     """
 
     content_weight: float = 5.0
@@ -51,8 +55,12 @@ class LossConfig:
     laplacian_form: str = "auto"
     style_normalization: str = "none"
     mask_feather: int = 0
+    region_photo_scale: float = 1.0
 
     def __post_init__(self) -> None:
+        if not self.region_photo_scale > 0:
+            raise JaxstyleError(f"region_photo_scale must be > 0 (a factor on photo_weight), "
+                                f"got {self.region_photo_scale}")
         if self.mask_feather < 0:
             raise JaxstyleError(f"mask_feather must be >= 0 (a radius in px), got {self.mask_feather}")
         if self.style_normalization not in losses.STYLE_NORMALIZATIONS:
@@ -89,7 +97,8 @@ def prepare_targets(weights: VGGWeights, content: jax.Array, style: jax.Array,
     Returns:
       A pytree: content features per content layer, style Grams `[K, C, C]` per style layer,
       content masks per style layer `[h, w, K]`, the Laplacian operator (or None), and the
-      term weights as arrays (replace `targets["weights"]` to trace them).
+      term weights as arrays (replace `targets["weights"]` to trace them; with K > 1 the
+      photorealism weight is photo_weight * region_photo_scale).
     """
     layers = check_layers(weights.arch, _all_layers(cfg))
     if (content_mask is None) != (style_mask is None):
@@ -127,17 +136,22 @@ def prepare_targets(weights: VGGWeights, content: jax.Array, style: jax.Array,
         "grams": grams,
         "masks": content_masks,
         "laplacian": laplacian,
-        "weights": loss_weights(cfg),
+        "weights": loss_weights(cfg, regions=content_mask.shape[-1]),
     }
 
 
 LOSS_TERMS = ("content", "style", "tv", "photo")
 
 
-def loss_weights(cfg: LossConfig) -> dict[str, jax.Array]:
-    """The term weights as arrays, so they can be traced (vmapped, differentiated)."""
+def loss_weights(cfg: LossConfig, *, regions: int = 1) -> dict[str, jax.Array]:
+    """The term weights as arrays, so they can be traced (vmapped, differentiated).
+
+    `regions`: the number of mask labels K; with K > 1 the photorealism weight is
+    photo_weight * region_photo_scale.
+    """
+    photo = cfg.photo_weight * (cfg.region_photo_scale if regions > 1 else 1.0)
     return {"content": jnp.float32(cfg.content_weight), "style": jnp.float32(cfg.style_weight),
-            "tv": jnp.float32(cfg.tv_weight), "photo": jnp.float32(cfg.photo_weight)}
+            "tv": jnp.float32(cfg.tv_weight), "photo": jnp.float32(photo)}
 
 
 def make_objective(cfg: LossConfig, weights: VGGWeights, targets: dict[str, Any], *,

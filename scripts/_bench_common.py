@@ -30,6 +30,25 @@ import numpy as np
 PACKAGES = ("jaxstyle", "jax", "jaxlib", "numpy", "optax", "flax", "torch", "scipy")
 
 
+# ----------------------------------------------------------------------------- settings
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
+    """`--set KEY=VALUE` items as `load_config` overrides; a VALUE is read as TOML when it parses."""
+    import tomllib
+
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = value
+    return out
+
+
 # ----------------------------------------------------------------------------- statistics
 
 

@@ -45,6 +45,7 @@ from typing import Any
 import jax
 import numpy as np
 
+import _bench_common as common
 from jaxstyle import io, masks, metrics
 from jaxstyle.automask import auto_masks
 from jaxstyle.config import load_config
@@ -81,17 +82,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
-    import tomllib
-
-    out: dict[str, Any] = {}
-    for item in args.overrides:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
-        try:
-            out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
-        except tomllib.TOMLDecodeError:
-            out[key.strip()] = value
+    out = common.parse_overrides(args.overrides)
     if args.iterations is not None:
         out.update({"stage1.iterations": args.iterations, "stage2.iterations": args.iterations})
     return out

@@ -169,3 +169,30 @@ def test_feathered_masks_are_those_of_feather_masks_and_one_region_is_untouched(
 def test_negative_mask_feather_is_refused():
     with pytest.raises(JaxstyleError, match="mask_feather"):
         LossConfig(mask_feather=-1)
+
+
+def test_region_photo_scale_multiplies_lambda_only_with_several_regions(vgg16, images):
+    c, s, cm, sm = images
+    cfg = CFG.with_updates(region_photo_scale=3.0)
+    x = jnp.clip(c + 0.1 * jax.random.normal(jax.random.PRNGKey(2), c.shape), 0, 1)
+    expected = 1e4 * laplacian.photorealism_loss(c, x)
+
+    def photo(targets):
+        return make_objective(cfg, vgg16, targets)(x)[1]["photo"]
+
+    # Two regions: lambda is photo_weight * region_photo_scale, under jit as well.
+    two = jax.jit(prepare_targets, static_argnames="cfg")(vgg16, c, s, cm, sm, cfg=cfg)
+    np.testing.assert_allclose(two["weights"]["photo"], 3e4)
+    np.testing.assert_allclose(photo(two), 3 * expected, rtol=1e-4)
+    # No masks, or masks with one label: the scale does not apply.
+    ones_c, ones_s = jnp.ones((*c.shape[:2], 1)), jnp.ones((*s.shape[:2], 1))
+    for targets in (prepare_targets(vgg16, c, s, cfg=cfg), prepare_targets(vgg16, c, s, ones_c, ones_s, cfg=cfg)):
+        np.testing.assert_allclose(targets["weights"]["photo"], 1e4)
+        np.testing.assert_allclose(photo(targets), expected, rtol=1e-4)
+    # A batch of two-region pairs under vmap gets the scaled weight for every item.
+    batched = jax.vmap(lambda a, b, m, n: prepare_targets(vgg16, a, b, m, n, cfg=cfg)["weights"]["photo"])(
+        c[None], s[None], cm[None], sm[None])
+    np.testing.assert_allclose(batched, [3e4])
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(JaxstyleError, match="region_photo_scale"):
+            LossConfig(region_photo_scale=bad)
