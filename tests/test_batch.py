@@ -123,7 +123,9 @@ def test_batched_starts_equal_single_starts_for_every_init():
         many = np.asarray(_initial_many(batch, jax.random.PRNGKey(cfg.seed), config=cfg, mesh=None))
         for i, item in enumerate(inputs):
             one = np.asarray(initial_image(*item, config=cfg))
-            np.testing.assert_allclose(many[i], one, atol=1e-5, err_msg=init)  # float32, batched eigh
+            # float32 with a batched vs an unbatched 3x3 eigh: 2.1e-5 apart on an AMD EPYC, under
+            # 1e-5 on the Intel Xeon this was written on; a wrong mask or padding moves pixels by ~0.1.
+            np.testing.assert_allclose(many[i], one, atol=1e-4, err_msg=init)
         assert not np.allclose(many[0], batch[0][0], atol=1e-3)
 
 
