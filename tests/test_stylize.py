@@ -145,6 +145,7 @@ def test_presets_load_and_user_overrides_apply(tmp_path):
     paper = load_config("paper")
     assert (paper.loss.content_weight, paper.loss.style_weight, paper.loss.tv_weight) == (5.0, 100.0, 1e-3)
     assert (paper.loss.photo_weight, paper.loss.laplacian_eps) == (1e4, 1e-7)
+    assert paper.loss.region_photo_scale == 1.0  # the original's lambda, masks or not
     assert (paper.stage1.iterations, paper.stage2.iterations) == (1000, 1000)
     assert (paper.backbone, paper.smooth.radius, paper.smooth.edge) == ("vgg19", 15, 0.01)
     assert paper.init == "mean_pixel"  # the original's stage-1 start
