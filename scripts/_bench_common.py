@@ -1,4 +1,4 @@
-"""Helpers shared by the benchmark scripts (`bench.py`, `bench_transfer.py`).
+"""Helpers shared by the scripts (`bench.py`, `bench_transfer.py`, `automask_eval.py`, ...).
 
 Timing: wall-clock `time.perf_counter` around work that is made to finish
 (`jax.block_until_ready`, or a host read), after a warm-up where compile time is
@@ -21,6 +21,7 @@ import platform
 import resource
 import statistics
 import time
+import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -35,8 +36,6 @@ PACKAGES = ("jaxstyle", "jax", "jaxlib", "numpy", "optax", "flax", "torch", "sci
 
 def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
     """`--set KEY=VALUE` items as `load_config` overrides; a VALUE is read as TOML when it parses."""
-    import tomllib
-
     out: dict[str, Any] = {}
     for item in items:
         key, sep, value = item.partition("=")
