@@ -92,7 +92,8 @@ def stylize_image(weights: VGGWeights, content: jax.Array, style: jax.Array,
       content: `[H, W, 3]`; style `[Hs, Ws, 3]`; masks `[H, W, K]`, `[Hs, Ws, K]` or None.
       config: static settings; each stage runs exactly its `iterations` (no tolerance stop).
       loss_weights: optional traced overrides of the term weights
-        ({"content", "style", "tv", "photo"}).
+        ({"content", "style", "tv", "photo"}), used as given: a "photo" override is the
+        lambda of the run, not scaled by `config.loss.region_photo_scale`.
       key: PRNG key for the start's noise (`config.init`, `config.init_noise`); defaults to
         `jax.random.PRNGKey(config.seed)`.
     """

@@ -13,8 +13,8 @@ The pairs used in `docs/quality.md` recombine contents and styles of the paper's
 into pairs that `scripts/automask_eval.py` does not score, so the scale is not chosen on the
 six pairs it is then judged on:
 
-    python scripts/region_photo_sweep.py --config fast --scales 1 2 3 4 \\
-        --pair in4:tar1 --pair in20:tar4 --pair in13:tar4 --pair in1:tar20 --json sweep.json
+    python scripts/region_photo_sweep.py --config fast --scales 1 2 4 6 8 \\
+        --pair in4:tar1 --pair in20:tar4 --pair in13:tar4 --pair in1:tar20 --json docs/bench/region_photo_sweep.json
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--examples", default="../shared/dpst-examples", help="folder of inN.png / tarN.png")
     parser.add_argument("--pair", dest="pairs", action="append", required=True, metavar="CONTENT:STYLE")
-    parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 2.0, 3.0, 4.0])
+    parser.add_argument("--scales", type=float, nargs="+", default=[1.0, 2.0, 4.0, 6.0, 8.0])
     parser.add_argument("--max-side", type=int, default=256, help="longer side of both photos (px)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the automatic masks")
     parser.add_argument("--config", default="fast", help="stylisation preset or .toml file")
