@@ -21,8 +21,8 @@ Two forms of the same L:
   map per offset of `offsets(r)` (zero out of the image); `matvec` is (4r+1)^2 shifted
   multiply-adds.
 - matrix-free (`MattingOperator`, `matting_operator`; He, Sun & Tang 2010): per-window
-  mu_k and Delta_k only; `matvec` uses box sums whose cost does not grow with r (direct
-  sums up to 7x7 windows, per-block prefix/suffix sums beyond).
+  mu_k and Delta_k only; `matvec` uses box sums (`jaxstyle.boxfilter`) whose cost does
+  not grow with r (direct sums up to 7x7 windows, per-block prefix/suffix sums beyond).
 
 Numerics. L is badly conditioned per window: Delta_k reaches |w|/eps ~ 1e8 where the
 window is flat or its colours lie on a line (grey, sky gradients), and inverting Sigma_k
@@ -52,6 +52,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxstyle.boxfilter import box_spread, box_sum, windows_per_pixel
 from jaxstyle.errors import JaxstyleError, did_you_mean
 
 DEFAULT_RADIUS = 1
@@ -107,67 +108,6 @@ def _check_vector(v: jax.Array, hw: tuple[int, int]) -> jax.Array:
         raise JaxstyleError(f"expected v of shape [{hw[0]}, {hw[1]}, C] to match the content image, "
                             f"got {tuple(v.shape)}")
     return v
-
-
-# ----------------------------------------------------------------------------- box sums
-
-
-# Windows up to this width are summed directly (width shifted adds, cheapest on CPU and
-# GPU for the usual r = 1, 2); wider ones by per-block prefix/suffix sums, whose cost
-# does not depend on the width.
-DIRECT_BOX_MAX_WIDTH = 7
-
-
-def _box_sum_axis(x: jax.Array, width: int, axis: int) -> jax.Array:
-    """Sums of `width` consecutive entries along `axis` ("valid": length N - width + 1)."""
-    if width <= DIRECT_BOX_MAX_WIDTH:
-        return _box_sum_axis_direct(x, width, axis)
-    return _box_sum_axis_blocked(x, width, axis)
-
-
-def _box_sum_axis_direct(x: jax.Array, width: int, axis: int) -> jax.Array:
-    m = x.shape[axis] - width + 1
-    return sum(jax.lax.slice_in_dim(x, t, t + m, axis=axis) for t in range(width))
-
-
-def _box_sum_axis_blocked(x: jax.Array, width: int, axis: int) -> jax.Array:
-    """`_box_sum_axis` by per-block prefix P and suffix S sums over blocks of `width`.
-
-    The window starting at a is S[a] + P[a + width - 1], or S[a] alone when a starts a
-    block (van Herk / Gil-Werman). The cost does not depend on `width`, and rounding
-    grows with `width`, not with N as it would with one long cumsum.
-    """
-    x = jnp.moveaxis(x, axis, 0)
-    n = x.shape[0]
-    blocks = -(-n // width)
-    padded = jnp.pad(x, [(0, blocks * width - n)] + [(0, 0)] * (x.ndim - 1))
-    grouped = padded.reshape(blocks, width, *x.shape[1:])
-    prefix = jax.lax.cumsum(grouped, axis=1).reshape(padded.shape)
-    suffix = jax.lax.cumsum(grouped, axis=1, reverse=True).reshape(padded.shape)
-    m = n - width + 1
-    starts_block = (np.arange(m) % width == 0).reshape((m,) + (1,) * (x.ndim - 1))
-    out = suffix[:m] + jnp.where(starts_block, 0, prefix[width - 1:width - 1 + m])
-    return jnp.moveaxis(out, 0, axis)
-
-
-def _box_sum(x: jax.Array, radius: int) -> jax.Array:
-    """Sum over each (2r+1)^2 window lying inside `x`: `[H, W, ...] -> [H-2r, W-2r, ...]`."""
-    width = 2 * radius + 1
-    return _box_sum_axis(_box_sum_axis(x, width, 0), width, 1)
-
-
-def _spread(x: jax.Array, radius: int) -> jax.Array:
-    """Adjoint of `_box_sum`: each pixel sums its windows' values, `[H-2r, W-2r, ...] -> [H, W, ...]`."""
-    pad = [(2 * radius, 2 * radius)] * 2 + [(0, 0)] * (x.ndim - 2)
-    return _box_sum(jnp.pad(x, pad), radius)
-
-
-def _windows_per_pixel(height: int, width: int, radius: int, dtype) -> jax.Array:
-    """n_i, the number of inside windows containing pixel i: `[H, W]`."""
-    def along(n):
-        i = jnp.arange(n)
-        return jnp.clip(jnp.minimum(i + radius, n - 1 - radius) - jnp.maximum(i - radius, radius) + 1, 0)
-    return (along(height)[:, None] * along(width)[None, :]).astype(dtype)
 
 
 # ----------------------------------------------------------------------------- windows
@@ -425,13 +365,13 @@ def _matrix_free_matvec(content: jax.Array, mean: jax.Array, factor: jax.Array, 
     height, width = v.shape[:2]
     n = window_size(radius)
     v = v - jnp.mean(v, axis=(0, 1))                                # L 1 = 0: improves rounding
-    v_mean = _box_sum(v, radius) / n                                # [h, w, C]
-    iv_mean = _box_sum(content[:, :, :, None] * v[:, :, None, :], radius) / n  # [h, w, 3, C]
+    v_mean = box_sum(v, radius) / n                                 # [h, w, C]
+    iv_mean = box_sum(content[:, :, :, None] * v[:, :, None, :], radius) / n  # [h, w, 3, C]
     cov = iv_mean - mean[:, :, :, None] * v_mean[:, :, None, :]
     a = _einsum("hwij,hwjc->hwic", factor, _einsum("hwji,hwjc->hwic", factor, cov))  # F F^T c: [h, w, 3, C]
     b = v_mean - _einsum("hwi,hwic->hwc", mean, a)                  # [h, w, C]
-    a_sum, b_sum = _spread(a, radius), _spread(b, radius)
-    count = _windows_per_pixel(height, width, radius, v.dtype)
+    a_sum, b_sum = box_spread(a, radius), box_spread(b, radius)
+    count = windows_per_pixel(height, width, radius, v.dtype)
     return count[:, :, None] * v - (_einsum("hwi,hwic->hwc", content, a_sum) + b_sum)
 
 

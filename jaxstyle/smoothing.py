@@ -43,8 +43,8 @@ import operator
 import jax
 import jax.numpy as jnp
 
+from jaxstyle.boxfilter import box_mean
 from jaxstyle.errors import JaxstyleError
-from jaxstyle.laplacian import _box_sum
 
 ORIGINAL_RIDGE = 1e-3  # cuda_utils.cu: Mt_M[i][i] = 1e-3 for the colour rows
 DEFAULT_RADIUS = 15  # gen_all.py: -f_radius 15
@@ -236,14 +236,6 @@ REFINE_RADIUS = 8  # refine_posterization.m: r = 8
 REFINE_EPS = 0.01  # refine_posterization.m: eps = 0.1^2
 
 
-def _box_mean(x: jax.Array, radius: int) -> jax.Array:
-    """Mean over the in-image pixels of each `(2 r + 1)^2` window: `[H, W, ...] -> [H, W, ...]`
-    (MATLAB `boxfilter(x, r) ./ boxfilter(ones, r)`, as the guided filter's reference code)."""
-    pad = [(radius, radius)] * 2 + [(0, 0)] * (x.ndim - 2)
-    ones = jnp.ones(x.shape[:2] + (1,) * (x.ndim - 2), x.dtype)
-    return _box_sum(jnp.pad(x, pad), radius) / _box_sum(jnp.pad(ones, pad), radius)
-
-
 def guided_filter(guide: jax.Array, source: jax.Array, *, radius: int = REFINE_RADIUS,
                   eps: float | jax.Array = REFINE_EPS) -> jax.Array:
     """He, Sun and Tang's guided filter with a colour guide (`guidedfilter_color.m`).
@@ -260,13 +252,13 @@ def guided_filter(guide: jax.Array, source: jax.Array, *, radius: int = REFINE_R
     _check_positive("eps", eps)
     dtype = jnp.result_type(guide, source)
     guide, source = guide.astype(dtype), source.astype(dtype)
-    mean_i = _box_mean(guide, r)  # [h, w, 3]
-    mean_p = _box_mean(source, r)  # [h, w, C]
-    cov_ip = _box_mean(guide[..., :, None] * source[..., None, :], r) - mean_i[..., :, None] * mean_p[..., None, :]
-    var_i = _box_mean(guide[..., :, None] * guide[..., None, :], r) - mean_i[..., :, None] * mean_i[..., None, :]
+    mean_i = box_mean(guide, r)  # [h, w, 3]
+    mean_p = box_mean(source, r)  # [h, w, C]
+    cov_ip = box_mean(guide[..., :, None] * source[..., None, :], r) - mean_i[..., :, None] * mean_p[..., None, :]
+    var_i = box_mean(guide[..., :, None] * guide[..., None, :], r) - mean_i[..., :, None] * mean_i[..., None, :]
     a = _solve_spd3(var_i + eps * jnp.eye(3, dtype=dtype), cov_ip)  # [h, w, 3, C]
     b = mean_p - jnp.einsum("hwic,hwi->hwc", a, mean_i)  # [h, w, C]
-    return jnp.einsum("hwic,hwi->hwc", _box_mean(a, r), guide) + _box_mean(b, r)
+    return jnp.einsum("hwic,hwi->hwc", box_mean(a, r), guide) + box_mean(b, r)
 
 
 def refine_detail(output: jax.Array, content: jax.Array, *, radius: int = REFINE_RADIUS,

@@ -1,7 +1,7 @@
 """Test helpers: torch.save (zip, legacy) and .safetensors writers without torch; a local HTTP server.
 
 They write the byte layouts that torch and safetensors write, so the readers in
-`jaxstyle.weights` can be tested on files whose every byte the test controls:
+`jaxstyle.checkpoints` can be tested on files whose every byte the test controls:
 
 - zip (torch >= 1.6): `archive/data.pkl` (pickle protocol 2 whose tensors are
   `torch._utils._rebuild_tensor_v2(storage, offset, size, stride, False, OrderedDict())`

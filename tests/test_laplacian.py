@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from jaxstyle import boxfilter
 from jaxstyle import laplacian as lap
 from jaxstyle.errors import JaxstyleError
 
@@ -226,15 +227,15 @@ def test_box_sums_match_convolution_and_keep_precision_on_long_axes(width):
     the axis as it does with one long float32 cumsum (off by ~1e-2 here)."""
     x = np.random.default_rng(11).random((4096, 2)) + 100.0
     ref = np.stack([np.convolve(x[:, j], np.ones(width), mode="valid") for j in range(2)], axis=-1)
-    for box in (lap._box_sum_axis, lap._box_sum_axis_blocked):
+    for box in (boxfilter.box_sum_axis, boxfilter._box_sum_axis_blocked):
         out = np.asarray(box(jnp.asarray(x, jnp.float32), width, axis=0))
         assert out.shape == ref.shape
         assert np.max(np.abs(out - ref)) < 2e-4 * width
-    np.testing.assert_allclose(lap._box_sum_axis(jnp.asarray(x.T), width, axis=1), ref.T, rtol=1e-6)
+    np.testing.assert_allclose(boxfilter.box_sum_axis(jnp.asarray(x.T), width, axis=1), ref.T, rtol=1e-6)
 
 
 def test_wide_windows_use_blocked_box_sums_and_match_reference():
-    assert 2 * 4 + 1 > lap.DIRECT_BOX_MAX_WIDTH
+    assert 2 * 4 + 1 > boxfilter.DIRECT_BOX_MAX_WIDTH
     content, v = random_pair((12, 10), seed=12)
     ref = apply(reference_laplacian(content, 4), v)
     with jax.enable_x64(True):
@@ -243,7 +244,7 @@ def test_wide_windows_use_blocked_box_sums_and_match_reference():
 
 
 def test_windows_per_pixel_counts_inside_windows():
-    counts = np.asarray(lap._windows_per_pixel(6, 7, 1, jnp.float32))
+    counts = np.asarray(boxfilter.windows_per_pixel(6, 7, 1, jnp.float32))
     ref = np.zeros((6, 7))
     for y in range(1, 5):
         for x in range(1, 6):

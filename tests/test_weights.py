@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 import _weightfiles as F
+from jaxstyle import checkpoints as C
 from jaxstyle import vgg
 from jaxstyle import weights as W
 from jaxstyle.errors import WeightsError
@@ -125,7 +126,7 @@ def test_oihw_kernel_means_what_torch_means(real_files, random19):
 
 
 def test_torch_reader_skips_what_keep_rejects(real_files):
-    kept = W.read_torch_checkpoint(real_files["vgg16-zip"], keep=lambda k: k.startswith("classifier."))
+    kept = C.read_torch_checkpoint(real_files["vgg16-zip"], keep=lambda k: k.startswith("classifier."))
     assert sorted(kept) == ["classifier.6.bias", "classifier.6.weight"]
     assert np.array_equal(kept["classifier.6.weight"], np.ones((10, 4), np.float32))
 
@@ -142,7 +143,7 @@ def small_state():
 @pytest.mark.parametrize("legacy", [False, True])
 def test_torch_reader_small_state_both_formats(tmp_path, legacy):
     state = small_state()
-    got = W.read_torch_checkpoint(F.save_torch(tmp_path / "s.pth", state, legacy=legacy))
+    got = C.read_torch_checkpoint(F.save_torch(tmp_path / "s.pth", state, legacy=legacy))
     assert sorted(got) == sorted(state)
     for key, value in state.items():
         assert got[key].dtype == value.dtype and np.array_equal(got[key], value), key
@@ -158,7 +159,7 @@ def test_torch_reader_views_offsets_shared_storage_size_and_bfloat16(tmp_path, l
            "o": F.Tensor(shared, (2, 2), stride=(2, 1), offset=7),
            "bf": F.Tensor(bf, (3,))}
     writer = F.write_torch_legacy if legacy else F.write_torch_zip
-    got = W.read_torch_checkpoint(writer(tmp_path / "v.pth", obj, [shared, bf]))
+    got = C.read_torch_checkpoint(writer(tmp_path / "v.pth", obj, [shared, bf]))
     assert np.array_equal(got["t"], base[:6].reshape(2, 3).T)
     assert np.array_equal(got["o"], base[7:11].reshape(2, 2))
     assert got["bf"].dtype == np.float32 and np.array_equal(got["bf"], [1.0, -2.5, 3.0])
@@ -169,14 +170,14 @@ def test_torch_reader_nested_state_dict_module_prefix_and_archive_name(tmp_path)
     obj, storages = F.tensors_of(state)
     path = F.write_torch_zip(tmp_path / "n.pth", {"epoch": 3, "state_dict": obj}, storages,
                              prefix="vgg19-dcbb9e9d")
-    got = W.read_torch_checkpoint(path)
+    got = C.read_torch_checkpoint(path)
     assert list(got) == ["features.0.weight"] and np.array_equal(got["features.0.weight"], np.ones((2, 2)))
 
 
 @pytest.mark.parametrize("bf16", [False, True])
 def test_safetensors_reader(tmp_path, bf16):
     state = {k: v for k, v in small_state().items() if v.dtype != np.int64}
-    got = W.read_safetensors(F.save_safetensors(tmp_path / "s.safetensors", state, bf16=bf16))
+    got = C.read_safetensors(F.save_safetensors(tmp_path / "s.safetensors", state, bf16=bf16))
     assert sorted(got) == sorted(state)
     for key, value in state.items():
         if bf16:  # truncation to bfloat16 keeps 8 significant bits
@@ -203,13 +204,13 @@ def test_truncated_files_are_refused(tmp_path):
     with pytest.raises(WeightsError, match="truncated or corrupt"):
         W.load_weights_file(truncated_copy(zip_path, tmp_path, zip_path.stat().st_size // 2))
     with pytest.raises(WeightsError, match=r"is truncated: storage \S+ needs \d+ bytes"):
-        W.read_torch_checkpoint(truncated_copy(legacy, tmp_path, size - 3))
+        C.read_torch_checkpoint(truncated_copy(legacy, tmp_path, size - 3))
     with pytest.raises(WeightsError, match="truncated or not a weights pickle"):
-        W.read_torch_checkpoint(truncated_copy(legacy, tmp_path, 60))  # inside the pickles
+        C.read_torch_checkpoint(truncated_copy(legacy, tmp_path, 60))  # inside the pickles
     with pytest.raises(WeightsError, match=r"is truncated: x ends at byte 400"):
-        W.read_safetensors(truncated_copy(st, tmp_path, st.stat().st_size - 10))
+        C.read_safetensors(truncated_copy(st, tmp_path, st.stat().st_size - 10))
     with pytest.raises(WeightsError, match="header claims"):
-        W.read_safetensors(truncated_copy(st, tmp_path, 20))
+        C.read_safetensors(truncated_copy(st, tmp_path, 20))
 
 
 def test_corrupt_torch_files_are_refused(tmp_path):
@@ -221,13 +222,13 @@ def test_corrupt_torch_files_are_refused(tmp_path):
     }
     for message, (obj, storages) in cases.items():
         with pytest.raises(WeightsError, match=message):
-            W.read_torch_checkpoint(F.write_torch_zip(tmp_path / "c.pth", obj, storages))
+            C.read_torch_checkpoint(F.write_torch_zip(tmp_path / "c.pth", obj, storages))
     short = F.Storage("0", np.arange(3, dtype=np.float32))
     obj = {"t": F.Tensor(storage, (4,))}
     with pytest.raises(WeightsError, match="holds 12 bytes but the pickle needs 16"):
-        W.read_torch_checkpoint(F.write_torch_zip(tmp_path / "c.pth", obj, [short]))
+        C.read_torch_checkpoint(F.write_torch_zip(tmp_path / "c.pth", obj, [short]))
     with pytest.raises(WeightsError, match="holds 3 elements but the pickle says 4"):
-        W.read_torch_checkpoint(F.write_torch_legacy(tmp_path / "c.pth", obj, [short]))
+        C.read_torch_checkpoint(F.write_torch_legacy(tmp_path / "c.pth", obj, [short]))
 
 
 def test_unrecognised_formats_say_what_they_are(tmp_path):
@@ -259,11 +260,11 @@ def test_malformed_safetensors_headers(tmp_path):
         return path
 
     with pytest.raises(WeightsError, match="not valid JSON"):
-        W.read_safetensors(write(b"{not json"))
+        C.read_safetensors(write(b"{not json"))
     with pytest.raises(WeightsError, match="malformed header entry for x.*supported dtypes"):
-        W.read_safetensors(write(b'{"x": {"dtype": "F8_E4M3", "shape": [1], "data_offsets": [0, 1]}}', b"\0"))
+        C.read_safetensors(write(b'{"x": {"dtype": "F8_E4M3", "shape": [1], "data_offsets": [0, 1]}}', b"\0"))
     with pytest.raises(WeightsError, match=r"spans 8 bytes but a F32 tensor of shape \(3,\) needs 12"):
-        W.read_safetensors(write(b'{"x": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}', bytes(12)))
+        C.read_safetensors(write(b'{"x": {"dtype": "F32", "shape": [3], "data_offsets": [0, 8]}}', bytes(12)))
 
 
 def zeros_state(arch: str) -> dict:
@@ -359,9 +360,9 @@ def test_malicious_pickles_are_refused_everywhere(tmp_path, protocol):
     with pytest.raises(WeightsError, match=f"refusing to load {evaluate_name}"):
         W.load_weights_file(F.write_torch_legacy(tmp_path / "l.pth", None, [], pickle_bytes=evaluate))
     with pytest.raises(WeightsError, match=f"refusing to load {system_name}"):
-        W.safe_unpickle(system)
+        C.safe_unpickle(system)
     with pytest.raises(WeightsError, match=f"refusing to load {evaluate_name}.*only numpy arrays"):
-        W.safe_unpickle(evaluate)
+        C.safe_unpickle(evaluate)
     assert not marker.exists()
 
 
@@ -371,21 +372,21 @@ def test_torch_pickle_cannot_smuggle_objects_through_allowed_names(tmp_path):
         + struct.pack("<I", 3) + b"abc" + pickle.BININT1 + b"\0" + pickle.EMPTY_TUPLE + pickle.EMPTY_TUPLE \
         + pickle.TUPLE + pickle.REDUCE + pickle.STOP
     with pytest.raises(WeightsError, match="not a storage"):
-        W.read_torch_checkpoint(F.write_torch_zip(tmp_path / "a.pth", None, [], pickle_bytes=b"\x80\x02" + fake))
+        C.read_torch_checkpoint(F.write_torch_zip(tmp_path / "a.pth", None, [], pickle_bytes=b"\x80\x02" + fake))
     # A persistent id that is not a storage reference.
     pid = pickle.PROTO + b"\x02" + pickle.BINUNICODE + struct.pack("<I", 4) + b"evil" + pickle.BINPERSID + pickle.STOP
     with pytest.raises(WeightsError, match="unexpected persistent id 'evil'"):
-        W.read_torch_checkpoint(F.write_torch_zip(tmp_path / "b.pth", None, [], pickle_bytes=pid))
+        C.read_torch_checkpoint(F.write_torch_zip(tmp_path / "b.pth", None, [], pickle_bytes=pid))
     # A dict that holds itself under 'state_dict' (no tensors anywhere).
     loop = pickle.PROTO + b"\x02" + pickle.EMPTY_DICT + pickle.BINPUT + b"\0" + pickle.BINUNICODE \
         + struct.pack("<I", 10) + b"state_dict" + pickle.BINGET + b"\0" + pickle.SETITEM + pickle.STOP
     assert (d := pickle.loads(loop))["state_dict"] is d
     with pytest.raises(WeightsError, match="holds no state dict"):
-        W.read_torch_checkpoint(F.write_torch_zip(tmp_path / "d.pth", None, [], pickle_bytes=loop))
+        C.read_torch_checkpoint(F.write_torch_zip(tmp_path / "d.pth", None, [], pickle_bytes=loop))
     # numpy's own reconstruction is not admitted in torch files.
     arr = pickle.dumps({"x": np.zeros(2)}, protocol=2)
     with pytest.raises(WeightsError, match="refusing to load numpy"):
-        W.read_torch_checkpoint(F.write_torch_zip(tmp_path / "c.pth", None, [], pickle_bytes=arr))
+        C.read_torch_checkpoint(F.write_torch_zip(tmp_path / "c.pth", None, [], pickle_bytes=arr))
 
 
 def test_npz_with_pickled_object_arrays_is_refused(tmp_path):
@@ -421,7 +422,7 @@ def test_bundled_checkpoint_checksum_mismatch(lpips_copy):
 def test_bundled_checkpoint_truncated_pickle_is_refused(lpips_copy):
     data = lpips_copy.read_bytes()
     with pytest.raises(WeightsError, match="truncated or not a weights pickle"):
-        W.safe_unpickle(data[: len(data) // 3], what="cut copy")
+        C.safe_unpickle(data[: len(data) // 3], what="cut copy")
     lpips_copy.write_bytes(data[: len(data) // 3])
     with pytest.raises(WeightsError, match="checksum mismatch"):
         W.embedded_vgg16()
