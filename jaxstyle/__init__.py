@@ -14,7 +14,7 @@ from jaxstyle._version import __version__
 from jaxstyle.batch import BatchResult, stylize_batch
 from jaxstyle.color import linear_color_transfer
 from jaxstyle.config import Config, load_config
-from jaxstyle.errors import DivergenceError, JaxstyleError, WeightsError
+from jaxstyle.errors import DivergenceError, Interrupted, JaxstyleError, WeightsError
 from jaxstyle.evaluate import evaluate_files
 from jaxstyle.io import load_image, read_metadata, save_image, to_numpy_image
 from jaxstyle.laplacian import (build_laplacian, laplacian_matvec, laplacian_residual_map,
@@ -26,7 +26,8 @@ from jaxstyle.metrics import evaluate_triple
 from jaxstyle.objective import LossConfig, Objective, make_objective, prepare_targets
 from jaxstyle.optimize import OptimConfig, minimize, minimize_fixed
 from jaxstyle.smoothing import guided_filter, refine_detail, smooth_local_affine
-from jaxstyle.stylize import Result, initial_image, stylize, stylize_image
+from jaxstyle.pipeline import initial_image, run_plan
+from jaxstyle.stylize import Result, stylize, stylize_image
 from jaxstyle.vgg import CONTENT_LAYERS, STYLE_LAYERS, VGGWeights, features
 from jaxstyle.weights import embedded_vgg16, fetch_weights, import_weights, resolve_weights
 
@@ -47,7 +48,7 @@ def extract_features(image: jax.Array, layers: Sequence[str] = STYLE_LAYERS, *,
 
 
 __all__ = [
-    "BatchResult", "CONTENT_LAYERS", "Config", "DivergenceError", "JaxstyleError", "LossConfig",
+    "BatchResult", "CONTENT_LAYERS", "Config", "DivergenceError", "Interrupted", "JaxstyleError", "LossConfig",
     "MaskPair", "Objective", "OptimConfig", "Result", "STYLE_LAYERS", "VGGWeights", "WeightsError",
     "__version__", "build_laplacian", "content_loss", "embedded_vgg16", "evaluate_files",
     "evaluate_triple", "extract_features", "features", "fetch_weights", "gram", "guided_filter",
@@ -55,6 +56,6 @@ __all__ = [
     "linear_color_transfer", "load_config", "load_image", "make_objective", "masked_grams",
     "matting_laplacian", "matting_operator", "minimize", "minimize_fixed", "parse_mask_pair",
     "photorealism_loss", "prepare_targets", "propagate_masks", "quadratic_energy", "read_metadata",
-    "refine_detail", "resolve_weights", "save_image", "smooth_local_affine", "style_loss",
+    "refine_detail", "resolve_weights", "run_plan", "save_image", "smooth_local_affine", "style_loss",
     "stylize", "stylize_batch", "stylize_image", "to_numpy_image", "total_variation",
 ]

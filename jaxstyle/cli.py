@@ -191,19 +191,14 @@ def weights_fetch(
 # ----------------------------------------------------------------------------- transfer, demo
 
 def _parse_overrides(items: list[str]) -> dict[str, Any]:
-    """`KEY=VALUE` strings (dotted keys) into a dict; values parsed as TOML scalars when possible."""
-    import tomllib
+    """`--set KEY=VALUE` items as overrides (`jaxstyle.config.parse_overrides`); a bad item exits 2."""
+    from jaxstyle.config import parse_overrides
 
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            fail(f"--set expects KEY=VALUE (e.g. --set loss.style_weight=50), got {item!r}")
-        try:
-            out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
-        except tomllib.TOMLDecodeError:
-            out[key.strip()] = value
-    return out
+    try:
+        return parse_overrides(items)
+    except JaxstyleError as e:
+        fail(str(e))
+        raise  # unreachable: fail exits
 
 
 class ProgressPrinter:
@@ -252,7 +247,8 @@ def run_transfer(content: str, style: str, output: str, *, content_mask: str | N
 
     from jaxstyle import io
     from jaxstyle.config import load_config
-    from jaxstyle.stylize import Interrupted, stylize
+    from jaxstyle.errors import Interrupted
+    from jaxstyle.stylize import stylize
 
     inputs = [p for p in (content, style, content_mask, style_mask) if p]
     out = Path(output)
@@ -303,12 +299,9 @@ def run_transfer(content: str, style: str, output: str, *, content_mask: str | N
     finally:
         if log_file is not None:
             log_file.close()
-    metadata = {"jaxstyle": __version__, "content": content, "style": style,
-                "content_mask": content_mask, "style_mask": style_mask, "masks": masks,
-                **({"auto_labels": auto_labels, "saved_masks": save_masks} if masks == "auto" else {}),
-                "config": result.config.to_dict(),
-                "status": result.status, "seconds": {k: round(v, 3) for k, v in result.seconds.items()},
-                "notes": list(result.notes)}
+    metadata = {"content": content, "style": style, "content_mask": content_mask, "style_mask": style_mask,
+                "masks": masks, **({"auto_labels": auto_labels, "saved_masks": save_masks} if masks == "auto" else {}),
+                **result.metadata()}
     io.save_image(result.image, out, metadata=metadata, overwrite=force, protect=inputs)
     for note in result.notes:
         typer.echo(f"note: {note}", err=True)
@@ -350,12 +343,13 @@ def _auto_mask_inputs(content: str, style: str, cfg: Any, *, max_side: int | Non
                       save_dir: str | None, force: bool) -> tuple[tuple, tuple, Any, list[str]]:
     """Both photos at the working size and the masks `jaxstyle.automask.auto_masks` derives from them.
 
-    Returns ((content, style) arrays, (content mask, style mask) colour images or (None, None)
-    for a single region, the VGG weights, the label names). Notes go to stderr.
+    Returns ((content, style) arrays, (content mask, style mask) integer label images `[H, W]`
+    or (None, None) for a single region, the VGG weights, the label names). Notes go to stderr.
     """
+    import numpy as np
+
     from jaxstyle import io
     from jaxstyle.automask import auto_masks, save_masks
-    from jaxstyle.masks import labels_to_color
     from jaxstyle.weights import resolve_weights
 
     side = max_side or cfg.max_side
@@ -369,8 +363,8 @@ def _auto_mask_inputs(content: str, style: str, cfg: Any, *, max_side: int | Non
         typer.echo(f"wrote the masks to {written[0]} and {written[1]}", err=True)
     if len(pair.labels) == 1:  # one region: the plain, unmasked transfer
         return images, (None, None), weights, list(pair.labels)
-    colours = (labels_to_color(pair.content, pair.labels), labels_to_color(pair.style, pair.labels))
-    return images, colours, weights, list(pair.labels)
+    label_maps = tuple(np.argmax(np.asarray(m), axis=-1).astype(np.int32) for m in (pair.content, pair.style))
+    return images, label_maps, weights, list(pair.labels)
 
 
 @app.command()
@@ -419,14 +413,6 @@ def transfer(
                    f"{result.seconds['total']:.1f} s", err=True)
 
 
-def demo_paths() -> tuple[str, str]:
-    """The bundled, freely licensed demo pair (see jaxstyle/data/README.md)."""
-    import importlib.resources
-
-    root = importlib.resources.files("jaxstyle") / "data"
-    return str(root / "demo_content.jpg"), str(root / "demo_style.jpg")
-
-
 @app.command()
 @friendly_errors
 def demo(
@@ -440,7 +426,7 @@ def demo(
 
     from jaxstyle import io
 
-    content, style = demo_paths()
+    content, style = io.demo_paths()
     folder = Path(output_dir)
     folder.mkdir(parents=True, exist_ok=True)
     result = run_transfer(content, style, str(folder / "result.png"), config=config, max_side=max_side,
@@ -576,11 +562,11 @@ def batch_command(
     Exit code 0 when every item is done or skipped, 3 when some failed (see OUTDIR/summary.json),
     2 when the manifest or settings are unusable.
     """
-    from jaxstyle import batch as B
+    from jaxstyle import runner as R
 
-    index, count = B.initialize_distributed(coordinator, num_processes, process_id)
+    index, count = R.initialize_distributed(coordinator, num_processes, process_id)
     try:
-        report = B.run_manifest(manifest, outdir, config=config, max_side=max_side, iterations=iterations,
+        report = R.run_manifest(manifest, outdir, config=config, max_side=max_side, iterations=iterations,
                                 batch_size=batch_size, force=force, progress=not quiet)
     except KeyboardInterrupt:
         typer.echo("\ninterrupted: finished items are kept (see summary.json); rerun to resume", err=True)

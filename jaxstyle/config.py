@@ -13,7 +13,7 @@ import importlib.resources
 import os
 import tomllib
 import typing
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +186,24 @@ def load_config(name_or_path: str | os.PathLike[str] = "default", overrides: Map
                 raise JaxstyleError(f"cannot override {dotted}: {part} is not a table")
         table[leaf] = value
     return _build(Config, data, "")
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """`KEY=VALUE` items (`--set` on the command line and in the scripts) as `load_config` overrides.
+
+    KEY is a dotted setting name; VALUE is read as a TOML value when it parses (`50`, `1e-3`,
+    `true`, `"vgg19"`) and kept as the string otherwise (`vgg19`). `load_config` checks both.
+    """
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise JaxstyleError(f"--set expects KEY=VALUE (e.g. --set loss.style_weight=50), got {item!r}")
+        try:
+            out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key.strip()] = value
+    return out
 
 
 def _load_layers(name_or_path: str, depth: int = 0) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from typing import Any
 
 
 class JaxstyleError(ValueError):
@@ -22,6 +23,14 @@ class WeightsError(JaxstyleError):
 
 class DivergenceError(JaxstyleError):
     """The optimisation produced NaN/Inf or blew up."""
+
+
+class Interrupted(JaxstyleError):
+    """Ctrl-C during a run; `best_image` holds the best image so far (`[H, W, 3]`) or None."""
+
+    def __init__(self, message: str, best_image: Any = None) -> None:
+        super().__init__(message)
+        self.best_image = best_image
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

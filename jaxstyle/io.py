@@ -16,6 +16,7 @@ as JSON (`read_metadata` reads them back).
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import os
 import secrets
@@ -112,6 +113,12 @@ def load_label_image(path: PathLike) -> np.ndarray:
             raise
         except _DECODE_ERRORS as e:
             raise _damaged(path, e) from e
+
+
+def demo_paths() -> tuple[str, str]:
+    """Paths of the bundled, freely licensed demo pair (content, style; see jaxstyle/data/README.md)."""
+    root = importlib.resources.files("jaxstyle") / "data"
+    return str(root / "demo_content.jpg"), str(root / "demo_style.jpg")
 
 
 def _open_image(path: PathLike) -> Image.Image:

@@ -6,22 +6,33 @@ per line; chosen by the suffix `.jsonl`, `.ndjson`, `.json`, or by text starting
 meaning of the fields to the caller. Problems with the file itself (missing, unreadable, a
 bad header, nothing parseable) raise `JaxstyleError`; a problem confined to one row comes
 back as that row, `{"_problem": message}`, so the other rows still count.
+
+The batch manifest (`read_manifest`, run by `jaxstyle.runner`): CSV with a header naming
+`content`, `style` and optionally `content_mask`, `style_mask`, `output`, `overrides`; or
+JSON lines with those fields. Paths are relative to the manifest's folder. `overrides` is a
+JSON object of dotted config keys (`{"stage2.iterations": 50}`) applied after the run's
+config and flags.
 """
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from io import StringIO
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
+from jaxstyle import io
 from jaxstyle.errors import JaxstyleError, did_you_mean
 
 JSON_LINES_SUFFIXES = (".jsonl", ".ndjson", ".json")
 PROBLEM = "_problem"
+MANIFEST_FIELDS = ("content", "style", "content_mask", "style_mask", "output", "overrides")
+REQUIRED_FIELDS = ("content", "style")
+DEFAULT_OUTPUT_SUFFIX = ".png"
 
 Row = tuple[int, dict[str, Any]]
 
@@ -97,4 +108,126 @@ def _json_rows(text: str, path: Path, example: str) -> list[Row]:
     return rows
 
 
-__all__ = ["JSON_LINES_SUFFIXES", "PROBLEM", "read_rows"]
+# ----------------------------------------------------------------------------- batch manifests
+
+
+@dataclasses.dataclass(frozen=True)
+class ManifestItem:
+    """One row of a manifest. Paths are resolved against the manifest's folder.
+
+    key: the item's name in summary.json (its output name, or "line N" when it has none).
+    problem: why the row itself is unusable (then the item fails without being run).
+    """
+
+    index: int
+    line: int
+    content: Path | None
+    style: Path | None
+    content_mask: Path | None = None
+    style_mask: Path | None = None
+    output: str = ""
+    overrides: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    problem: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.output or f"line {self.line}"
+
+
+def read_manifest(path: str | os.PathLike[str]) -> list[ManifestItem]:
+    """Parse a CSV or JSON-lines manifest (see the module docstring).
+
+    Raises `JaxstyleError` when the manifest itself is unusable (missing, unreadable, no
+    header or a bad one, invalid JSON, no items). Problems with one row (a missing field,
+    bad overrides, an output already used by another row) are recorded in that item's
+    `problem` instead, so the other items still run.
+    """
+    path = Path(path)
+    rows = read_rows(path, fields=MANIFEST_FIELDS, required=REQUIRED_FIELDS,
+                     example='{"content": "a.jpg", "style": "b.jpg"}')
+    items = [_item(i, line, row, path.parent) for i, (line, row) in enumerate(rows)]
+    if not items:
+        raise JaxstyleError(f"manifest {path} has no items; add one line per pair "
+                            "(CSV header: content,style[,content_mask,style_mask,output,overrides])")
+    return _mark_duplicates(items)
+
+
+def _item(index: int, line: int, row: Mapping[str, Any], base: Path) -> ManifestItem:
+    def problem(message: str) -> ManifestItem:
+        output = row.get("output") if isinstance(row.get("output"), str) else ""
+        return ManifestItem(index, line, None, None, output=output, problem=f"line {line}: {message}")
+
+    if PROBLEM in row:
+        return problem(row[PROBLEM])
+    unknown = [k for k in row if k not in MANIFEST_FIELDS]
+    if unknown:
+        return problem(f"unknown field {unknown[0]!r}{did_you_mean(unknown[0], MANIFEST_FIELDS)}")
+    paths: dict[str, Path | None] = {}
+    for name in ("content", "style", "content_mask", "style_mask"):
+        value = row.get(name)
+        if value in (None, ""):
+            paths[name] = None
+        elif not isinstance(value, str):
+            return problem(f"{name} must be a path (a string), got {value!r}")
+        else:
+            p = Path(value).expanduser()
+            paths[name] = p if p.is_absolute() else base / p
+    for name in REQUIRED_FIELDS:
+        if paths[name] is None:
+            return problem(f"no {name} path")
+    output = row.get("output") or f"{paths['content'].stem}-{paths['style'].stem}{DEFAULT_OUTPUT_SUFFIX}"
+    if not isinstance(output, str):
+        return problem(f"output must be a file name, got {output!r}")
+    overrides = row.get("overrides") or {}
+    if isinstance(overrides, str):
+        try:
+            overrides = json.loads(overrides)
+        except json.JSONDecodeError as e:
+            return problem(f"overrides are not valid JSON ({e.msg}); write e.g. {{\"stage2.iterations\": 50}}")
+    if not isinstance(overrides, dict):
+        return problem(f"overrides must be a JSON object of dotted keys, got {overrides!r}")
+    return ManifestItem(index, line, **paths, output=output, overrides=overrides)
+
+
+def _mark_duplicates(items: list[ManifestItem]) -> list[ManifestItem]:
+    first: dict[str, ManifestItem] = {}
+    out = []
+    for item in items:
+        name = os.path.normcase(os.path.normpath(item.output)) if item.output else None
+        if name in first and item.problem is None:
+            item = dataclasses.replace(item, problem=(
+                f"line {item.line}: output {item.output!r} is also the output of line {first[name].line}; "
+                "give each item its own output name"), output=f"{item.output} (line {item.line})")
+        elif name is not None:
+            first.setdefault(name, item)
+        out.append(item)
+    return out
+
+
+def process_share(items: Sequence[ManifestItem], process_index: int, process_count: int) -> list[ManifestItem]:
+    """The items process `process_index` runs: manifest indices i with i % process_count == process_index."""
+    return [item for item in items if item.index % process_count == process_index]
+
+
+def safe_output_path(outdir: Path, name: str) -> Path:
+    """OUTDIR/name, refusing names that leave OUTDIR (absolute, '..', or through a symlink)
+    and suffixes `jaxstyle.io.save_image` cannot write."""
+    pure = PurePath(name)
+    if not name or pure.is_absolute() or pure.drive or pure.root:
+        raise JaxstyleError(f"output {name!r} must be a relative file name inside the output folder")
+    if ".." in pure.parts:
+        raise JaxstyleError(f"output {name!r} contains '..'; outputs must stay inside the output folder")
+    if pure.suffix.lower() not in io.SAVE_FORMATS:
+        raise JaxstyleError(f"output {name!r} must end in one of {', '.join(io.SAVE_FORMATS)}")
+    root = outdir.resolve()
+    target = (outdir / pure).resolve()
+    if not target.is_relative_to(root):
+        raise JaxstyleError(f"output {name!r} leads outside the output folder (to {target}) through a "
+                            "symbolic link; choose another name")
+    return target
+
+
+__all__ = [
+    "DEFAULT_OUTPUT_SUFFIX", "JSON_LINES_SUFFIXES", "MANIFEST_FIELDS", "ManifestItem", "PROBLEM", "REQUIRED_FIELDS",
+    "process_share", "read_manifest", "read_rows", "safe_output_path",
+]

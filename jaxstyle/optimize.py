@@ -5,14 +5,13 @@ hashable callable `fun(x, args) -> (loss, terms)` whose arrays travel in `args`,
 compiled step serves every image of the same shape.
 
 Two drivers share one pure step:
-- `minimize`: iterations run on the device in chunks; the host wakes only between
-  chunks to report progress. Tracks the best iterate, stops on a budget, a
-  relative-improvement tolerance, NaN/Inf or a blow-up. A chunk is one `lax.scan` on
-  accelerators; on the CPU backend it is a run of asynchronously dispatched jitted steps
-  (the host only queues work and waits at the chunk's end), because XLA:CPU runs the
-  backward convolutions 4-7x slower inside a `while` loop body than at top level
-  (measured here: VGG-16 value-and-grad at 256x170, 0.21 s plain vs 1.58 s per
-  evaluation inside `fori_loop`; forward passes are unaffected).
+- `minimize` / `run`: iterations run on the device in chunks; the host wakes only between
+  chunks to report progress. One item, or a batch whose items step and stop on their own
+  (`jaxstyle.itemwise.Items`: vmapped, mapped, sharded over a mesh). Tracks the best
+  iterate, stops on a budget, a relative-improvement tolerance, NaN/Inf or a blow-up. A
+  chunk is one `lax.scan` on accelerators; on the CPU backend it is a run of
+  asynchronously dispatched jitted steps, because XLA:CPU runs backward convolutions
+  several times slower inside a loop body than at top level.
 - `minimize_fixed`: a fixed number of steps in one `lax.scan`, with no host interaction:
   runs inside a caller's `jit`/`vmap`, and with Adam it is reverse-differentiable.
 """
@@ -21,14 +20,17 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from jaxstyle.errors import JaxstyleError, did_you_mean
+from jaxstyle.itemwise import ONE, Items
 
 METHODS = ("lbfgs", "adam")
 LINESEARCHES = ("none", "zoom")
@@ -80,10 +82,15 @@ class OptimConfig:
             raise JaxstyleError(f"iterations must be >= 0 and chunk_size >= 1, got {self.iterations}, "
                                 f"{self.chunk_size}")
 
+    @property
+    def uses_zoom(self) -> bool:
+        """Whether steps run optax's zoom line search (L-BFGS with linesearch "zoom")."""
+        return self.method == "lbfgs" and self.linesearch == "zoom"
+
 
 def make_solver(cfg: OptimConfig) -> optax.GradientTransformationExtraArgs:
     """The optax transformation for `cfg.method`."""
-    if cfg.method == "lbfgs" and cfg.linesearch == "zoom":
+    if cfg.uses_zoom:
         return optax.lbfgs(
             memory_size=cfg.memory_size,
             linesearch=optax.scale_by_zoom_linesearch(max_linesearch_steps=cfg.max_linesearch_steps,
@@ -125,7 +132,7 @@ def step(fun: Callable, cfg: OptimConfig, state: State, args: Any, budget: jax.A
     def value_fn(x):
         return fun(x, args)[0]
 
-    if cfg.method == "lbfgs" and cfg.linesearch == "zoom":
+    if cfg.uses_zoom:
         value, grad = optax.value_and_grad_from_state(value_fn)(state.x, state=state.opt_state)
         updates, opt_state = solver.update(grad, state.opt_state, state.x, value=value, grad=grad,
                                            value_fn=value_fn)
@@ -156,33 +163,55 @@ def step(fun: Callable, cfg: OptimConfig, state: State, args: Any, budget: jax.A
     return jax.tree_util.tree_map(lambda new, old: jnp.where(active, new, old), proposed, state)
 
 
-@functools.partial(jax.jit, static_argnames=("fun", "cfg", "length", "batched"))
+def on_items(items: Items, fn: Callable, state: Any, args: Any, extra: Any = ()) -> Any:
+    """`fn(state, args, extra)` for one item, or per item of a batch: item i gets `state[i]`
+    and, with `args = (shared, per_item)`, the args `(shared, per_item[i])`; `extra` is
+    shared by all."""
+    if not items.batched:
+        return fn(state, args, extra)
+    shared, per_item = args
+    return items.apply(lambda sh, it: fn(it[0], (sh[0], it[1]), sh[1]), (shared, extra), (state, per_item))
+
+
+@functools.partial(jax.jit, static_argnames=("cfg", "items"))
+def init(cfg: OptimConfig, x0: Any, *, items: Items = ONE) -> State:
+    """`init_state` for one item, or for each item of a batch `x0` `[B, ...]`."""
+    return items.apply(lambda _, x: init_state(cfg, x), (), x0)
+
+
+@functools.partial(jax.jit, static_argnames=("fun", "cfg", "length", "items"))
 def run_chunk(fun: Callable, cfg: OptimConfig, state: State, args: Any, budget: jax.Array, *,
-              length: int, batched: bool = False) -> tuple[State, jax.Array]:
-    """`length` steps on the device; returns the new state and each step's loss `[length(, B)]`.
+              length: int, items: Items = ONE) -> tuple[State, jax.Array]:
+    """`length` steps on the device; returns the new state and each step's loss `[length]`
+    (`[length, B]` for a batch, where `args = (shared, per_item)` and each item steps and
+    stops on its own). With `length` 1 there is no loop around the step."""
 
-    With `batched`, `state` and `args` carry a leading batch axis and each item steps
-    (and stops) on its own.
-    """
-    one = functools.partial(step, fun, cfg)
-    if batched:
-        one = jax.vmap(one, in_axes=(0, 0, None))
+    def chunk(s: State, a: Any, b: jax.Array) -> tuple[State, jax.Array]:
+        if length == 1:
+            s = step(fun, cfg, s, a, b)
+            return s, s.last_loss[None]
 
-    def body(s, _):
-        s = one(s, args, budget)
-        return s, s.last_loss
+        def body(s, _):
+            s = step(fun, cfg, s, a, b)
+            return s, s.last_loss
 
-    return jax.lax.scan(body, state, None, length=length)
+        return jax.lax.scan(body, s, None, length=length)
+
+    state, losses = on_items(items, chunk, state, args, budget)
+    return state, (losses.T if items.batched else losses)
 
 
-@functools.partial(jax.jit, static_argnames=("fun", "cfg", "batched"))
-def run_step(fun: Callable, cfg: OptimConfig, state: State, args: Any, budget: jax.Array, *,
-             batched: bool = False) -> State:
-    """One jitted step (vmapped when `batched`); the host-loop counterpart of `run_chunk`."""
-    one = functools.partial(step, fun, cfg)
-    if batched:
-        one = jax.vmap(one, in_axes=(0, 0, None))
-    return one(state, args, budget)
+@functools.partial(jax.jit, static_argnames=("fun", "items"))
+def finalize(fun: Callable, state: State, args: Any, *, items: Items = ONE) -> State:
+    """Evaluate the last iterate and keep it if it beats the best one seen."""
+
+    def one(s: State, a: Any, _: Any) -> State:
+        value = fun(s.x, a)[0]
+        better = jnp.isfinite(value) & (value < s.best_loss) & (s.status != DIVERGED)
+        best_x = jax.tree_util.tree_map(lambda b, x: jnp.where(better, x, b), s.best_x, s.x)
+        return s._replace(best_x=best_x, best_loss=jnp.where(better, value, s.best_loss))
+
+    return on_items(items, one, state, args)
 
 
 def resolve_loop(cfg: OptimConfig) -> str:
@@ -192,18 +221,15 @@ def resolve_loop(cfg: OptimConfig) -> str:
     return "host" if jax.default_backend() == "cpu" else "scan"
 
 
-def _host_chunk(fun: Callable, cfg: OptimConfig, state: State, args: Any, budget: jax.Array, *,
-                length: int, batched: bool) -> tuple[State, jax.Array]:
-    losses = []
-    for _ in range(length):  # dispatch is asynchronous: no host sync inside the chunk
-        state = run_step(fun, cfg, state, args, budget, batched=batched)
-        losses.append(state.last_loss)
-    return state, jnp.stack(losses)
+def chunk_length(cfg: OptimConfig) -> int:
+    """Steps per chunk: equal chunks of at most `chunk_size` that cover the budget with the
+    least overshoot (one compiled length; steps past the budget are no-ops)."""
+    return math.ceil(cfg.iterations / max(1, math.ceil(cfg.iterations / cfg.chunk_size)))
 
 
 @dataclasses.dataclass
 class Progress:
-    """What `minimize` reports to its callback after each chunk (host values)."""
+    """What the driver reports to its callback after each chunk (host values; `[B]` for a batch)."""
 
     iteration: int
     total: int
@@ -213,56 +239,56 @@ class Progress:
     terms: dict[str, float] | None = None
 
 
-def minimize(fun: Callable, x0: Any, args: Any, cfg: OptimConfig, *, batched: bool = False,
+def minimize(fun: Callable, x0: Any, args: Any, cfg: OptimConfig, *, items: Items = ONE,
              callback: Callable[[Progress, State], None] | None = None,
-             evaluate_last: bool = True) -> tuple[State, list[float]]:
-    """Run the optimiser in device-side chunks; return the final state and the loss history.
+             evaluate_last: bool = True) -> tuple[State, np.ndarray]:
+    """Minimise from `x0` (one item, or a batch `[B, ...]` with `args = (shared, per_item)`).
 
-    The result to use is `state.best_x` (the best iterate evaluated). `state.status`
-    says why it stopped (see STATUS_NAMES). `callback(progress, state)` runs on the host
-    between chunks; raising KeyboardInterrupt there (or pressing Ctrl-C) propagates,
-    and the caller keeps the last state it was given. `evaluate_last=False` skips the
-    closing `finalize` (the last iterate is not compared yet): for a caller that fuses
-    `finalize` into its own jitted code.
+    Returns the final state and the loss history `[steps]` (`[steps, B]` for a batch, where
+    an item's entries repeat after it stopped; `state.step` says how many are real). See `run`.
     """
-    state = init_state(cfg, x0)
-    if batched:
-        state = jax.vmap(lambda x: init_state(cfg, x))(x0)
-    budget = jnp.asarray(cfg.iterations, jnp.int32)
-    chunk = run_chunk if resolve_loop(cfg) == "scan" else _host_chunk
-    history: list[float] = []
+    return run(fun, init(cfg, x0, items=items), args, cfg, items=items, callback=callback,
+               evaluate_last=evaluate_last)
+
+
+def run(fun: Callable, state: State, args: Any, cfg: OptimConfig, *, items: Items = ONE,
+        callback: Callable[[Progress, State], None] | None = None,
+        evaluate_last: bool = True) -> tuple[State, np.ndarray]:
+    """Run the optimiser from `state` in device-side chunks until every item has stopped.
+
+    The result to use is `state.best_x` (the best iterate evaluated); `state.status` says
+    why it stopped (STATUS_NAMES). `callback(progress, state)` runs on the host between
+    chunks; a KeyboardInterrupt there (or Ctrl-C) propagates, and the caller keeps the
+    last state it was given. `evaluate_last=False` skips the closing `finalize` (the last
+    iterate is not compared yet), for a caller that fuses it into its own program.
+    """
+    budget = np.int32(cfg.iterations)
+    scan = resolve_loop(cfg) == "scan"
+    length = chunk_length(cfg)
+    history: list[np.ndarray] = [np.zeros((0, *np.shape(state.step)), np.float32)]
     done = 0
     while done < cfg.iterations:
-        # The last chunk is cut to the remaining budget (with "scan" that is one more
-        # compiled length when iterations is not a multiple of chunk_size).
-        length = min(cfg.chunk_size, cfg.iterations - done)
-        state, losses = chunk(fun, cfg, state, args, budget, length=length, batched=batched)
-        done += length
-        losses = jax.device_get(losses)
-        history.extend(losses.tolist())
-        status = jax.device_get(state.status)
+        if scan:
+            state, losses = run_chunk(fun, cfg, state, args, budget, length=length, items=items)
+            done += length
+        else:  # dispatch is asynchronous: the host waits only at the chunk's end
+            parts = []
+            for _ in range(min(length, cfg.iterations - done)):
+                state, losses = run_chunk(fun, cfg, state, args, budget, length=1, items=items)
+                parts.append(losses)
+                done += 1
+            losses = np.concatenate(jax.device_get(parts))
+        history.append(np.asarray(jax.device_get(losses)))
+        status = np.asarray(jax.device_get(state.status))
         if callback is not None:
-            callback(Progress(min(done, cfg.iterations), cfg.iterations, jax.device_get(state.last_loss),
-                              jax.device_get(state.best_loss), status), state)
+            callback(Progress(min(done, cfg.iterations), cfg.iterations, np.asarray(state.last_loss),
+                              np.asarray(state.best_loss), status), state)
         if bool((status != RUNNING).all()):
             break
-    if not batched:  # steps after a stop repeat the last loss
-        history = history[: int(state.step)]
-    # The final iterate has not been evaluated yet: compare it with the best one.
-    return (finalize(fun, state, args, batched=batched) if evaluate_last else state), history
-
-
-@functools.partial(jax.jit, static_argnames=("fun", "batched"))
-def finalize(fun: Callable, state: State, args: Any, *, batched: bool = False) -> State:
-    """Evaluate the last iterate and keep it if it beats the best one seen."""
-
-    def one(s: State, a: Any) -> State:
-        value = fun(s.x, a)[0]
-        better = jnp.isfinite(value) & (value < s.best_loss) & (s.status != DIVERGED)
-        best_x = jax.tree_util.tree_map(lambda b, x: jnp.where(better, x, b), s.best_x, s.x)
-        return s._replace(best_x=best_x, best_loss=jnp.where(better, value, s.best_loss))
-
-    return jax.vmap(one)(state, args) if batched else one(state, args)
+    losses = np.concatenate(history)
+    if not items.batched:  # steps after a stop repeat the last loss
+        losses = losses[: int(state.step)]
+    return (finalize(fun, state, args, items=items) if evaluate_last else state), losses
 
 
 def minimize_fixed(fun: Callable, x0: Any, args: Any, cfg: OptimConfig) -> tuple[Any, jax.Array]:

@@ -14,12 +14,13 @@ import numpy as np
 import pytest
 
 from conftest import synthetic_photo, two_region_mask
-from jaxstyle.batch import (ManifestItem, initialize_distributed, process_share, read_manifest,
-                            resolve_strategy, safe_output_path, stylize_batch)
+from jaxstyle.batch import resolve_strategy, stylize_batch
 from jaxstyle.config import Config, SmoothConfig
 from jaxstyle.errors import JaxstyleError
+from jaxstyle.manifest import ManifestItem, process_share, read_manifest, safe_output_path
 from jaxstyle.objective import LossConfig
 from jaxstyle.optimize import OptimConfig
+from jaxstyle.runner import initialize_distributed
 from jaxstyle.stylize import load_inputs, stylize
 
 H, W, HS, WS = 32, 48, 36, 40
@@ -114,13 +115,14 @@ def test_coarse_to_fine_noise_and_zoom_line_search_equal_single_runs(vgg16, case
 
 def test_batched_starts_equal_single_starts_for_every_init():
     """Each item's start in a batch (padded masks included) is its single run's start."""
-    from jaxstyle.batch import _initial_many
-    from jaxstyle.stylize import initial_image
+    from jaxstyle.itemwise import Items
+    from jaxstyle.pipeline import initial_image
     inputs = [load_inputs(*make_pair(seed, labels), num_labels=K)[:4] for seed, labels in PAIRS[:2]]
     batch = tuple(np.stack([np.asarray(item[j]) for item in inputs]) for j in range(4))
     for init in ("content", "mean_pixel", "color_transfer"):
         cfg = Config(init=init, init_noise=0.01, seed=3)
-        many = np.asarray(_initial_many(batch, jax.random.PRNGKey(cfg.seed), config=cfg, mesh=None))
+        many = np.asarray(jax.jit(lambda key, b: Items("vmap").apply(
+            lambda k, item: initial_image(*item, config=cfg, key=k), key, b))(jax.random.PRNGKey(cfg.seed), batch))
         for i, item in enumerate(inputs):
             one = np.asarray(initial_image(*item, config=cfg))
             # float32 with a batched vs an unbatched 3x3 eigh: 2.1e-5 apart on an AMD EPYC, under
@@ -130,12 +132,15 @@ def test_batched_starts_equal_single_starts_for_every_init():
 
 
 def test_auto_strategy_maps_over_items_only_with_a_zoom_line_search():
-    assert resolve_strategy("auto", OptimConfig()) == "vmap"
-    assert resolve_strategy("auto", OptimConfig(method="adam", linesearch="zoom")) == "vmap"
-    assert resolve_strategy("auto", OptimConfig(linesearch="zoom")) == "map"
-    assert resolve_strategy("vmap", OptimConfig(linesearch="zoom")) == "vmap"
+    def resolved(strategy, opt):
+        return resolve_strategy(strategy, zoom_linesearch=opt.uses_zoom)
+
+    assert resolved("auto", OptimConfig()) == "vmap"
+    assert resolved("auto", OptimConfig(method="adam", linesearch="zoom")) == "vmap"
+    assert resolved("auto", OptimConfig(linesearch="zoom")) == "map"
+    assert resolved("vmap", OptimConfig(linesearch="zoom")) == "vmap"
     with pytest.raises(JaxstyleError, match="did you mean 'map'"):
-        resolve_strategy("mapp", OptimConfig())
+        resolve_strategy("mapp", zoom_linesearch=False)
 
 
 def test_bad_batches_are_named(vgg16):

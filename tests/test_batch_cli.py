@@ -10,8 +10,8 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import synthetic_photo, two_region_mask
-from jaxstyle import batch as B
 from jaxstyle import io
+from jaxstyle import runner as R
 from jaxstyle.cli import app
 from jaxstyle.weights import CACHE_ENV
 
@@ -109,7 +109,7 @@ def test_resume_after_a_kill_redoes_nothing_finished(tmp_path, monkeypatch):
     manifest = csv_manifest(data / "m.csv", [f"c{i % 2}.png,s{i % 2}.png,cm{i % 2}.png,sm{i % 2}.png,o{i}.png,"
                                              for i in range(4)])
     out = tmp_path / "out"
-    real = B.stylize_batch
+    real = R.stylize_batch
     calls = []
 
     def killed_on_second_batch(contents, *args, **kwargs):
@@ -118,7 +118,7 @@ def test_resume_after_a_kill_redoes_nothing_finished(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(contents, *args, **kwargs)
 
-    monkeypatch.setattr(B, "stylize_batch", killed_on_second_batch)
+    monkeypatch.setattr(R, "stylize_batch", killed_on_second_batch)
     result = invoke(manifest, out, "--batch-size", "2")
     assert result.exit_code == 130 and "rerun to resume" in result.stderr
     assert {k: e["status"] for k, e in summary_items(out).items()} == {"o0.png": "done", "o1.png": "done"}
@@ -126,7 +126,7 @@ def test_resume_after_a_kill_redoes_nothing_finished(tmp_path, monkeypatch):
     finished = {name: os.stat(out / name).st_mtime_ns for name in ("o0.png", "o1.png")}
 
     calls.clear()
-    monkeypatch.setattr(B, "stylize_batch", lambda *a, **k: calls.append(len(a[0])) or real(*a, **k))
+    monkeypatch.setattr(R, "stylize_batch", lambda *a, **k: calls.append(len(a[0])) or real(*a, **k))
     result = invoke(manifest, out, "--batch-size", "2")
     assert result.exit_code == 0, (result.output, result.exception)
     assert calls == [2]  # one batch: the two unfinished items

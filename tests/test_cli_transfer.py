@@ -22,9 +22,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import synthetic_photo
-from jaxstyle import cli, io, smoothing
+from jaxstyle import cli, host, io, optimize, smoothing
 from jaxstyle.config import load_config
 from jaxstyle.optimize import finalize
+from jaxstyle.pipeline import finish
 
 runner = CliRunner()
 H, W = 32, 48  # the demo pair at --max-side 48 is 48x32 too
@@ -343,13 +344,13 @@ def test_write_failure_leaves_no_partial_file(inputs, tmp_path, monkeypatch):
 
 
 def interrupting_minimize(monkeypatch, stage: str, *, after_first_chunk: bool) -> list[np.ndarray]:
-    """Make stylize's `minimize` raise KeyboardInterrupt in `stage` (at its start, or after its
-    first chunk); returns the list of best images seen, the last being what should be kept."""
-    real = stylize_module.minimize
+    """Make the host driver's `optimize.run` raise KeyboardInterrupt in `stage` (at its start, or
+    after its first chunk); returns the list of best images seen, the last being what should be kept."""
+    real = optimize.run
     seen: list[np.ndarray] = []
 
     def fake(fun, x0, args, cfg, *, callback=None, **kwargs):
-        here = callback.name  # the stage's reporter
+        here = callback.stage.name  # the stage's reporter
         if here == stage and not after_first_chunk:
             raise KeyboardInterrupt
 
@@ -365,7 +366,7 @@ def interrupting_minimize(monkeypatch, stage: str, *, after_first_chunk: bool) -
         seen.append(np.asarray(jnp.clip(final.best_x, 0, 1)))
         return state, history
 
-    monkeypatch.setattr(stylize_module, "minimize", fake)
+    monkeypatch.setattr(optimize, "run", fake)
     return seen
 
 
@@ -396,10 +397,14 @@ def test_ctrl_c_before_any_result_writes_nothing(inputs, tmp_path, monkeypatch):
 def test_ctrl_c_during_smoothing_keeps_the_stage2_image(inputs, tmp_path, monkeypatch):
     seen = interrupting_minimize(monkeypatch, "none", after_first_chunk=True)
 
-    def interrupted_filter(*args, **kwargs):
-        raise KeyboardInterrupt
+    real_program = host._program
 
-    monkeypatch.setattr(stylize_module, "_finish_jit", interrupted_filter)
+    def interrupted_filter(fn, *args, **kwargs):
+        if fn is finish:
+            raise KeyboardInterrupt
+        return real_program(fn, *args, **kwargs)
+
+    monkeypatch.setattr(host, "_program", interrupted_filter)
     result = transfer(inputs, tmp_path / "out.png", "-q")
     assert result.exit_code == 130
     assert not (tmp_path / "out.png").exists()

@@ -10,7 +10,7 @@ import pytest
 from conftest import synthetic_photo, two_region_mask
 from jaxstyle.config import Config, SmoothConfig, load_config
 from jaxstyle.objective import LossConfig, Objective, prepare_targets
-from jaxstyle.optimize import OptimConfig, run_chunk, run_step
+from jaxstyle.optimize import OptimConfig, run_chunk
 from jaxstyle.stylize import stylize, stylize_image
 
 H, W = 32, 48
@@ -64,14 +64,14 @@ def test_same_seed_same_result_and_smoothing_applied(vgg16, pair):
 def test_each_stage_compiles_once(vgg16, pair):
     cfg = tiny_config()
     stylize(pair[0], pair[1], config=cfg, weights=vgg16)
-    size = run_chunk._cache_size() + run_step._cache_size()
+    size = run_chunk._cache_size()
     other = synthetic_photo(H, W, 7)  # new content and style of the same shapes: no new compile
     stylize(other, pair[1][::-1].copy(), config=cfg, weights=vgg16)
-    assert run_chunk._cache_size() + run_step._cache_size() == size
+    assert run_chunk._cache_size() == size
     # A fresh objective layout (different layers) compiles exactly one step per stage.
     fresh = dataclasses.replace(cfg, loss=dataclasses.replace(LOSS, content_layers=("relu3_1",)))
     stylize(pair[0], pair[1], config=fresh, weights=vgg16)
-    assert run_chunk._cache_size() + run_step._cache_size() == size + 2
+    assert run_chunk._cache_size() == size + 2
 
 
 @pytest.mark.slow  # compiles the pipeline vmapped and single: CI runs it via -m slow
@@ -160,7 +160,7 @@ def test_presets_load_and_user_overrides_apply(tmp_path):
 
 def test_mean_pixel_start_is_the_originals_stage1_start():
     """neuralstyle_seg.lua starts from randn * 1e-4 in Caffe units: the mean pixel, tiny noise."""
-    from jaxstyle.stylize import CAFFE_MEAN_RGB, initial_image
+    from jaxstyle.pipeline import CAFFE_MEAN_RGB, initial_image
     content, style = jnp.asarray(synthetic_photo(H, W, 0)), jnp.asarray(synthetic_photo(20, 24, 3))
 
     def start(config, key=None):
@@ -183,7 +183,7 @@ def test_mean_pixel_start_is_the_originals_stage1_start():
 
 def test_color_transfer_start_is_the_recoloured_content(vgg16):
     from jaxstyle.color import linear_color_transfer
-    from jaxstyle.stylize import initial_image
+    from jaxstyle.pipeline import initial_image
     content, style = jnp.asarray(synthetic_photo(H, W, 0)), jnp.asarray(synthetic_photo(20, 24, 3))
     cm, sm = jnp.asarray(two_region_mask(H, W, 0)), jnp.asarray(two_region_mask(20, 24, 3))
     x = initial_image(content, style, cm, sm, config=Config(init="color_transfer"))

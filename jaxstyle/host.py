@@ -1,0 +1,214 @@
+"""The stage plan run from the host: one compiled program per step of the plan, the optimiser
+in device-side chunks, progress, snapshots and Ctrl-C between chunks.
+
+`run_host` drives `jaxstyle.pipeline.run_plan` for one item (`itemwise.ONE`) or for a
+batch laid over devices (`itemwise.Items`); `jaxstyle.stylize` and `jaxstyle.batch` are
+thin adapters over it. Arrays are float32 `[H, W, 3]` RGB in [0, 1], with a leading batch
+axis `[B, ...]` for a batch; per-item numbers (losses, status) are scalars or `[B]`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import numpy as np
+
+from jaxstyle import optimize
+from jaxstyle.config import Config
+from jaxstyle.errors import DivergenceError, Interrupted
+from jaxstyle.itemwise import Items
+from jaxstyle.objective import Objective
+from jaxstyle.optimize import DIVERGED, STATUS_NAMES, Progress, State
+from jaxstyle.pipeline import Inputs, Stage, finish, leave, run_plan, setup
+from jaxstyle.vgg import VGGWeights
+
+ProgressFn = Callable[[str, Progress], None]
+SnapshotFn = Callable[[str, int, np.ndarray], None]
+
+
+@dataclasses.dataclass
+class StageRecord:
+    """What one stage did: loss history `[steps(, B)]`; best loss, steps and status codes per
+    item; the weighted loss terms at the best iterate; the result at full size, clipped."""
+
+    history: np.ndarray
+    best_loss: np.ndarray
+    steps: np.ndarray
+    status: np.ndarray
+    terms: dict[str, np.ndarray]
+    image: np.ndarray | None = None
+
+
+@dataclasses.dataclass
+class HostRun:
+    """What `run_host` returns: the image(s) and a record per stage, with per-item notes and
+    failures (a list of one entry for a single item) and the seconds of each phase."""
+
+    image: jax.Array
+    stages: dict[str, StageRecord]
+    failed: list[str | None]
+    notes: list[tuple[str, ...]]
+    seconds: dict[str, float]
+
+
+@functools.partial(jax.jit, static_argnames=("fn", "items", "static"))
+def _program(fn: Callable, shared: Any, item: Any, *, items: Items, static: tuple[tuple[str, Any], ...]) -> Any:
+    """One step of the plan as one program, over one item or a batch."""
+    return items.apply(functools.partial(fn, **dict(static)), shared, item)
+
+
+@functools.partial(jax.jit, static_argnames=("objective", "items"))
+def _terms(objective: Objective, x: jax.Array, args: Any, *, items: Items) -> dict[str, jax.Array]:
+    """The weighted loss terms of `x` (per item)."""
+    return optimize.on_items(items, lambda s, a, _: objective(s, a)[1], x, args)
+
+
+@functools.partial(jax.jit, static_argnames=("objective", "items"))
+def _close(objective: Objective, state: State, args: Any, *, items: Items) -> tuple[State, dict[str, jax.Array]]:
+    """`optimize.finalize` and the loss terms of the resulting best image, in one program."""
+    state = optimize.finalize(objective, state, args, items=items)
+    return state, _terms(objective, state.best_x, args, items=items)
+
+
+def run_host(weights: VGGWeights, inputs: Inputs, *, config: Config, items: Items, count: int | None = None,
+             progress: ProgressFn | None = None, log_terms: bool = False, snapshot: SnapshotFn | None = None,
+             snapshot_every: int = 0) -> HostRun:
+    """Run the plan of `config` on `inputs` (one item, or a batch whose first `count` items are real).
+
+    progress: `progress(stage, Progress)` between chunks (`[count]` fields for a batch).
+    log_terms: also evaluate the loss terms at each report (`Progress.terms`, one item only).
+    snapshot: `snapshot(stage, iteration, best image)` about every `snapshot_every` iterations.
+    Raises `DivergenceError` when every item diverged at a stage's first step, `Interrupted`
+    on Ctrl-C (with the best image so far).
+    """
+    count = count if items.batched else 1
+    seconds: dict[str, float] = {}
+    stages: dict[str, StageRecord] = {}
+    failed: list[str | None] = [None] * count
+    notes: list[tuple[str, ...]] = [() for _ in range(count)]
+    phase = ["setup"]
+    reporter: list[_Reporter | None] = [None]
+
+    def call(fn: Callable, shared: Any, item: Any, *, config: Config, stage: Stage | None = None) -> Any:
+        phase[0] = "setup" if fn is setup else stage.name if stage else ("smooth" if fn is finish and
+                                                                        config.smooth.enabled else "finish")
+        t0 = time.perf_counter()
+        out = jax.block_until_ready(_program(fn, shared, item, items=items,
+                                             static=(("config", config), ("stage", stage))))
+        seconds[phase[0]] = seconds.get(phase[0], 0.0) + time.perf_counter() - t0
+        if fn is leave:  # a coarse stage's result at full size
+            stages[stage.name].image = _host_image(out, count, items)
+        return out
+
+    def solve(stage: Stage, x0: jax.Array, args: Any) -> jax.Array:
+        phase[0] = stage.name
+        t0 = time.perf_counter()
+        objective = stage.objective(config)
+        opt_items = items.for_optimizer(zoom_linesearch=stage.opt.uses_zoom)
+        report = _Reporter(stage, objective, args, inputs, config, opt_items, count, progress,
+                           log_terms and not items.batched, snapshot, snapshot_every)
+        reporter[0] = report
+        state = optimize.init(stage.opt, x0, items=opt_items)
+        state, history = optimize.run(objective, state, args, stage.opt, items=opt_items, callback=report,
+                                      evaluate_last=False)
+        state, terms = _close(objective, state, args, items=opt_items)
+        record = StageRecord(history=history[:, :count] if items.batched else history,
+                             **{k: np.asarray(v)[:count] if items.batched else np.asarray(v) for k, v in
+                                (("best_loss", state.best_loss), ("steps", state.step), ("status", state.status))},
+                             terms={k: np.asarray(v) for k, v in jax.device_get(terms).items()})
+        if stage.scale >= 1:
+            record.image = _host_image(state.best_x, count, items)
+        stages[stage.name] = record
+        _check_divergence(stage.name, record, failed, notes)
+        reporter[0] = None
+        seconds[stage.name] = seconds.get(stage.name, 0.0) + time.perf_counter() - t0
+        return state.best_x
+
+    start = time.perf_counter()
+    try:  # key None: each item draws from PRNGKey(config.seed) inside its program
+        image = run_plan(weights, inputs, None, {}, config=config, call=call, solve=solve)
+    except KeyboardInterrupt:
+        best = reporter[0].best_image() if reporter[0] is not None else None
+        if best is None and stages:  # nothing better yet in this stage: the last stage's result
+            best = stages[list(stages)[-1]].image
+        raise Interrupted(f"interrupted during {'the final filter' if phase[0] in ('smooth', 'finish') else phase[0]}",
+                          best) from None
+    seconds["total"] = time.perf_counter() - start
+    return HostRun(image=image, stages=stages, failed=failed, notes=notes, seconds=seconds)
+
+
+def _host_image(x: jax.Array, count: int, items: Items) -> np.ndarray:
+    """`x` clipped to [0, 1] on the host, without a batch's padding."""
+    x = np.asarray(x)
+    return np.clip(x[:count] if items.batched else x, 0.0, 1.0)
+
+
+def _check_divergence(name: str, record: StageRecord, failed: list[str | None], notes: list[tuple[str, ...]]) -> None:
+    """Per item: a stage that diverged at its first step fails the item; later, a note."""
+    codes, best, steps = (np.atleast_1d(a) for a in (record.status, record.best_loss, record.steps))
+    for i in range(len(failed)):
+        if codes[i] != DIVERGED or failed[i]:
+            continue
+        if not np.isfinite(best[i]):
+            failed[i] = (f"{name} diverged at its first step (loss is NaN/Inf): lower the loss weights or the "
+                         "learning rate, or check the inputs")
+        else:
+            notes[i] += (f"{name} diverged after {int(steps[i])} iterations; kept the best image (loss "
+                         f"{best[i]:.4g}); consider fewer iterations or a smaller learning rate",)
+    if all(failed):
+        raise DivergenceError(failed[0])
+
+
+def status_names(record: StageRecord) -> list[str]:
+    """The stop reason of each item of a stage record."""
+    return [STATUS_NAMES[int(c)] for c in np.atleast_1d(record.status)]
+
+
+@dataclasses.dataclass
+class _Reporter:
+    """Host-side hook between chunks: progress, optional loss terms and snapshots."""
+
+    stage: Stage
+    objective: Objective
+    args: Any
+    inputs: Inputs
+    config: Config
+    items: Items
+    count: int
+    progress: ProgressFn | None
+    log_terms: bool
+    snapshot: SnapshotFn | None
+    snapshot_every: int
+    latest: State | None = None
+    last_snapshot: int = 0
+
+    def __call__(self, p: Progress, state: State) -> None:
+        self.latest = state
+        if self.items.batched:
+            p = Progress(p.iteration, p.total, p.loss[:self.count], p.best_loss[:self.count], p.status[:self.count])
+        if self.log_terms:
+            terms = jax.device_get(_terms(self.objective, state.best_x, self.args, items=self.items))
+            p.terms = {k: float(v) for k, v in terms.items()}
+        if self.progress is not None:
+            self.progress(self.stage.name, p)
+        if self.snapshot is not None and self.snapshot_every > 0 and \
+                p.iteration - self.last_snapshot >= self.snapshot_every:
+            self.last_snapshot = p.iteration
+            self.snapshot(self.stage.name, p.iteration, self.best_image())
+
+    def best_image(self) -> np.ndarray | None:
+        """The best iterate so far at full size, clipped (None before a finite loss)."""
+        state = self.latest
+        if state is None or not np.all(np.isfinite(np.asarray(state.best_loss))):
+            return None
+        best = state.best_x
+        if self.stage.scale < 1:
+            best = _program(leave, (), (best, self.inputs), items=self.items,
+                            static=(("config", self.config), ("stage", self.stage)))
+        return np.clip(np.asarray(best), 0.0, 1.0)
+

@@ -1,0 +1,197 @@
+"""The stage plan of one item, written once: start, stages, stage-2 start, final filter.
+
+Images are float32 `[H, W, 3]` RGB in [0, 1]; masks `[H, W, K]` one-hot stacks or None.
+
+`run_plan` is the whole Deep Photo Style Transfer pipeline as a loop over pure item
+functions, each of the form `fn(shared, item, *, config, stage)`:
+
+    setup   (weights, key), (inputs, loss_weights) -> (targets, start)
+    enter   weights, (inputs, targets, x)          -> (x0, stage targets)   per stage
+    [solve] the stage's optimisation                -> best iterate          (the caller's)
+    leave   (), (x, inputs)                         -> x at full size        coarse stages
+    finish  (), (x, content)                        -> the image
+
+It takes how to run an item function (`call`) and how to solve a stage (`solve`):
+`jaxstyle.stylize_image` calls the functions directly and solves with
+`optimize.minimize_fixed` (pure: jit, vmap, grad); `jaxstyle.host.run_host` compiles each
+into one program (vmapped or sharded over a batch) and solves with the chunked host driver.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from jaxstyle.color import linear_color_transfer
+from jaxstyle.config import Config
+from jaxstyle.objective import Objective, prepare_targets
+from jaxstyle.optimize import OptimConfig
+from jaxstyle.smoothing import refine_detail, smooth_local_affine
+from jaxstyle.vgg import VGGWeights
+
+# The original's stage-1 start (neuralstyle_seg.lua: `torch.randn(...):mul(0.0001)` in its
+# Caffe input units, BGR x 256 minus the mean pixel): the mean pixel itself, here in RGB [0, 1].
+CAFFE_MEAN_RGB = (123.68 / 256, 116.779 / 256, 103.939 / 256)
+MEAN_PIXEL_NOISE = 1e-4 / 256
+MIN_SIDE = 8  # a coarse stage never works below this many pixels a side
+
+
+class Inputs(NamedTuple):
+    """One item's photos and masks (a leading batch axis on every array for a batch)."""
+
+    content: jax.Array  # [H, W, 3]
+    style: jax.Array  # [Hs, Ws, 3]
+    content_mask: jax.Array | None = None  # [H, W, K]
+    style_mask: jax.Array | None = None  # [Hs, Ws, K]
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One optimisation stage: its name, whether the photorealism term is on, its optimiser,
+    the scale it works at (coarse stages < 1) and whether it starts from the smoothed result."""
+
+    name: str
+    use_photo: bool
+    opt: OptimConfig
+    scale: float = 1.0
+    smoothed_start: bool = False
+
+    def objective(self, config: Config) -> Objective:
+        return Objective(config.loss, self.use_photo)
+
+    @property
+    def enters(self) -> bool:
+        """Whether `enter` changes anything (otherwise callers may skip it)."""
+        return self.scale < 1 or self.smoothed_start
+
+
+def plan(config: Config) -> tuple[Stage, ...]:
+    """The stages of `config.mode`, in order."""
+    stage2 = Stage("stage2", True, config.stage2, smoothed_start=config.stage2_start == "smoothed")
+    if config.mode == "single":
+        return (stage2,)
+    scale = config.coarse_scale if config.mode == "coarse_to_fine" else 1.0
+    return Stage("stage1", False, config.stage1, scale=scale), stage2
+
+
+def resize(image: jax.Array, shape: tuple[int, int]) -> jax.Array:
+    """`[h, w, C]` to `[*shape, C]`, linear with antialiasing."""
+    return jax.image.resize(image, (*shape, image.shape[-1]), method="linear", antialias=True)
+
+
+def scaled_shape(shape: tuple[int, ...], scale: float) -> tuple[int, int]:
+    """(height, width) of `shape` times `scale`, at least `MIN_SIDE`."""
+    return max(MIN_SIDE, round(shape[0] * scale)), max(MIN_SIDE, round(shape[1] * scale))
+
+
+def needs_key(config: Config) -> bool:
+    """Whether the start of `config` draws random numbers."""
+    return config.init == "mean_pixel" or config.init_noise > 0
+
+
+def initial_image(content: jax.Array, style: jax.Array, content_mask: jax.Array | None = None,
+                  style_mask: jax.Array | None = None, *, config: Config,
+                  key: jax.Array | None = None) -> jax.Array:
+    """The first stage's start `[H, W, 3]`: `config.init`, plus `config.init_noise`.
+
+    `key` defaults to `jax.random.PRNGKey(config.seed)`.
+    """
+    x = content
+    if config.init == "color_transfer":
+        x = linear_color_transfer(content, style, content_mask, style_mask, feather_radius=config.init_feather)
+    if not needs_key(config):
+        return x
+    key = jax.random.PRNGKey(config.seed) if key is None else key
+    if config.init == "mean_pixel":
+        key, sub = jax.random.split(key)
+        mean = jnp.asarray(CAFFE_MEAN_RGB, content.dtype)
+        x = mean + MEAN_PIXEL_NOISE * jax.random.normal(sub, content.shape, content.dtype)
+    if config.init_noise > 0:
+        x = x + config.init_noise * jax.random.normal(key, content.shape, content.dtype)
+    return x
+
+
+def smooth(x: jax.Array, content: jax.Array, config: Config) -> jax.Array:
+    """The smooth-local-affine filter with `config.smooth`'s settings; `x` in [0, 1]."""
+    s = config.smooth
+    return smooth_local_affine(x, content, radius=s.radius, edge=s.edge, eps=s.eps, patch_radius=s.patch_radius)
+
+
+def coarse_targets(weights: VGGWeights, inputs: Inputs, config: Config, shape: tuple[int, int]) -> dict[str, Any]:
+    """Targets of a coarse stage: both photos and masks at `config.coarse_scale`, no Laplacian."""
+    style_shape = scaled_shape(inputs.style.shape, config.coarse_scale)
+    cm = None if inputs.content_mask is None else resize(inputs.content_mask, shape)
+    sm = None if inputs.style_mask is None else resize(inputs.style_mask, style_shape)
+    feather = config.loss.mask_feather and max(1, round(config.loss.mask_feather * config.coarse_scale))
+    no_photo = dataclasses.replace(config.loss, photo_weight=0.0, mask_feather=feather)
+    return prepare_targets(weights, resize(inputs.content, shape), resize(inputs.style, style_shape), cm, sm,
+                           cfg=no_photo)
+
+
+def setup(shared: tuple[VGGWeights, jax.Array | None], item: tuple[Inputs, Mapping[str, jax.Array]], *,
+          config: Config, stage: Stage | None = None) -> tuple[dict[str, Any], jax.Array]:
+    """Full-size targets (with `loss_weights` overriding the term weights) and the start."""
+    weights, key = shared
+    inputs, loss_weights = item
+    targets = prepare_targets(weights, *inputs, cfg=config.loss)
+    targets["weights"] = {**targets["weights"], **loss_weights}
+    return targets, initial_image(*inputs, config=config, key=key)
+
+
+def enter(weights: VGGWeights, item: tuple[Inputs, dict[str, Any], jax.Array], *, config: Config,
+          stage: Stage) -> tuple[jax.Array, dict[str, Any]]:
+    """A stage's start and targets: at the coarse size, or from the smoothed previous result."""
+    inputs, targets, x = item
+    if stage.scale < 1:
+        shape = scaled_shape(inputs.content.shape, stage.scale)
+        small = coarse_targets(weights, inputs, config, shape)
+        small["weights"] = targets["weights"]  # the run's term weights (overrides included)
+        return resize(x, shape), small
+    if stage.smoothed_start:
+        x = smooth(jnp.clip(x, 0.0, 1.0), inputs.content, config)
+    return x, targets
+
+
+def leave(shared: Any, item: tuple[jax.Array, Inputs], *, config: Config, stage: Stage) -> jax.Array:
+    """A stage's result at the content's size."""
+    x, inputs = item
+    return x if x.shape == inputs.content.shape else resize(x, inputs.content.shape[:2])
+
+
+def finish(shared: Any, item: tuple[jax.Array, jax.Array], *, config: Config, stage: Stage | None = None
+           ) -> jax.Array:
+    """The final image `[H, W, 3]`: clipped, smooth-local-affine filtered, optionally refined."""
+    x, content = item
+    x = jnp.clip(x, 0.0, 1.0)
+    if config.smooth.enabled:
+        x = smooth(x, content, config)
+    if config.smooth.refine:
+        x = refine_detail(x, content, radius=config.smooth.refine_radius, eps=config.smooth.refine_eps)
+    return x
+
+
+Call = Callable[..., Any]  # call(fn, shared, item, *, config, stage) -> fn's output
+Solve = Callable[[Stage, jax.Array, tuple[VGGWeights, dict[str, Any]]], jax.Array]
+
+
+def direct(fn: Callable, shared: Any, item: Any, **static: Any) -> Any:
+    """`call` for `run_plan` that runs the item function as it is (inside the caller's trace)."""
+    return fn(shared, item, **static)
+
+
+def run_plan(weights: VGGWeights, inputs: Inputs, key: jax.Array | None, loss_weights: Mapping[str, jax.Array],
+             *, config: Config, call: Call, solve: Solve) -> jax.Array:
+    """The pipeline for one item (see the module docstring); returns the image `[H, W, 3]`."""
+    targets, x = call(setup, (weights, key), (inputs, dict(loss_weights)), config=config)
+    for stage in plan(config):
+        x0, stage_targets = x, targets
+        if stage.enters:
+            x0, stage_targets = call(enter, weights, (inputs, targets, x), config=config, stage=stage)
+        x = solve(stage, x0, (weights, stage_targets))
+        if stage.scale < 1:
+            x = call(leave, (), (x, inputs), config=config, stage=stage)
+    return call(finish, (), (x, inputs.content), config=config)

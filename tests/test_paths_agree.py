@@ -1,0 +1,121 @@
+"""Every way to run the pipeline gives the same image, for every preset, on a tiny pair with masks.
+
+`stylize` (host-driven), `stylize_image` (pure, jitted), `stylize_batch` (two items on one
+device, and the same two sharded over two devices), and the command line (`jaxstyle transfer`
+and `jaxstyle batch`) all run the one plan of `jaxstyle.pipeline`. Each preset runs in a
+subprocess with two simulated CPU devices; its images come back in an .npz.
+"""
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+TESTS = Path(__file__).parent
+# float32: batched, sharded and fused programs sum in other orders than a single run, and the
+# optimiser's steps amplify that a little; a wrong stage plan moves pixels by 1e-2 or more.
+ATOL = 1e-3
+TINY = """base = "{preset}"
+backbone = "vgg16"
+max_side = 48
+[loss]
+content_layers = ["relu2_1"]
+style_layers = ["relu1_1", "relu2_1"]
+[stage1]
+iterations = 3
+chunk_size = 2
+[stage2]
+iterations = 3
+chunk_size = 2
+[smooth]
+radius = 2
+"""
+
+SCRIPT = textwrap.dedent("""
+    import sys
+    from pathlib import Path
+
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    sys.path.insert(0, sys.argv[1])
+    from conftest import synthetic_photo, two_region_mask
+    from jaxstyle import io
+    from jaxstyle.batch import batch_mesh, stylize_batch
+    from jaxstyle.cli import app
+    from jaxstyle.config import load_config
+    from jaxstyle.stylize import stylize, stylize_image
+    from jaxstyle.weights import embedded_vgg16
+
+    folder = Path(sys.argv[2])
+    cfg = load_config(folder / "tiny.toml")
+    weights = embedded_vgg16()
+    assert jax.local_device_count() == 2
+    pairs = [(synthetic_photo(32, 48, i), synthetic_photo(36, 40, i + 3)[..., ::-1].copy(),
+              two_region_mask(32, 48, i), two_region_mask(36, 40, i + 3)) for i in range(2)]
+    out = {}
+    out["stylize"] = np.stack([stylize(c, s, content_mask=cm, style_mask=sm, config=cfg, weights=weights).image
+                               for c, s, cm, sm in pairs])
+    pure = jax.jit(lambda *a: stylize_image(weights, *a, config=cfg))
+    out["stylize_image"] = np.stack([pure(*(jnp.asarray(a) for a in p)) for p in pairs])
+    stacked = [np.stack(a) for a in zip(*pairs)]
+    one = stylize_batch(*stacked, config=cfg, weights=weights, mesh=batch_mesh(jax.devices()[:1]))
+    out["stylize_batch"] = np.asarray(one.images)
+    two = stylize_batch(*stacked, config=cfg, weights=weights)
+    assert len(two.images.sharding.device_set) == 2
+    out["sharded"] = np.asarray(two.images)
+
+    # The command line: the same pairs as files, colour-coded masks
+    colours = np.array([[0, 0, 255], [0, 255, 0]], np.uint8)
+    rows = ["content,style,content_mask,style_mask,output"]
+    for i, (c, s, cm, sm) in enumerate(pairs):
+        io.save_image(c, folder / f"c{i}.png", overwrite=True)
+        io.save_image(s, folder / f"s{i}.png", overwrite=True)
+        Image.fromarray(colours[np.argmax(cm, -1)]).save(folder / f"cm{i}.png")
+        Image.fromarray(colours[np.argmax(sm, -1)]).save(folder / f"sm{i}.png")
+        rows.append(f"c{i}.png,s{i}.png,cm{i}.png,sm{i}.png,b{i}.png")
+    (folder / "pairs.csv").write_text("\\n".join(rows) + "\\n")
+    runner = CliRunner()
+    config = str(folder / "tiny.toml")
+    for i in range(2):
+        r = runner.invoke(app, ["transfer", str(folder / f"c{i}.png"), str(folder / f"s{i}.png"), "-o",
+                                str(folder / f"t{i}.png"), "--content-mask", str(folder / f"cm{i}.png"),
+                                "--style-mask", str(folder / f"sm{i}.png"), "--config", config, "-q"])
+        assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["batch", str(folder / "pairs.csv"), "-o", str(folder / "out"), "--config", config, "-q"])
+    assert r.exit_code == 0, r.output
+    out["transfer_png"] = np.stack([np.asarray(Image.open(folder / f"t{i}.png")) for i in range(2)])
+    out["batch_png"] = np.stack([np.asarray(Image.open(folder / "out" / f"b{i}.png")) for i in range(2)])
+    np.savez(folder / "images.npz", **out)
+    print("paths ok")
+""")
+
+
+@pytest.mark.parametrize("preset", ["paper", "default", "fast"])
+def test_every_entry_point_gives_the_same_image(preset, tmp_path):
+    (tmp_path / "tiny.toml").write_text(TINY.format(preset=preset))
+    script = tmp_path / "paths.py"
+    script.write_text(SCRIPT)
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAXSTYLE_CACHE": str(tmp_path / "cache"),
+           "XLA_FLAGS": f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count=2".strip()}
+    run = subprocess.run([sys.executable, str(script), str(TESTS), str(tmp_path)], env=env, capture_output=True,
+                         text=True, timeout=600)
+    assert run.returncode == 0 and "paths ok" in run.stdout, run.stdout + run.stderr
+    images = dict(np.load(tmp_path / "images.npz"))
+    reference = images.pop("stylize")
+    assert reference.shape == (2, 32, 48, 3)
+    assert not np.allclose(reference[0], reference[1], atol=0.05)  # two different pairs
+    for name in ("stylize_image", "stylize_batch", "sharded"):
+        np.testing.assert_allclose(images[name], reference, rtol=0, atol=ATOL, err_msg=name)
+    # What the two commands wrote: 8-bit PNGs, equal to each other and to the library's result
+    # (float32 noise may move a pixel across a rounding boundary: one level at most).
+    transfer, batch = images["transfer_png"].astype(int), images["batch_png"].astype(int)
+    assert np.abs(transfer - batch).max() <= 1 and np.mean(transfer != batch) < 0.05
+    assert np.abs(transfer - np.round(reference * 255)).max() <= 1
