@@ -45,13 +45,10 @@ Method. The pure JAX pieces are `feature_grid`, `stability`, `joint_kmeans`, `as
 6. Clean-up: a label covering less than half of `min_share` of either refined image is
    dropped (its pixels take their next-best label), so every label exists in both images.
 
-Measured (scripts/automask_eval.py, the six DPST example pairs at 256 px; docs/automask_sheet.md):
-sky / city / water for pair 1, sky / city for pair 4, one region for the flower pairs, as
-the hand-made masks; pair 20 (day vs night house) falls back to one region. The choice of K
-is sensitive to small changes of the input (pair 1: 2 regions from 128 or 512 px inputs).
-Per-image offsets in feature space (to absorb a global change of look, day vs night) were
-tried and dropped: an offset can equally absorb a difference in the regions' proportions,
-and it broke simple pairs such as sky over grass vs grass beside sky.
+Results on the paper's example pairs, and how the number of regions found depends on the
+input's size: `docs/automask_sheet.md`. There are no per-image offsets in feature space (for a
+global change of look, day vs night): an offset can equally absorb a difference in the
+regions' proportions.
 """
 
 from __future__ import annotations

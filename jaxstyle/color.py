@@ -15,8 +15,7 @@ content masks. Covariances get `eps * I` added, so flat regions stay finite.
 
 Hard masks make a seam wherever a region border crosses smoothly shaded content (a border
 drawn by hand, or found on the coarse feature grid): two different affine maps meet there, a
-step that the matting Laplacian penalises and a short stage 2 does not remove (on the paper's
-pairs 1, 4, 20 and 39 such a start has 6-300x the residual of a one-region start).
+step that the matting Laplacian penalises and a short stage 2 does not remove.
 `feather_radius > 0` blends the maps with `feather_masks` instead: the masks passed through a
 guided filter (He, Sun and Tang 2010) guided by the content, so the weights switch at colour
 edges and blend over about `feather_radius` px elsewhere; the region statistics still come

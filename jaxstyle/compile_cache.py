@@ -1,7 +1,7 @@
 """The command line's persistent XLA compilation cache.
 
 A run compiles about a dozen XLA programs (the VGG passes, each stage's step, the filters),
-which on a 2-core CPU is 10-15 s of a one-minute `fast` run. With JAX's persistent
+a large share of a short run such as `fast`'s. With JAX's persistent
 compilation cache, a later run with the same shapes and settings loads them from disk
 instead. The command line turns it on; the library leaves JAX's global configuration alone
 (a program that embeds jaxstyle sets `jax_compilation_cache_dir` itself).

@@ -1,9 +1,10 @@
-"""Helpers shared by the scripts (`bench.py`, `bench_transfer.py`, `automask_eval.py`, ...).
+"""Helpers shared by the benchmarks (`bench.py`, `bench_transfer.py`, `profile_iteration.py`)
+and `pairs.py`.
 
 Timing: wall-clock `time.perf_counter` around work that is made to finish
 (`jax.block_until_ready`, or a host read), after a warm-up where compile time is
 reported on its own. Repeats are summarised as min / median / max. Inputs are the
-bundled demo pair (`jaxstyle.cli.demo_paths`, 384x256 px) resized to a given width,
+bundled demo pair (`jaxstyle.io.demo_paths`, 384x256 px) resized to a given width,
 float32 `[H, W, 3]` RGB in [0, 1].
 
 Importing this module does not initialise a JAX backend (a benchmark's parent process
@@ -21,7 +22,6 @@ import platform
 import resource
 import statistics
 import time
-import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -29,23 +29,6 @@ from typing import Any
 import numpy as np
 
 PACKAGES = ("jaxstyle", "jax", "jaxlib", "numpy", "optax", "flax", "torch", "scipy")
-
-
-# ----------------------------------------------------------------------------- settings
-
-
-def parse_overrides(items: Iterable[str]) -> dict[str, Any]:
-    """`--set KEY=VALUE` items as `load_config` overrides; a VALUE is read as TOML when it parses."""
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--set expects KEY=VALUE, got {item!r}")
-        try:
-            out[key.strip()] = tomllib.loads(f"v = {value}")["v"]
-        except tomllib.TOMLDecodeError:
-            out[key.strip()] = value
-    return out
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -100,10 +83,9 @@ def demo_inputs(width: int) -> tuple[np.ndarray, np.ndarray]:
     """The bundled demo pair, each resized to `width` px wide (aspect kept; upsampled above
     384 px): float32 `[H, W, 3]` content and style."""
     from jaxstyle import io
-    from jaxstyle.cli import demo_paths
 
     out = []
-    for path in demo_paths():
+    for path in io.demo_paths():
         image = io.load_image(path)
         h, w = image.shape[:2]
         size = (max(1, round(h * width / w)), width)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import importlib.resources
 import json
 import statistics
 import sys
@@ -49,9 +48,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def demo_pairs(count: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     """`count` distinct (content, style) pairs `[count, h, w, 3]` from the bundled demo photos."""
-    root = importlib.resources.files("jaxstyle") / "data"
-    content = io.load_image(str(root / "demo_content.jpg"), max_side=size)
-    style = io.load_image(str(root / "demo_style.jpg"), max_side=size)
+    content_path, style_path = io.demo_paths()
+    content = io.load_image(content_path, max_side=size)
+    style = io.load_image(style_path, max_side=size)
     contents, styles = [], []
     for i in range(count):
         c = content[:, ::-1] if i % 2 else content

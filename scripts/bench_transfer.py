@@ -45,7 +45,8 @@ import jax
 import jax.numpy as jnp
 
 import _bench_common as common
-from jaxstyle.config import load_config
+from jaxstyle import io
+from jaxstyle.config import load_config, parse_overrides
 from jaxstyle.objective import Objective, prepare_targets
 from jaxstyle.stylize import stylize
 from jaxstyle.weights import resolve_weights
@@ -80,16 +81,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             parser.error(f"--iterations must be at least 2 x --chunk-size ({2 * args.chunk_size}) so that "
                          "steady-state chunks remain after the compiling one")
     return args
-
-
-def _overrides(pairs: list[str]) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep:
-            raise SystemExit(f"--set expects KEY=VALUE, got {pair!r}")
-        out[key.strip()] = value.strip()
-    return out
 
 
 def per_iteration(width: int, cfg, weights, args: argparse.Namespace) -> dict[str, Any]:
@@ -133,7 +124,7 @@ def _whole_chunks(iterations: int, chunk_size: int, budget: int) -> int:
 def end_to_end(preset: str, args: argparse.Namespace) -> dict[str, Any]:
     """`jaxstyle.stylize` with `preset` on the demo pair at `--preset-width`, over repeats."""
     content, style = common.demo_inputs(args.preset_width)
-    cfg = load_config(preset, _overrides(args.overrides))
+    cfg = load_config(preset, parse_overrides(args.overrides))
     runs = []
     for _ in range(args.preset_repeats):
         jax.clear_caches()
@@ -151,17 +142,15 @@ def end_to_end(preset: str, args: argparse.Namespace) -> dict[str, Any]:
     keys = sorted({k for r in runs for k in r["seconds"]})
     return {"preset": preset, "width": args.preset_width, "height": content.shape[0], "mode": cfg.mode,
             "budget": {"stage1": cfg.stage1.iterations, "stage2": cfg.stage2.iterations},
-            "overrides": _overrides(args.overrides),
+            "overrides": parse_overrides(args.overrides),
             "summary": {k: common.summarize(r["seconds"].get(k) for r in runs) for k in keys},
             "runs": runs}
 
 
 def fresh_processes(preset: str, args: argparse.Namespace) -> dict[str, Any]:
     """`jaxstyle transfer` with `preset` in new processes: a cold compilation cache, then warm."""
-    from jaxstyle.cli import demo_paths
-
     script = Path(sys.executable).with_name("jaxstyle")
-    content, style = demo_paths()
+    content, style = io.demo_paths()
     sets = [x for pair in args.overrides for x in ("--set", pair)]
     runs = []
     for repeat in range(args.cli_repeats):
@@ -180,7 +169,7 @@ def fresh_processes(preset: str, args: argparse.Namespace) -> dict[str, Any]:
                 runs.append({"repeat": repeat, "cache": cache, "seconds": seconds})
                 print(f"  {preset} (fresh process, {cache} compilation cache): {seconds:.1f} s",
                       file=sys.stderr, flush=True)
-    return {"preset": preset, "width": args.preset_width, "overrides": _overrides(args.overrides),
+    return {"preset": preset, "width": args.preset_width, "overrides": parse_overrides(args.overrides),
             "summary": {cache: common.summarize(r["seconds"] for r in runs if r["cache"] == cache)
                         for cache in ("cold", "warm")},
             "runs": runs}
