@@ -40,7 +40,7 @@ class LossConfig:
     region_photo_scale: with several regions, lambda is photo_weight times this. Each
     region then asks for its own look, which one global recolouring need not give, so at
     the same lambda a segmented result is less locally affine than a global transfer
-    (`docs/quality.md`); a scale > 1 holds segmented runs to the same photorealism.
+    (`docs/presets.md`); a scale > 1 holds segmented runs to the same photorealism.
     """
 
     content_weight: float = 5.0

@@ -98,12 +98,23 @@ def test_gradient_matches_central_differences_in_float64(vgg16, images):
 def test_gradient_flows_to_the_style_image(vgg16, images):
     c, s, cm, sm = images
 
-    def loss_of_style(style):
-        t = prepare_targets(vgg16, c, style, cm, sm, cfg=CFG)
-        return make_objective(CFG, vgg16, t)(jnp.flip(c, 1))[0]
+    rng = np.random.default_rng(1)
+    # float64, and noise that breaks the max-pooling ties of smooth ramps (as above)
+    s64 = np.asarray(s, np.float64) * 0.9 + 0.05 + 0.02 * rng.standard_normal(np.shape(s))
+    d = rng.standard_normal(np.shape(s))
+    with jax.enable_x64(True):
+        w64 = jax.tree_util.tree_map(lambda a: jnp.asarray(a, jnp.float64), vgg16)
+        c64, cm64, sm64 = (jnp.asarray(a, jnp.float64) for a in (c, cm, sm))
 
-    g = jax.grad(loss_of_style)(s)
-    assert bool(jnp.all(jnp.isfinite(g))) and float(jnp.abs(g).max()) > 0
+        def loss_of_style(style):
+            t = prepare_targets(w64, c64, style, cm64, sm64, cfg=CFG)
+            return make_objective(CFG, w64, t)(jnp.flip(c64, 1))[0]
+
+        g = jax.jit(jax.grad(loss_of_style))(jnp.asarray(s64))
+        eps = 1e-7
+        fd = (loss_of_style(jnp.asarray(s64 + eps * d)) - loss_of_style(jnp.asarray(s64 - eps * d))) / (2 * eps)
+        assert abs(float(fd)) > 0  # the style image does move the loss along d
+        np.testing.assert_allclose(jnp.vdot(g, jnp.asarray(d)), fd, rtol=1e-5)
 
 
 def test_bad_masks_are_reported(vgg16, images):
