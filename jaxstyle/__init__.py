@@ -1,61 +1,124 @@
 """jaxstyle: Deep Photo Style Transfer (Luan et al., CVPR 2017) in JAX.
 
 Arrays are float32 `[H, W, 3]` RGB in [0, 1]; batches come from `jax.vmap`.
+
+The public names below are imported on first use (PEP 562), so `import jaxstyle` and the
+command line's `--help` and `--version` do not import JAX.
 """
 
 from __future__ import annotations
 
+import importlib
+import sys
+import types
 from collections.abc import Sequence
-
-import jax
-import jax.numpy as jnp
+from typing import TYPE_CHECKING, Any
 
 from jaxstyle._version import __version__
-from jaxstyle.batch import BatchResult, stylize_batch
-from jaxstyle.color import linear_color_transfer
-from jaxstyle.config import Config, load_config
-from jaxstyle.errors import DivergenceError, Interrupted, JaxstyleError, WeightsError
-from jaxstyle.evaluate import evaluate_files
-from jaxstyle.io import load_image, read_metadata, save_image, to_numpy_image
-from jaxstyle.laplacian import (build_laplacian, laplacian_matvec, laplacian_residual_map,
-                                matting_laplacian, matting_operator, photorealism_loss,
-                                quadratic_energy)
-from jaxstyle.losses import content_loss, gram, masked_grams, style_loss, total_variation
-from jaxstyle.masks import MaskPair, parse_mask_pair, propagate_masks
-from jaxstyle.metrics import evaluate_triple
-from jaxstyle.objective import LossConfig, Objective, make_objective, prepare_targets
-from jaxstyle.optimize import OptimConfig, minimize, minimize_fixed
-from jaxstyle.smoothing import guided_filter, refine_detail, smooth_local_affine
-from jaxstyle.pipeline import initial_image, run_plan
-from jaxstyle.stylize import Result, stylize, stylize_image
-from jaxstyle.vgg import CONTENT_LAYERS, STYLE_LAYERS, VGGWeights, features
-from jaxstyle.weights import embedded_vgg16, fetch_weights, import_weights, resolve_weights
+
+# Public name -> the module that defines it.
+_EXPORTS = {
+    "jaxstyle.batch": ("BatchResult", "stylize_batch"),
+    "jaxstyle.color": ("linear_color_transfer",),
+    "jaxstyle.config": ("Config", "load_config"),
+    "jaxstyle.errors": ("DivergenceError", "Interrupted", "JaxstyleError", "WeightsError"),
+    "jaxstyle.evaluate": ("evaluate_files",),
+    "jaxstyle.io": ("Photo", "load_image", "read_metadata", "read_photo", "save_image", "to_numpy_image"),
+    "jaxstyle.laplacian": ("build_laplacian", "laplacian_matvec", "laplacian_residual_map", "matting_laplacian",
+                           "matting_operator", "photorealism_loss", "quadratic_energy"),
+    "jaxstyle.losses": ("content_loss", "gram", "masked_grams", "style_loss", "total_variation"),
+    "jaxstyle.masks": ("MaskPair", "parse_mask_pair", "propagate_masks"),
+    "jaxstyle.metrics": ("evaluate_triple",),
+    "jaxstyle.objective": ("LossConfig", "Objective", "make_objective", "prepare_targets"),
+    "jaxstyle.optimize": ("OptimConfig", "minimize", "minimize_fixed"),
+    "jaxstyle.smoothing": ("guided_filter", "refine_detail", "smooth_local_affine"),
+    "jaxstyle.pipeline": ("initial_image", "run_plan"),
+    "jaxstyle.stylize": ("Result", "stylize", "stylize_image"),
+    "jaxstyle.upsample": ("fit_affine", "global_affine", "joint_bilateral_upsample", "upsample_affine",
+                          "upsample_affine_host"),
+    "jaxstyle.vgg": ("CONTENT_LAYERS", "STYLE_LAYERS", "VGGWeights", "features"),
+    "jaxstyle.weights": ("embedded_vgg16", "fetch_weights", "import_weights", "resolve_weights"),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
+
+if TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports
+    from jaxstyle.batch import BatchResult, stylize_batch
+    from jaxstyle.color import linear_color_transfer
+    from jaxstyle.config import Config, load_config
+    from jaxstyle.errors import DivergenceError, Interrupted, JaxstyleError, WeightsError
+    from jaxstyle.evaluate import evaluate_files
+    from jaxstyle.io import Photo, load_image, read_metadata, read_photo, save_image, to_numpy_image
+    from jaxstyle.laplacian import (build_laplacian, laplacian_matvec, laplacian_residual_map,
+                                    matting_laplacian, matting_operator, photorealism_loss,
+                                    quadratic_energy)
+    from jaxstyle.losses import content_loss, gram, masked_grams, style_loss, total_variation
+    from jaxstyle.masks import MaskPair, parse_mask_pair, propagate_masks
+    from jaxstyle.metrics import evaluate_triple
+    from jaxstyle.objective import LossConfig, Objective, make_objective, prepare_targets
+    from jaxstyle.optimize import OptimConfig, minimize, minimize_fixed
+    from jaxstyle.pipeline import initial_image, run_plan
+    from jaxstyle.smoothing import guided_filter, refine_detail, smooth_local_affine
+    from jaxstyle.stylize import Result, stylize, stylize_image
+    from jaxstyle.upsample import (fit_affine, global_affine, joint_bilateral_upsample, upsample_affine,
+                                   upsample_affine_host)
+    from jaxstyle.vgg import CONTENT_LAYERS, STYLE_LAYERS, VGGWeights, features
+    from jaxstyle.weights import embedded_vgg16, fetch_weights, import_weights, resolve_weights
 
 
-def extract_features(image: jax.Array, layers: Sequence[str] = STYLE_LAYERS, *,
-                     backbone: str = "vgg16") -> dict[str, jax.Array]:
+def __getattr__(name: str) -> Any:
+    """Import a public name's module on first use and keep the name (PEP 562)."""
+    module = _MODULE_OF.get(name)
+    if module is None:
+        raise AttributeError(f"module 'jaxstyle' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
+
+class _Package(types.ModuleType):
+    """`jaxstyle.stylize` is the function, as it was when this package imported eagerly.
+
+    Importing the submodule `jaxstyle.stylize` binds the submodule as an attribute of its
+    package; this setter ignores that binding, so the function (imported on first use) stays.
+    Reach the module itself with `importlib.import_module("jaxstyle.stylize")`.
+    """
+
+    @property
+    def stylize(self) -> Any:
+        return importlib.import_module("jaxstyle.stylize").stylize
+
+    @stylize.setter
+    def stylize(self, value: Any) -> None:
+        pass
+
+
+sys.modules[__name__].__class__ = _Package
+
+
+def extract_features(image: Any, layers: Sequence[str] | None = None, *,
+                     backbone: str = "vgg16") -> dict[str, Any]:
     """VGG activations of `image` (`[H, W, 3]` or `[B, H, W, 3]`, RGB in [0, 1]).
 
     Loads (once, then cached) the weights that `backbone` resolves to: 'vgg16' (bundled),
-    'vgg19' (from the cache) or a path to a canonical `.npz`. Returns `{layer: [(B,) h, w, C]}`.
+    'vgg19' (from the cache) or a path to a canonical `.npz`. `layers` defaults to
+    `STYLE_LAYERS`. Returns `{layer: [(B,) h, w, C]}`.
     """
+    import jax
+    import jax.numpy as jnp
+
+    from jaxstyle.vgg import STYLE_LAYERS, features
+    from jaxstyle.weights import resolve_weights
+
     weights = resolve_weights(backbone)
     image = jnp.asarray(image, jnp.float32)
-    layers = tuple(layers)
+    layers = tuple(STYLE_LAYERS if layers is None else layers)
     if image.ndim == 4:
         return jax.vmap(lambda im: features(weights, im, layers))(image)
     return features(weights, image, layers)
 
 
-__all__ = [
-    "BatchResult", "CONTENT_LAYERS", "Config", "DivergenceError", "Interrupted", "JaxstyleError", "LossConfig",
-    "MaskPair", "Objective", "OptimConfig", "Result", "STYLE_LAYERS", "VGGWeights", "WeightsError",
-    "__version__", "build_laplacian", "content_loss", "embedded_vgg16", "evaluate_files",
-    "evaluate_triple", "extract_features", "features", "fetch_weights", "gram", "guided_filter",
-    "import_weights", "initial_image", "laplacian_matvec", "laplacian_residual_map",
-    "linear_color_transfer", "load_config", "load_image", "make_objective", "masked_grams",
-    "matting_laplacian", "matting_operator", "minimize", "minimize_fixed", "parse_mask_pair",
-    "photorealism_loss", "prepare_targets", "propagate_masks", "quadratic_energy", "read_metadata",
-    "refine_detail", "resolve_weights", "run_plan", "save_image", "smooth_local_affine", "style_loss",
-    "stylize", "stylize_batch", "stylize_image", "to_numpy_image", "total_variation",
-]
+__all__ = sorted(["__version__", "extract_features", *_MODULE_OF])

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from collections.abc import Sequence
 from typing import Any
 
 import jax
@@ -44,7 +45,8 @@ class BatchResult:
     """What `stylize_batch` returns for B pairs.
 
     images: `[B, H, W, 3]` jax.Array (sharded over the mesh's batch axis when B is a multiple
-      of the device count; `np.asarray` fetches it).
+      of the device count; `np.asarray` fetches it), or with `contents_full` a list of B numpy
+      images at those sizes.
     history: per stage, the total loss at each step `[steps, B]` (an item's entries repeat
       after it stopped; `steps[stage][i]` says how many are real).
     best_loss, steps: per stage `[B]`. status: per item, {stage: why it stopped}.
@@ -92,7 +94,7 @@ def _pad_items(array: np.ndarray | None, size: int) -> np.ndarray | None:
 
 def stylize_batch(contents: Any, styles: Any, content_masks: Any = None, style_masks: Any = None, *,
                   config: Config | str = "default", weights: VGGWeights | None = None,
-                  mesh: Mesh | None = None, strategy: str = "auto",
+                  mesh: Mesh | None = None, strategy: str = "auto", contents_full: Sequence[Any] | None = None,
                   progress: ProgressFn | None = None) -> BatchResult:
     """Stylise B pairs of the same shapes at once; item i equals `stylize(contents[i], styles[i], ...)`.
 
@@ -105,6 +107,8 @@ def stylize_batch(contents: Any, styles: Any, content_masks: Any = None, style_m
       mesh: a 1-D mesh with axis "batch" (default: this process's devices when it has
         several; none with one device).
       strategy: how the optimiser runs over items: "auto", "vmap" or "map" (module docstring).
+      contents_full: B content photos at their own sizes (float32 `[Hi, Wi, 3]` each, any
+        sizes): the images are delivered at those sizes (a list of numpy arrays).
       progress: `progress(stage, Progress)` between device-side chunks; its loss fields are `[B]`.
 
     Raises `DivergenceError` when every item diverged at a stage's first step.
@@ -129,10 +133,14 @@ def stylize_batch(contents: Any, styles: Any, content_masks: Any = None, style_m
         weights = jax.device_put(weights)
         inputs = Inputs(*(None if a is None else jnp.asarray(a) for a in arrays))
     items = Items(strategy, mesh)
-    run = run_host(weights, inputs, config=cfg, items=items, count=count, progress=progress)
+    if contents_full is not None and len(contents_full) != count:
+        raise JaxstyleError(f"got {len(contents_full)} full-size contents for {count} pairs; give one per pair")
+    full = None if contents_full is None else [np.asarray(c, np.float32) for c in contents_full]
+    run = run_host(weights, inputs, config=cfg, items=items, count=count, content_full=full, progress=progress)
     stages = run.stages
     per_item = {name: status_names(r) for name, r in stages.items()}
-    return BatchResult(images=run.image if size == count else run.image[:count],
+    images = run.image if size == count or full is not None else run.image[:count]
+    return BatchResult(images=images,
                        history={k: r.history for k, r in stages.items()},
                        best_loss={k: r.best_loss for k, r in stages.items()},
                        steps={k: r.steps for k, r in stages.items()},

@@ -16,8 +16,9 @@ admits only the globals it names, and tensors come out as numpy arrays.
 Conventions: the readers return a flat `{state-dict key: np.ndarray}` (keys as in the
 file, less a 'module.' prefix that every key has); arrays keep the file's shape and
 element type, except bfloat16, which becomes float32 (numpy has none). `keep(key)` chooses
-the tensors whose bytes are read. Every failure (truncated, corrupt or malicious files)
-raises `WeightsError` saying what to do next.
+the tensors whose bytes are read; a storage larger than `MAX_TENSOR_BYTES`, or more than
+`MAX_TOTAL_BYTES` in all, is refused before it is read. Every failure (truncated, corrupt
+or malicious files) raises `WeightsError` saying what to do next.
 """
 
 from __future__ import annotations
@@ -46,6 +47,11 @@ ZIP_MAGIC = b"PK\x03\x04"
 HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
 MAX_PICKLE_BYTES = 64 << 20  # a state dict's pickle is kilobytes; refuse absurd ones
 MAX_SAFETENSORS_HEADER = 100 << 20  # the limit the safetensors format itself sets
+# Caps on what a reader unpacks, checked before any bytes are read: the largest tensor of
+# a VGG (VGG-16/19's first classifier layer) is 392 MiB and a whole VGG-19 548 MiB, so a
+# file that asks for more (a zip record that decompresses to many GB) is not a VGG.
+MAX_TENSOR_BYTES = 1 << 30
+MAX_TOTAL_BYTES = 2 << 30
 
 
 # --- restricted unpickling -----------------------------------------------------------
@@ -111,6 +117,20 @@ def _strip_module_prefix(keys: list[str]) -> dict[str, str]:
     return {k: k for k in keys}
 
 
+class _Budget:
+    """Bytes a reader may still unpack (`MAX_TENSOR_BYTES` each, `MAX_TOTAL_BYTES` in all)."""
+
+    def __init__(self, where: str):
+        self.where, self.total = where, 0
+
+    def take(self, nbytes: int, what: str) -> None:
+        self.total += nbytes
+        if nbytes > MAX_TENSOR_BYTES or self.total > MAX_TOTAL_BYTES:
+            raise WeightsError(f"{self.where}: {what} needs {nbytes / 2**20:.0f} MiB ({self.total / 2**20:.0f} MiB "
+                               f"so far), more than a VGG's weights ({MAX_TENSOR_BYTES >> 20} MiB per tensor, "
+                               f"{MAX_TOTAL_BYTES >> 20} MiB in all); the file is not a VGG checkpoint")
+
+
 def _read_exact(f: BinaryIO, n: int, what: str) -> bytes:
     data = f.read(n)
     if len(data) != n:
@@ -171,6 +191,9 @@ class _TensorRef:
                                f"stride {stride!r:.80}); the file is corrupt")
         if 0 in shape:
             return np.zeros(shape, data.dtype)
+        if math.prod(shape) * data.itemsize > MAX_TENSOR_BYTES:  # e.g. a huge shape over stride 0
+            raise WeightsError(f"{where}: a tensor of size {shape} would take more than "
+                               f"{MAX_TENSOR_BYTES >> 20} MiB; the file is not a VGG checkpoint")
         last = offset + sum((n - 1) * s for n, s in zip(shape, stride))
         if last >= data.size:
             raise WeightsError(f"{where}: a tensor of size {shape} reaches element {last} of a storage "
@@ -272,6 +295,7 @@ def _read_torch_zip(path: Path, keep: Callable[[str], bool]) -> dict[str, np.nda
             tensors = _tensor_dict(_load_pickle(unpickler, f"{path} ({pickles[0]})"), where)
             storages: dict[str, np.ndarray] = {}
             out = {}
+            budget = _Budget(where)
             for key, ref in tensors.items():
                 if not keep(key):
                     continue
@@ -286,6 +310,7 @@ def _read_torch_zip(path: Path, keep: Callable[[str], bool]) -> dict[str, np.nda
                     if size != nbytes:
                         raise WeightsError(f"{path}: storage record {record} holds {size} bytes but "
                                            f"the pickle needs {nbytes}; the file is corrupt")
+                    budget.take(nbytes, f"storage record {record}")
                     storages[st.key] = _decode(zf.read(record), st.kind, little=little)
                 out[key] = ref.materialize(storages[st.key], f"{path}: {key}")
             return out
@@ -314,6 +339,7 @@ def _read_torch_legacy(path: Path, keep: Callable[[str], bool]) -> dict[str, np.
             raise WeightsError(f"{path}: malformed storage list; the file is corrupt")
         wanted = {ref.storage.key for key, ref in tensors.items() if keep(key)}
         storages: dict[str, np.ndarray] = {}
+        budget = _Budget(where)
         for key in keys:
             st = unpickler.storages.get(key)
             if st is None:
@@ -328,6 +354,7 @@ def _read_torch_legacy(path: Path, keep: Callable[[str], bool]) -> dict[str, np.
                 raise WeightsError(f"{path} is truncated: storage {key} needs {nbytes} bytes, only {left} "
                                    "remain; the file is incomplete: download or copy it again")
             if key in wanted:
+                budget.take(nbytes, f"storage {key}")
                 storages[key] = _decode(f.read(nbytes), st.kind)
             else:
                 f.seek(nbytes, io.SEEK_CUR)
@@ -386,6 +413,7 @@ def read_safetensors(path: str | os.PathLike[str], *,
         buffer_len = size - 8 - n
         names = _strip_module_prefix(list(header))
         out = {}
+        budget = _Budget(str(path))
         for raw_key, entry in header.items():
             key = names[raw_key]
             if not keep(key):
@@ -407,6 +435,7 @@ def read_safetensors(path: str | os.PathLike[str], *,
             if end - begin != nbytes:
                 raise WeightsError(f"{path}: {raw_key} spans {end - begin} bytes but a {entry['dtype']} "
                                    f"tensor of shape {shape} needs {nbytes}; the file is corrupt")
+            budget.take(nbytes, raw_key)
             f.seek(8 + n + begin)
             out[key] = _decode(f.read(nbytes), kind).reshape(shape)
         return out

@@ -1,15 +1,18 @@
 """The `jaxstyle` command line (typer). It parses, loads and reports; the work is in the library.
 
 Exit codes: 0 success, 1 internal failure, 2 bad input (one clear line, no traceback),
-3 some batch items failed.
+3 some batch items failed, 130 Ctrl-C.
+
+JAX is imported only inside the commands that use it, so `--help` and `--version` start at once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import typer
@@ -20,15 +23,52 @@ from jaxstyle.errors import JaxstyleError
 EXIT_INTERNAL = 1
 EXIT_BAD_INPUT = 2
 EXIT_SOME_FAILED = 3
+EXIT_INTERRUPTED = 130
 
-app = typer.Typer(
+
+class _PlainHelp:
+    """Help in the usual notation: arguments as CONTENT (typer writes `{content}`), flags
+    without a type (typer writes `<bool>`)."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if param.metavar is None and isinstance(param, typer.core.TyperArgument):
+                param.metavar = param.name.upper()
+            elif param.metavar is None and getattr(param, "is_flag", False):
+                param.metavar = ""
+        return params
+
+    def collect_usage_pieces(self, ctx: Any) -> list[str]:
+        return [piece.strip("{}") for piece in super().collect_usage_pieces(ctx)]  # type: ignore[misc]
+
+
+class _Group(_PlainHelp, typer.core.TyperGroup):
+    pass
+
+
+class _Command(_PlainHelp, typer.core.TyperCommand):
+    pass
+
+
+class _Typer(typer.Typer):
+    """A `typer.Typer` whose groups and commands print `_PlainHelp`."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**{"cls": _Group, **kwargs})
+
+    def command(self, *args: Any, **kwargs: Any) -> Any:
+        return super().command(*args, **{"cls": _Command, **kwargs})
+
+
+app = _Typer(
     name="jaxstyle",
     help="Photorealistic style transfer (Deep Photo Style Transfer) in JAX.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-weights_app = typer.Typer(help="List, import and fetch VGG weights.", no_args_is_help=True)
+weights_app = _Typer(help="List, import and fetch VGG weights.", no_args_is_help=True)
 app.add_typer(weights_app, name="weights")
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -41,14 +81,19 @@ def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
 
 
 def friendly_errors(func: F) -> F:
-    """Turn `JaxstyleError`/`OSError` into one line and exit code 2; other errors exit 1."""
+    """Turn `JaxstyleError`/`OSError` into one line and exit code 2, Ctrl-C into exit code 130
+    (no traceback); other errors exit 1. Loads the libraries first (`load_libraries`)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
+            load_libraries()
             return func(*args, **kwargs)
-        except (typer.Exit, typer.Abort, KeyboardInterrupt):
+        except (typer.Exit, typer.Abort):
             raise
+        except KeyboardInterrupt:  # Ctrl-C before a command's own handler: no traceback
+            typer.echo("\ninterrupted", err=True)
+            raise typer.Exit(EXIT_INTERRUPTED) from None
         except JaxstyleError as e:
             fail(str(e))
         except OSError as e:
@@ -65,6 +110,37 @@ def friendly_errors(func: F) -> F:
     return wrapper  # type: ignore[return-value]
 
 
+@contextlib.contextmanager
+def interrupts_deferred() -> Iterator[None]:
+    """Hold a Ctrl-C back until the block is done, then raise it (`KeyboardInterrupt`).
+
+    For importing JAX, a command's first seconds: a KeyboardInterrupt raised inside those
+    imports becomes an ImportError (numpy), an ignored exception (jax's gc callback) or a crash.
+    """
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():  # only it receives signals
+        yield
+        return
+    pressed: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: pressed.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
+    if pressed:
+        raise KeyboardInterrupt
+
+
+def load_libraries() -> None:
+    """Import JAX and optax (a command's first seconds) with Ctrl-C held back until they have
+    loaded; commands import the pipeline's own modules the same way."""
+    with interrupts_deferred():
+        import jax.numpy  # noqa: F401
+        import optax  # noqa: F401
+
+
 def _version_callback(value: bool) -> None:
     if value:
         typer.echo(f"jaxstyle {__version__}")
@@ -77,6 +153,11 @@ def main(
                                  help="Print the version and exit."),
 ) -> None:
     """Photorealistic style transfer (Deep Photo Style Transfer) in JAX."""
+
+
+def start_compile_cache() -> None:
+    """Turn on JAX's persistent compilation cache (`jaxstyle.compile_cache`); commands that
+    compile call this first. Says why when there is none."""
     from jaxstyle.compile_cache import ENV, enable_compile_cache
 
     _, why_not = enable_compile_cache()
@@ -85,7 +166,8 @@ def main(
 
 
 def environment_info() -> dict[str, Any]:
-    """JAX backend, devices and the weights that are available (what `jaxstyle info` prints)."""
+    """JAX backend, devices, the weights that are available and which weights each backbone
+    uses (what `jaxstyle info` prints)."""
     import jax
 
     from jaxstyle import weights as W
@@ -112,6 +194,7 @@ def environment_info() -> dict[str, Any]:
         "cache_dir": str(W.cache_dir()),
         "compile_cache_dir": jax.config.jax_compilation_cache_dir or None,
         "weights": available,
+        "backbones": {arch: W.describe_backbone(arch) for arch in ("vgg16", "vgg19")},
     }
 
 
@@ -119,6 +202,7 @@ def environment_info() -> dict[str, Any]:
 @friendly_errors
 def info(as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON.")) -> None:
     """Show the JAX backend and devices, and which weights are available and where."""
+    start_compile_cache()
     data = environment_info()
     if as_json:
         typer.echo(json.dumps(data, indent=2))
@@ -130,6 +214,10 @@ def info(as_json: bool = typer.Option(False, "--json", help="Print machine-reada
     for w in data["weights"]:
         where = w.get("path") or w.get("error")
         typer.echo(f"weights: {w['arch']:6s} {w['source']:22s} {where}")
+    for backbone, used in data["backbones"].items():
+        what = (f"{used['source']} {used['path']} (sha256 {used['sha256']})" if "sha256" in used
+                else f"{used['source']}: {used['advice']}")
+        typer.echo(f"backbone {backbone} uses: {what}")
 
 
 @weights_app.command("list")
@@ -164,11 +252,16 @@ def weights_import(
     convention: str | None = typer.Option(
         None, "--convention", help="Preprocessing the weights expect: torchvision (default) or caffe."),
     sha256: str | None = typer.Option(None, "--sha256", help="Refuse the file unless its sha256 is this."),
+    force: bool = typer.Option(False, "--force", help="Replace weights already in the cache."),
 ) -> None:
-    """Convert a weights file you have into the cache, where backbone 'vgg16'/'vgg19' finds it."""
+    """Convert a weights file you have into the cache, where backbone 'vgg16'/'vgg19' finds it.
+
+    A cached VGG-16 is used instead of the bundled one; 'jaxstyle info' shows which weights
+    each backbone uses, and every result's metadata records which weights made it.
+    """
     from jaxstyle import weights as W
 
-    out = W.import_weights(path, arch=arch, convention=convention, sha256=sha256)
+    out = W.import_weights(path, arch=arch, convention=convention, sha256=sha256, force=force)
     found_arch, found_convention = W.npz_metadata(out)
     typer.echo(f"imported {path}: {found_arch}, {found_convention} preprocessing -> {out}")
 
@@ -180,11 +273,12 @@ def weights_fetch(
     url: str | None = typer.Option(None, "--url", help="Download from here instead (a mirror)."),
     sha256: str | None = typer.Option(None, "--sha256", help="Also require this full sha256."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    force: bool = typer.Option(False, "--force", help="Replace weights already in the cache."),
 ) -> None:
     """Download torchvision's ImageNet weights, verify the checksum, convert them into the cache."""
     from jaxstyle import weights as W
 
-    out = W.fetch_weights(name, url=url, sha256=sha256, progress=not quiet)
+    out = W.fetch_weights(name, url=url, sha256=sha256, progress=not quiet, force=force)
     typer.echo(f"fetched {name} -> {out}")
 
 
@@ -202,15 +296,24 @@ def _parse_overrides(items: list[str]) -> dict[str, Any]:
 
 
 class ProgressPrinter:
-    """One stderr line per report: stage, iteration/total, losses, ETA; JSON lines to a log file."""
+    """One stderr line per report: stage, iteration/total, losses, ETA; JSON lines to a log file.
 
-    def __init__(self, quiet: bool, log_file: Any | None) -> None:
+    The log file is opened (and an old one replaced) at the first report, when the inputs
+    have loaded and the optimisation runs: a run refused for bad input leaves it as it was.
+    """
+
+    def __init__(self, quiet: bool, log_path: str | None) -> None:
         import time
 
         self.quiet = quiet
-        self.log_file = log_file
+        self.log_path = log_path
+        self.log_file: Any | None = None
         self.clock = time.perf_counter
         self.started: dict[str, tuple[float, int]] = {}
+
+    def close(self) -> None:
+        if self.log_file is not None:
+            self.log_file.close()
 
     def __call__(self, stage: str, p: Any) -> None:
         now = self.clock()
@@ -218,7 +321,9 @@ class ProgressPrinter:
         done = p.iteration - first
         rate = done / (now - start) if now > start and done > 0 else 0.0
         eta = (p.total - p.iteration) / rate if rate > 0 else float("nan")
-        if self.log_file is not None:
+        if self.log_path is not None:
+            if self.log_file is None:
+                self.log_file = open(self.log_path, "w")
             record = {"stage": stage, "iteration": p.iteration, "loss": float(p.loss),
                       "best_loss": float(p.best_loss), **(p.terms or {})}
             self.log_file.write(json.dumps(record) + "\n")
@@ -236,8 +341,13 @@ def run_transfer(content: str, style: str, output: str, *, content_mask: str | N
                  overrides: dict[str, Any] | None = None, max_side: int | None = None,
                  save_every: int = 0, log: str | None = None, quiet: bool = False,
                  force: bool = False, masks: str = "given", regions: int | None = None,
-                 save_masks: str | None = None) -> Any:
+                 save_masks: str | None = None, max_output_side: int | None = None, bits: int = 8,
+                 jpeg_quality: int = 95) -> Any:
     """What `jaxstyle transfer` does, callable from tests: stylize, then write atomically.
+
+    The result has the content photo's own size (after EXIF rotation), or at most
+    `max_output_side` on its longer side, and keeps the photo's ICC profile and EXIF; the
+    optimisation runs at `max_side`. `bits` 16 writes a 16-bit PNG; `jpeg_quality` 1..100.
 
     masks: "given" (the mask files, or none), "auto" (derived from the photos by
     `jaxstyle.automask.auto_masks`, `regions` of them or chosen automatically, written to
@@ -245,11 +355,14 @@ def run_transfer(content: str, style: str, output: str, *, content_mask: str | N
     """
     from pathlib import Path
 
-    from jaxstyle import io
-    from jaxstyle.config import load_config
-    from jaxstyle.errors import Interrupted
-    from jaxstyle.stylize import stylize
+    with interrupts_deferred():  # the pipeline's modules: see `load_libraries`
+        from jaxstyle import io
+        from jaxstyle.config import load_config
+        from jaxstyle.errors import Interrupted
+        from jaxstyle.stylize import full_size_content, stylize
+        from jaxstyle.weights import resolve_weights, weights_identity
 
+    # Every refusal comes before any image is read or any program compiled.
     inputs = [p for p in (content, style, content_mask, style_mask) if p]
     out = Path(output)
     if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
@@ -257,58 +370,94 @@ def run_transfer(content: str, style: str, output: str, *, content_mask: str | N
     if not out.parent.is_dir():
         raise JaxstyleError(f"the folder of {output} does not exist: create it first")
     for p in inputs:
-        if Path(p).exists() and out.exists() and out.resolve() == Path(p).resolve():
-            raise JaxstyleError(f"refusing to write the result over the input {p}: choose another -o")
+        if _same_file(out, Path(p)):  # the same path, a symbolic or a hard link
+            raise JaxstyleError(f"refusing to write the result over the input {p}: choose another -o "
+                                "(--force never replaces an input)")
     if out.exists() and not force:
         raise JaxstyleError(f"{output} exists: pass --force to replace it, or choose another -o")
+    if max_side is not None and max_side < 1:
+        raise JaxstyleError(f"--max-side must be at least 1 (pixels), got {max_side}")
+    if save_every < 0:
+        raise JaxstyleError(f"--save-every must be 0 (no snapshots) or a number of iterations, got {save_every}")
+    if max_output_side is not None:
+        overrides = {**(overrides or {}), "max_output_side": max_output_side}
+    if bits not in io.BIT_DEPTHS or (bits == 16 and out.suffix.lower() != ".png"):
+        raise JaxstyleError(f"--bits {bits}: write 8 bits (PNG or JPEG) or 16 bits (a .png output)")
+    if isinstance(jpeg_quality, bool) or not 1 <= jpeg_quality <= 100:
+        raise JaxstyleError(f"--jpeg-quality must be from 1 to 100, got {jpeg_quality}")
     cfg = load_config(config, overrides)  # bad settings fail before any work
     _check_mask_options(masks, content_mask, style_mask, regions, save_masks, force)
     if log:
         log_path = Path(log)
         for p in [*inputs, output]:
-            if log_path.resolve() == Path(p).resolve() or (log_path.exists() and Path(p).exists()
-                                                             and log_path.samefile(p)):
+            if log_path.resolve() == Path(p).resolve() or _same_file(log_path, Path(p)):
                 raise JaxstyleError(f"refusing to write the --log over {p}: choose another log file")
         if not log_path.parent.is_dir():
             raise JaxstyleError(f"the folder of --log {log} does not exist: create it first")
-    log_file = open(log, "w") if log else None
-    printer = ProgressPrinter(quiet, log_file)
+    io.check_writable(out, what="the result")
+    h, w = io.photo_size(content)
+    full_hw = io.fit_max_side(h, w, cfg.max_output_side) if cfg.max_output_side else (h, w)
+    io.check_memory(full_hw, what=f"the result of {content}")
+    if log and Path(log).exists():
+        open(log, "a").close()  # writable? ("a" leaves its content as it is)
+    elif log:
+        io.check_writable(Path(log), what="--log")
+    start_compile_cache()
+    weights = resolve_weights(cfg.backbone, allow_fallback=cfg.allow_fallback)
+    identity = weights_identity(weights)
+    if identity["source"] == "cache" and cfg.backbone == "vgg16":
+        typer.echo(f"note: backbone vgg16 uses the weights in the cache ({identity['path']}), not the bundled "
+                   "ones ('jaxstyle info' shows which weights each backbone uses)", err=True)
+    printer = ProgressPrinter(quiet, log)
 
     def snapshot(stage: str, iteration: int, image: Any) -> None:
         if image is not None:
             io.save_image(image, out.with_name(f"{out.stem}.{stage}-{iteration:05d}{out.suffix}"),
                           overwrite=True, protect=inputs)
 
+    described = {"content": content, "style": style, "content_mask": content_mask, "style_mask": style_mask,
+                 "masks": masks}
     try:
-        images, mask_inputs, weights, auto_labels = (content, style), (content_mask, style_mask), None, None
+        photo = io.read_photo(content)  # decoded once, at its own size
+        full = full_size_content(photo, max_output_side=cfg.max_output_side)
+        mask_inputs, auto_labels = (content_mask, style_mask), None
         if masks == "auto":
-            images, mask_inputs, weights, auto_labels = _auto_mask_inputs(
-                content, style, cfg, max_side=max_side, regions=regions, save_dir=save_masks, force=force)
-        result = stylize(*images, content_mask=mask_inputs[0], style_mask=mask_inputs[1], config=cfg,
+            mask_inputs, weights, auto_labels = _auto_mask_inputs(
+                full, style, cfg, max_side=max_side, regions=regions, save_dir=save_masks, force=force)
+            described.update({"auto_labels": auto_labels, "saved_masks": save_masks})
+        result = stylize(full, style, content_mask=mask_inputs[0], style_mask=mask_inputs[1], config=cfg,
                          weights=weights, max_side=max_side, progress=printer,
-                         log_terms=log_file is not None or not quiet,
+                         log_terms=log is not None or not quiet,
                          snapshot=snapshot if save_every else None, snapshot_every=save_every)
     except Interrupted as stop:
         if stop.best_image is not None:
             saved = out.with_name(f"{out.stem}.interrupted{out.suffix}")
-            io.save_image(stop.best_image, saved, overwrite=True, protect=inputs)
+            io.save_image(stop.best_image, saved, overwrite=True, protect=inputs, icc_profile=photo.icc_profile,
+                          exif=photo.exif, metadata={
+                **described, "jaxstyle": __version__, "size": list(stop.best_image.shape[:2]),
+                "config": cfg.to_dict(), "status": str(stop), "weights": identity})
             typer.echo(f"\ninterrupted: wrote the best image so far to {saved}", err=True)
         else:
             typer.echo("\ninterrupted before any result", err=True)
-        raise typer.Exit(130) from None
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     finally:
-        if log_file is not None:
-            log_file.close()
-    metadata = {"content": content, "style": style, "content_mask": content_mask, "style_mask": style_mask,
-                "masks": masks, **({"auto_labels": auto_labels, "saved_masks": save_masks} if masks == "auto" else {}),
-                **result.metadata()}
-    io.save_image(result.image, out, metadata=metadata, overwrite=force, protect=inputs)
+        printer.close()
+    metadata = {**described, **result.metadata(), "weights": identity}
+    io.save_image(result.image, out, metadata=metadata, overwrite=force, protect=inputs, quality=jpeg_quality,
+                  bits=bits, icc_profile=photo.icc_profile, exif=photo.exif)
     for note in result.notes:
         typer.echo(f"note: {note}", err=True)
     return result
 
 
 MASK_MODES = ("given", "auto", "none")
+
+
+def _same_file(a: Any, b: Any) -> bool:
+    """Whether paths `a` and `b` name one existing file (also through symbolic and hard links)."""
+    import os
+
+    return a.exists() and b.exists() and os.path.samefile(a, b)
 
 
 def _check_mask_options(masks: str, content_mask: str | None, style_mask: str | None,
@@ -339,32 +488,33 @@ def _check_mask_options(masks: str, content_mask: str | None, style_mask: str | 
                                     "another --save-masks folder")
 
 
-def _auto_mask_inputs(content: str, style: str, cfg: Any, *, max_side: int | None, regions: int | None,
-                      save_dir: str | None, force: bool) -> tuple[tuple, tuple, Any, list[str]]:
-    """Both photos at the working size and the masks `jaxstyle.automask.auto_masks` derives from them.
+def _auto_mask_inputs(content: Any, style: str, cfg: Any, *, max_side: int | None, regions: int | None,
+                      save_dir: str | None, force: bool) -> tuple[tuple, Any, list[str]]:
+    """The masks `jaxstyle.automask.auto_masks` derives from both photos at the working size.
 
-    Returns ((content, style) arrays, (content mask, style mask) integer label images `[H, W]`
-    or (None, None) for a single region, the VGG weights, the label names). Notes go to stderr.
+    Returns ((content mask, style mask) integer label images `[h, w]` at the working size, or
+    (None, None) for a single region; the VGG weights; the label names). Notes go to stderr.
     """
     import numpy as np
 
-    from jaxstyle import io
     from jaxstyle.automask import auto_masks, save_masks
+    from jaxstyle.stylize import load_inputs
     from jaxstyle.weights import resolve_weights
 
     side = max_side or cfg.max_side
-    images = (io.load_image(content, max_side=side), io.load_image(style, max_side=side))
+    content_image, style_image, _, _, loaded_notes = load_inputs(content, style, max_side=side)
+    images = (content_image, style_image)
     weights = resolve_weights(cfg.backbone, allow_fallback=cfg.allow_fallback)
     pair = auto_masks(weights, *images, regions=regions, seed=cfg.seed)
-    for note in pair.notes:
+    for note in (*loaded_notes, *pair.notes):
         typer.echo(f"note: {note}", err=True)
     if save_dir:
         written = save_masks(pair, save_dir, overwrite=force)
         typer.echo(f"wrote the masks to {written[0]} and {written[1]}", err=True)
     if len(pair.labels) == 1:  # one region: the plain, unmasked transfer
-        return images, (None, None), weights, list(pair.labels)
+        return (None, None), weights, list(pair.labels)
     label_maps = tuple(np.argmax(np.asarray(m), axis=-1).astype(np.int32) for m in (pair.content, pair.style))
-    return images, label_maps, weights, list(pair.labels)
+    return label_maps, weights, list(pair.labels)
 
 
 @app.command()
@@ -382,7 +532,12 @@ def transfer(
     save_masks: str | None = typer.Option(None, "--save-masks", help="With --masks auto: write "
                                           "content_mask.png and style_mask.png to this folder."),
     config: str = typer.Option("default", "--config", "-c", help="Preset (paper, default, fast) or a .toml file."),
-    max_side: int | None = typer.Option(None, "--max-side", help="Resize so the longer side is at most N px."),
+    max_side: int | None = typer.Option(None, "--max-side", help="Working size: optimise with the longer side at "
+                                        "most N px (default: the preset's; the result keeps the photo's size)."),
+    max_output_side: int | None = typer.Option(None, "--max-output-side", help="Cap the result's longer side at "
+                                               "N px (default: the content photo's own size)."),
+    bits: int = typer.Option(8, "--bits", help="8, or 16 for a 16-bit PNG."),
+    jpeg_quality: int = typer.Option(95, "--jpeg-quality", help="JPEG quality, 1 to 100."),
     iterations: int | None = typer.Option(None, "--iterations", help="Iterations for each stage."),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (the start's noise: init, init_noise; automatic masks)."),
     save_every: int = typer.Option(0, "--save-every", help="Write the best image every N iterations."),
@@ -407,10 +562,11 @@ def transfer(
     result = run_transfer(content, style, output, content_mask=content_mask, style_mask=style_mask,
                           config=config, overrides=overrides, max_side=max_side, save_every=save_every,
                           log=log, quiet=quiet, force=force, masks=masks, regions=regions,
-                          save_masks=save_masks)
+                          save_masks=save_masks, max_output_side=max_output_side, bits=bits,
+                          jpeg_quality=jpeg_quality)
     if not quiet:
-        typer.echo(f"wrote {output} ({result.image.shape[1]}x{result.image.shape[0]}) in "
-                   f"{result.seconds['total']:.1f} s", err=True)
+        (h, w), (hw, ww) = result.image.shape[:2], result.working_size or result.image.shape[:2]
+        typer.echo(f"wrote {output} ({w}x{h}, solved at {ww}x{hw}) in {result.seconds['total']:.1f} s", err=True)
 
 
 @app.command()
@@ -431,7 +587,7 @@ def demo(
     folder.mkdir(parents=True, exist_ok=True)
     result = run_transfer(content, style, str(folder / "result.png"), config=config, max_side=max_side,
                           quiet=quiet, force=True)
-    images = [io.load_image(content, max_side=max_side), io.load_image(style, max_side=max_side), result.image]
+    images = [io.load_image(content), io.load_image(style), result.image]  # each at its own size
     sheet = io.side_by_side(images, height=result.image.shape[0], labels=["content", "style", "result"])
     io.save_image(sheet, folder / "sheet.png", overwrite=True)
     typer.echo(f"wrote {folder / 'result.png'} and {folder / 'sheet.png'} in {result.seconds['total']:.1f} s")
@@ -443,11 +599,14 @@ def _report_target(path: str, what: str, inputs: list[str]) -> None:
     """Fail before any work when `path` (a --json/--sheet/--out file) cannot be written."""
     from pathlib import Path
 
+    from jaxstyle import io
+
     target = Path(path)
     if not target.parent.is_dir():
         fail(f"{what} {path}: the folder {target.parent} does not exist; create it first")
-    if target.exists() and any(Path(p).exists() and target.resolve() == Path(p).resolve() for p in inputs):
+    if any(_same_file(target, Path(p)) for p in inputs):
         fail(f"refusing to write {what} {path} over one of the inputs: choose another file")
+    io.check_writable(target, what=what)
 
 
 @app.command()
@@ -482,8 +641,9 @@ def evaluate(
     """
     from pathlib import Path
 
-    from jaxstyle import evaluate as E
-    from jaxstyle import io
+    with interrupts_deferred():  # the pipeline's modules: see `load_libraries`
+        from jaxstyle import evaluate as E
+        from jaxstyle import io
 
     single = {"content": content, "style": style, "output": output, "content_mask": content_mask,
               "style_mask": style_mask, "reference": reference}
@@ -506,6 +666,9 @@ def evaluate(
     if plot:
         plot_out = plot_out or str(Path(plot).with_suffix(".png"))
         _report_target(plot_out, "--out", inputs)
+    if max_side is not None and max_side < 1:
+        fail(f"--max-side must be at least 1 (pixels), got {max_side}")
+    start_compile_cache()
 
     failed = 0
     if given:
@@ -562,8 +725,10 @@ def batch_command(
     Exit code 0 when every item is done or skipped, 3 when some failed (see OUTDIR/summary.json),
     2 when the manifest or settings are unusable.
     """
-    from jaxstyle import runner as R
+    with interrupts_deferred():  # the pipeline's modules: see `load_libraries`
+        from jaxstyle import runner as R
 
+    start_compile_cache()
     index, count = R.initialize_distributed(coordinator, num_processes, process_id)
     try:
         report = R.run_manifest(manifest, outdir, config=config, max_side=max_side, iterations=iterations,

@@ -7,7 +7,8 @@ instead. The command line turns it on; the library leaves JAX's global configura
 (a program that embeds jaxstyle sets `jax_compilation_cache_dir` itself).
 
 Where: `$JAXSTYLE_COMPILE_CACHE` if set (`off`, `0`, `no`, `false` or an empty string switch
-it off), else `cache_dir() / "xla"` (`~/.cache/jaxstyle/xla`). A cache directory set through
+it off), else `cache_dir() / "xla"` (`~/.cache/jaxstyle/xla`; without a home folder, a private
+folder in the temporary directory, see `jaxstyle.weights.cache_dir`). A cache directory set through
 JAX's own `JAX_COMPILATION_CACHE_DIR` wins, and so does a threshold set through
 `JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS` (default here: programs compiling in under
 0.5 s are not written). JAX treats the cache as trusted code, so the
@@ -22,6 +23,7 @@ import os
 import stat
 from pathlib import Path
 
+from jaxstyle.errors import JaxstyleError
 from jaxstyle.weights import cache_dir
 
 ENV = "JAXSTYLE_COMPILE_CACHE"
@@ -37,7 +39,7 @@ def compile_cache_path(environ: dict[str, str] | None = None) -> Path | None:
     environ = os.environ if environ is None else environ
     if ENV in environ:
         value = environ[ENV].strip()
-        return None if value.lower() in OFF_VALUES else Path(value).expanduser()
+        return None if value.lower() in OFF_VALUES else Path(os.path.expanduser(value))
     return cache_dir() / "xla"
 
 
@@ -64,7 +66,10 @@ def enable_compile_cache(environ: dict[str, str] | None = None) -> tuple[Path | 
     current = jax.config.jax_compilation_cache_dir
     if current:
         return Path(current), None
-    path = compile_cache_path(environ)
+    try:
+        path = compile_cache_path(environ)
+    except JaxstyleError as e:  # e.g. no home folder and no usable temporary one
+        return None, str(e)
     if path is None:
         return None, f"switched off by ${ENV}"
     try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.resources
+import math
 import os
 import tomllib
 import typing
@@ -24,6 +25,20 @@ from jaxstyle.optimize import OptimConfig
 MODES = ("two_stage", "single", "coarse_to_fine")
 INITS = ("content", "mean_pixel", "color_transfer")
 STAGE2_STARTS = ("stage1", "smoothed")
+
+
+@dataclasses.dataclass(frozen=True)
+class UpsampleConfig:
+    """The last stage: the working-size result carried to the content photo's own size as a
+    field of local affine colour maps (`jaxstyle.upsample.upsample_affine`): fit windows of
+    `radius`, ridge `eps` toward the global map, colour sigma `sigma_range`, tent half-width
+    `support` (working-size pixels), computed in `tile x tile` output tiles."""
+
+    radius: int = 1
+    eps: float = 1e-5
+    sigma_range: float = 0.1
+    support: int = 2
+    tile: int = 256
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,6 +65,9 @@ class Config:
     mode: "two_stage" (the paper: stage 1 without the photorealism term, stage 2 with it,
     from stage 1's result), "single" (stage 2 only, from the content), or
     "coarse_to_fine" (stage 1 at `coarse_scale` of the size, upsampled, then stage 2).
+    max_side: the working size (the optimisation's longer side, px); max_output_side: a cap on
+    the result's longer side (0: the content photo's own size; `upsample` carries the result
+    there).
     backbone: "vgg16" (bundled), "vgg19" or a path to a canonical .npz;
     allow_fallback lets a missing VGG-19 fall back to the bundled VGG-16 (with a warning).
     init: the first stage's start. "content" (the content photo), "mean_pixel" (what the
@@ -73,6 +91,7 @@ class Config:
     allow_fallback: bool = False
     mode: str = "two_stage"
     max_side: int = 512
+    max_output_side: int = 0
     coarse_scale: float = 0.5
     seed: int = 0
     init: str = "content"
@@ -83,6 +102,7 @@ class Config:
     stage1: OptimConfig = OptimConfig()
     stage2: OptimConfig = OptimConfig()
     smooth: SmoothConfig = SmoothConfig()
+    upsample: UpsampleConfig = UpsampleConfig()
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -104,6 +124,10 @@ class Config:
             raise JaxstyleError(f"init_noise must be >= 0, got {self.init_noise}")
         if not 0 < self.coarse_scale <= 1:
             raise JaxstyleError(f"coarse_scale must be in (0, 1], got {self.coarse_scale}")
+        if self.max_side < 1:
+            raise JaxstyleError(f"max_side must be at least 1 (pixels), got {self.max_side}")
+        if self.max_output_side < 0:
+            raise JaxstyleError(f"max_output_side must be >= 0 (0: the photo's own size), got {self.max_output_side}")
 
     def to_dict(self) -> dict[str, Any]:
         """Plain nested dict (for metadata and logs)."""
@@ -117,7 +141,7 @@ def _build(cls: type, data: Mapping[str, Any], where: str) -> Any:
     kwargs: dict[str, Any] = {}
     for key, value in data.items():
         if key not in fields:
-            raise JaxstyleError(f"unknown setting {where}{key!r}{did_you_mean(key, fields)}; "
+            raise JaxstyleError(f"unknown setting {where + key!r}{did_you_mean(key, fields, prefix=where)}; "
                                 f"known: {', '.join(fields)}")
         hint = hints[key]
         if dataclasses.is_dataclass(hint):
@@ -147,6 +171,12 @@ def _coerce(hint: Any, value: Any, name: str) -> Any:
             raise JaxstyleError(f"setting {name} must be true or false, got {value!r}")
         return value
     if hint in (int, float):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise JaxstyleError(f"setting {name} must be a number, got {value!r}") from None
+        if not math.isfinite(number):  # TOML reads nan and inf; no setting means anything with them
+            raise JaxstyleError(f"setting {name} must be a finite number, got {value!r}")
         try:
             number = hint(value)
         except (TypeError, ValueError):

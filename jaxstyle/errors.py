@@ -33,7 +33,10 @@ class Interrupted(JaxstyleError):
         self.best_image = best_image
 
 
-def did_you_mean(name: str, choices: Iterable[str]) -> str:
-    """A ' (did you mean X?)' hint for an unknown name, or '' when nothing is close."""
+def did_you_mean(name: str, choices: Iterable[str], *, prefix: str = "") -> str:
+    """A ' (did you mean X?)' hint for an unknown name, or '' when nothing is close.
+
+    `prefix` is put before the suggestion, e.g. 'loss.' for a dotted setting name.
+    """
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""
+    return f" (did you mean {prefix + close[0]!r}?)" if close else ""

@@ -24,7 +24,8 @@ from jaxstyle.errors import DivergenceError, Interrupted
 from jaxstyle.itemwise import Items
 from jaxstyle.objective import Objective
 from jaxstyle.optimize import DIVERGED, STATUS_NAMES, Progress, State
-from jaxstyle.pipeline import Inputs, Stage, finish, leave, run_plan, setup
+from jaxstyle.pipeline import Inputs, Stage, finish, leave, run_plan, setup, upsample, upsample_settings
+from jaxstyle.upsample import upsample_affine_host
 from jaxstyle.vgg import VGGWeights
 
 ProgressFn = Callable[[str, Progress], None]
@@ -76,10 +77,13 @@ def _close(objective: Objective, state: State, args: Any, *, items: Items) -> tu
 
 
 def run_host(weights: VGGWeights, inputs: Inputs, *, config: Config, items: Items, count: int | None = None,
-             progress: ProgressFn | None = None, log_terms: bool = False, snapshot: SnapshotFn | None = None,
-             snapshot_every: int = 0) -> HostRun:
+             content_full: Any = None, progress: ProgressFn | None = None, log_terms: bool = False,
+             snapshot: SnapshotFn | None = None, snapshot_every: int = 0) -> HostRun:
     """Run the plan of `config` on `inputs` (one item, or a batch whose first `count` items are real).
 
+    content_full: the content photo at its own size, float32 `[H, W, 3]` on the host (for a
+    batch, a sequence of `count` such photos, of any sizes), to deliver the image at that size.
+    The image is then numpy (a list of arrays for a batch); else a jax.Array `[(B,) h, w, 3]`.
     progress: `progress(stage, Progress)` between chunks (`[count]` fields for a batch).
     log_terms: also evaluate the loss terms at each report (`Progress.terms`, one item only).
     snapshot: `snapshot(stage, iteration, best image)` about every `snapshot_every` iterations.
@@ -95,11 +99,13 @@ def run_host(weights: VGGWeights, inputs: Inputs, *, config: Config, items: Item
     reporter: list[_Reporter | None] = [None]
 
     def call(fn: Callable, shared: Any, item: Any, *, config: Config, stage: Stage | None = None) -> Any:
-        phase[0] = "setup" if fn is setup else stage.name if stage else ("smooth" if fn is finish and
-                                                                        config.smooth.enabled else "finish")
+        phase[0] = _phase(fn, stage, config)
         t0 = time.perf_counter()
-        out = jax.block_until_ready(_program(fn, shared, item, items=items,
-                                             static=(("config", config), ("stage", stage))))
+        if fn is upsample:
+            out = _upsample_items(item, config, count if items.batched else None)
+        else:
+            out = jax.block_until_ready(_program(fn, shared, item, items=items,
+                                                 static=(("config", config), ("stage", stage))))
         seconds[phase[0]] = seconds.get(phase[0], 0.0) + time.perf_counter() - t0
         if fn is leave:  # a coarse stage's result at full size
             stages[stage.name].image = _host_image(out, count, items)
@@ -131,15 +137,41 @@ def run_host(weights: VGGWeights, inputs: Inputs, *, config: Config, items: Item
 
     start = time.perf_counter()
     try:  # key None: each item draws from PRNGKey(config.seed) inside its program
-        image = run_plan(weights, inputs, None, {}, config=config, call=call, solve=solve)
+        image = run_plan(weights, inputs, None, {}, config=config, call=call, solve=solve, content_full=content_full)
     except KeyboardInterrupt:
         best = reporter[0].best_image() if reporter[0] is not None else None
         if best is None and stages:  # nothing better yet in this stage: the last stage's result
             best = stages[list(stages)[-1]].image
-        raise Interrupted(f"interrupted during {'the final filter' if phase[0] in ('smooth', 'finish') else phase[0]}",
-                          best) from None
+        where = {"smooth": "the final filter", "finish": "the final filter", "upsample": "the upsampling"}
+        raise Interrupted(f"interrupted during {where.get(phase[0], phase[0])}", best) from None
     seconds["total"] = time.perf_counter() - start
     return HostRun(image=image, stages=stages, failed=failed, notes=notes, seconds=seconds)
+
+
+def _phase(fn: Callable, stage: Stage | None, config: Config) -> str:
+    """The name under which a step of the plan is timed (and reported when interrupted)."""
+    if fn is setup:
+        return "setup"
+    if stage is not None:
+        return stage.name
+    if fn is upsample:
+        return "upsample"
+    return "smooth" if config.smooth.enabled else "finish"
+
+
+def _upsample_items(item: Any, config: Config, count: int | None) -> Any:
+    """The upsampling stage on the host, per item (photos of any size share one tile program)."""
+    full, content, x = item
+    settings = upsample_settings(config)
+
+    def one(full_i: np.ndarray, content_i: Any, x_i: Any) -> np.ndarray:
+        if tuple(np.shape(full_i)) == tuple(content_i.shape):
+            return np.asarray(x_i)
+        return np.clip(upsample_affine_host(full_i, np.asarray(content_i), np.asarray(x_i), **settings), 0.0, 1.0)
+
+    if count is None:
+        return one(full, content, x)
+    return [one(full[i], content[i], x[i]) for i in range(count)]
 
 
 def _host_image(x: jax.Array, count: int, items: Items) -> np.ndarray:

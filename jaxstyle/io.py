@@ -16,6 +16,7 @@ as JSON (`read_metadata` reads them back).
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.resources
 import json
 import os
@@ -46,6 +47,8 @@ SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 PNG_METADATA_KEY = "jaxstyle"
 EXIF_IMAGE_DESCRIPTION = 0x010E
 EXIF_SOFTWARE = 0x0131
+EXIF_ORIENTATION = 0x0112
+BIT_DEPTHS = (8, 16)
 JPEG_MAX_EXIF_BYTES = 65_533  # one JPEG APP1 segment, "Exif\0\0" header included
 # Pillow modes that carry a straight (non-premultiplied) alpha channel, and what to convert
 # them to before reading the pixels.
@@ -86,6 +89,64 @@ def load_image(path: PathLike, *, max_side: int | None = None, alpha: str = "com
         if size != image.shape[:2]:
             image = resize_image(image, size)
     return image
+
+
+@dataclasses.dataclass(frozen=True)
+class Photo:
+    """A photo decoded once, at its own size, with what a result made from it should keep.
+
+    pixels: float32 `[H, W, 3]` RGB in [0, 1], EXIF orientation applied.
+    icc_profile: the embedded ICC profile (bytes) or None.
+    exif: the EXIF block (bytes, orientation reset to 1) or None.
+    """
+
+    pixels: np.ndarray
+    icc_profile: bytes | None = None
+    exif: bytes | None = None
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """(H, W)."""
+        return self.pixels.shape[0], self.pixels.shape[1]
+
+
+def read_photo(path: PathLike, *, alpha: str = "composite", background: Sequence[float] = WHITE) -> Photo:
+    """Read an image file at its own size (see `load_image`) with its ICC profile and EXIF."""
+    _check_alpha_mode(alpha)
+    bg = _check_background(background)
+    with _open_image(path) as im:
+        try:
+            icc = im.info.get("icc_profile") or None
+            exif = im.getexif()
+            upright = ImageOps.exif_transpose(im)
+            pixels = _pil_to_float(upright, alpha=alpha, background=bg, source=str(path))
+        except JaxstyleError:
+            raise
+        except _DECODE_ERRORS as e:
+            raise _damaged(path, e) from e
+    exif_bytes = None
+    if len(exif):
+        exif[EXIF_ORIENTATION] = 1  # the pixels are upright now
+        exif_bytes = exif.tobytes()
+    return Photo(pixels, icc, exif_bytes)
+
+
+def photo_size(path: PathLike) -> tuple[int, int]:
+    """(H, W) of an image file after its EXIF orientation, read from the header only."""
+    p = Path(path)
+    if not p.is_file():
+        raise JaxstyleError(f"{p}: no such file; check the path (relative paths are from {Path.cwd()})")
+    try:
+        with Image.open(p) as im:
+            w, h = im.size
+            if im.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):  # a quarter turn
+                w, h = h, w
+    except UnidentifiedImageError as e:
+        raise JaxstyleError(f"{p} is not an image file Pillow can read; pass a PNG, JPEG, TIFF, "
+                            "BMP, WebP or GIF file") from e
+    except _DECODE_ERRORS as e:
+        raise _damaged(p, e) from e
+    return h, w
 
 
 def load_label_image(path: PathLike) -> np.ndarray:
@@ -224,6 +285,38 @@ def fit_max_side(h: int, w: int, max_side: int) -> tuple[int, int]:
     return max(1, round(h * scale)), max_side
 
 
+# float32 [H, W, 3] copies of a full-size photo that a run holds at once (decoded pixels, their
+# device copy, the result on the device and on the host, the written 8/16-bit pixels), rounded up
+FULL_SIZE_COPIES = 6
+BYTES_PER_COPY_PIXEL = 12  # float32 RGB
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available to this process now (Linux MemAvailable, else free pages), or None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_memory(size: tuple[int, int], *, copies: int = FULL_SIZE_COPIES, what: str = "the output") -> None:
+    """Refuse, before any work, a full size `(H, W)` whose float copies would not fit in memory."""
+    need = size[0] * size[1] * BYTES_PER_COPY_PIXEL * copies
+    have = available_memory()
+    if have is not None and need > have:
+        side = int(max(size) * (have / need) ** 0.5)
+        raise JaxstyleError(f"{what} at {size[1]}x{size[0]} needs about {need / 2**30:.1f} GiB of memory and "
+                            f"{have / 2**30:.1f} GiB are available: pass --max-output-side {side} (or less), "
+                            "or free memory")
+
+
 def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Resample float `[H, W, C]` (or `[H, W]`) to `size = (h, w)`; float32 clipped to [0, 1].
 
@@ -342,14 +435,17 @@ def _check_side(n: Any, name: str) -> None:
 
 def save_image(image: Any, path: PathLike, *, metadata: Mapping[str, Any] | None = None,
                overwrite: bool = False, force: bool = False, protect: Sequence[PathLike] = (),
-               quality: int = 95) -> Path:
-    """Write float `[H, W, 3]` RGB in [0, 1] (clipped, rounded to uint8) as PNG or JPEG.
+               quality: int = 95, bits: int = 8, icc_profile: bytes | None = None,
+               exif: bytes | None = None) -> Path:
+    """Write float `[H, W, 3]` RGB in [0, 1] (clipped, rounded) as PNG or JPEG.
 
     The format comes from the suffix (.png, .jpg, .jpeg). The write is atomic: a temporary
     file in the same directory, then `os.replace`; nothing is left behind on failure.
     An existing file is replaced only with `overwrite=True`; a path in `protect` (the inputs)
     only with `force=True`. `metadata` (JSON-serialisable) is stored in the file:
-    PNG text chunk "jaxstyle", or JPEG EXIF ImageDescription. Returns the path written.
+    PNG text chunk "jaxstyle", or JPEG EXIF ImageDescription. `bits`: 8, or 16 (PNG only).
+    `icc_profile` and `exif` (e.g. a `Photo`'s) are kept in the file, the EXIF orientation
+    set to 1. Returns the path written.
     """
     path = Path(path)
     fmt = SAVE_FORMATS.get(path.suffix.lower())
@@ -358,30 +454,71 @@ def save_image(image: Any, path: PathLike, *, metadata: Mapping[str, Any] | None
         raise JaxstyleError(f"{path}: unknown output suffix {suffix}"
                             f"{did_you_mean(path.suffix.lower(), SAVE_FORMATS)}; "
                             f"supported: {', '.join(SAVE_FORMATS)}")
-    pixels = _to_uint8(image)
+    if bits not in BIT_DEPTHS or (bits == 16 and fmt != "PNG"):
+        raise JaxstyleError(f"{path}: {bits}-bit output is not possible; write 8-bit PNG or JPEG, or "
+                            "16-bit PNG (.png)")
+    pixels = _to_uint(image, bits)
     description = _metadata_json(metadata)
     _check_target(path, overwrite=overwrite, force=force, protect=protect)
-    options: dict[str, Any]
+    # JPEG keeps the metadata in EXIF; PNG only carries an EXIF block when the source had one
+    exif_block = _exif_block(exif, description if fmt == "JPEG" else None) if fmt == "JPEG" or exif else b""
+    if fmt == "PNG" and bits == 16:
+        chunks = _png16_chunks(pixels, description, icc_profile, exif_block)
+        _write_atomically(path, lambda f: f.write(chunks))
+        return path
+    options: dict[str, Any] = {"exif": exif_block} if exif_block else {}
+    if icc_profile:
+        options["icc_profile"] = icc_profile
     if fmt == "PNG":
         info = PngImagePlugin.PngInfo()
         info.add_text("Software", f"jaxstyle {__version__}")
         if description is not None:
             info.add_text(PNG_METADATA_KEY, description)
-        options = {"pnginfo": info}
+        options["pnginfo"] = info
     else:
         if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
             raise JaxstyleError(f"JPEG quality must be an integer in 1..100, got {quality!r}")
-        exif = Image.Exif()
-        exif[EXIF_SOFTWARE] = f"jaxstyle {__version__}"
-        if description is not None:
-            exif[EXIF_IMAGE_DESCRIPTION] = description
-        exif_bytes = exif.tobytes()
-        if len(exif_bytes) > JPEG_MAX_EXIF_BYTES:
-            raise JaxstyleError(f"{path}: the metadata ({len(exif_bytes)} bytes) does not fit in a JPEG's "
+        if len(exif_block) > JPEG_MAX_EXIF_BYTES:
+            raise JaxstyleError(f"{path}: the metadata ({len(exif_block)} bytes) does not fit in a JPEG's "
                                 f"EXIF block ({JPEG_MAX_EXIF_BYTES} bytes); save as .png instead")
-        options = {"quality": quality, "subsampling": 0, "exif": exif_bytes}  # 4:4:4 chroma
+        options.update(quality=quality, subsampling=0)  # 4:4:4 chroma
     _write_atomically(path, lambda f: Image.fromarray(pixels).save(f, format=fmt, **options))
     return path
+
+
+def _exif_block(source: bytes | None, description: str | None) -> bytes:
+    """The EXIF to write: the source's (orientation 1), our software tag, and the description."""
+    exif = Image.Exif()
+    if source:
+        exif.load(source)
+        exif[EXIF_ORIENTATION] = 1
+    exif[EXIF_SOFTWARE] = f"jaxstyle {__version__}"
+    if description is not None:
+        exif[EXIF_IMAGE_DESCRIPTION] = description
+    return exif.tobytes()
+
+
+def _png_chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+
+def _png16_chunks(pixels: np.ndarray, description: str | None, icc_profile: bytes | None, exif: bytes) -> bytes:
+    """A 16-bit RGB PNG (Pillow writes 8-bit RGB only): IHDR, iCCP, eXIf, iTXt, IDAT, IEND."""
+    h, w, _ = pixels.shape
+    out = [b"\x89PNG\r\n\x1a\n", _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))]
+    if icc_profile:
+        out.append(_png_chunk(b"iCCP", b"ICC profile\0\0" + zlib.compress(icc_profile)))
+    if exif:
+        out.append(_png_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\0\0") else exif))
+    texts = [("Software", f"jaxstyle {__version__}")] + ([(PNG_METADATA_KEY, description)] if description else [])
+    for key, text in texts:  # iTXt: UTF-8, uncompressed
+        out.append(_png_chunk(b"iTXt", key.encode("latin-1") + b"\0\0\0\0\0" + text.encode("utf-8")))
+    rows = np.empty((h, 1 + 6 * w), np.uint8)  # filter byte 0, then big-endian RGB16
+    rows[:, 0] = 0
+    rows[:, 1:] = pixels.astype(">u2").view(np.uint8).reshape(h, 6 * w)
+    out.append(_png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)))
+    out.append(_png_chunk(b"IEND", b""))
+    return b"".join(out)
 
 
 def read_metadata(path: PathLike) -> dict[str, Any]:
@@ -404,18 +541,20 @@ def read_metadata(path: PathLike) -> dict[str, Any]:
     return data
 
 
-def _to_uint8(image: Any) -> np.ndarray:
+def _to_uint(image: Any, bits: int = 8) -> np.ndarray:
+    """Float `[H, W, 3]` in [0, 1] (or uint8) as uint8, or uint16 for `bits` 16."""
     array = np.asarray(image)
     if array.ndim != 3 or array.shape[-1] != 3 or 0 in array.shape:
         raise JaxstyleError(f"save_image expects an image shaped [H, W, 3], got {array.shape}")
     if array.dtype == np.uint8:
-        return np.ascontiguousarray(array)
+        return np.ascontiguousarray(array) if bits == 8 else array.astype(np.uint16) * 257
     if not np.issubdtype(array.dtype, np.floating):
         raise JaxstyleError(f"save_image expects float RGB in [0, 1] or uint8, got dtype {array.dtype}")
     if not np.all(np.isfinite(array)):
         raise JaxstyleError("image to save contains NaN or Inf values (if it came from an optimisation, "
                             "that diverged: try a smaller learning rate)")
-    return np.round(np.clip(array.astype(np.float32), 0.0, 1.0) * 255.0).astype(np.uint8)
+    top = (1 << bits) - 1
+    return np.round(np.clip(array.astype(np.float32), 0.0, 1.0) * top).astype(np.uint8 if bits == 8 else np.uint16)
 
 
 def _metadata_json(metadata: Mapping[str, Any] | None) -> str | None:
@@ -452,8 +591,23 @@ def _check_target(path: Path, *, overwrite: bool, force: bool, protect: Sequence
                             "--overwrite (overwrite=True)")
 
 
+def check_writable(path: PathLike, *, what: str = "output") -> None:
+    """Raise `JaxstyleError` now, not after a long run, when `path` cannot be written as
+    `save_image` writes it: a new file in its folder (created and removed here), renamed over it."""
+    path = Path(path)
+    probe = path.with_name(f".{path.name}.{secrets.token_hex(4)}.probe")
+    try:
+        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except OSError as e:
+        raise JaxstyleError(f"cannot write {what} {path}: {e.strerror or e} in the folder {path.parent}; "
+                            "choose another folder or fix its permissions") from None
+    probe.unlink()
+
+
 def _write_atomically(path: Path, write: Any) -> None:
-    """Call `write(file)` on a new temporary file next to `path`, then rename it over `path`."""
+    """Call `write(file)` on a new temporary file next to `path`, then rename it over `path`.
+
+    Errors name `path`, never the temporary file."""
     while True:
         tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
         try:  # O_EXCL: never reuse someone's file; mode 0o666 lets the umask decide permissions
@@ -461,12 +615,19 @@ def _write_atomically(path: Path, write: Any) -> None:
             break
         except FileExistsError:
             continue
+        except OSError as e:
+            raise OSError(e.errno, e.strerror, str(path)) from None
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.errno is None:  # not a system call's error (an encoder's, say): keep its message
+            raise
+        raise OSError(e.errno, e.strerror, str(path)) from e
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

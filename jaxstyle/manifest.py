@@ -1,11 +1,12 @@
 """Manifest files shared by `jaxstyle batch` and `jaxstyle evaluate`: CSV or JSON lines.
 
-A manifest is either CSV with a header row naming its columns, or JSON lines (one object
-per line; chosen by the suffix `.jsonl`, `.ndjson`, `.json`, or by text starting with
-`{`). `read_rows` returns `(line number, {field: value})` per non-empty row and leaves the
-meaning of the fields to the caller. Problems with the file itself (missing, unreadable, a
-bad header, nothing parseable) raise `JaxstyleError`; a problem confined to one row comes
-back as that row, `{"_problem": message}`, so the other rows still count.
+A manifest is either CSV with a header row naming its columns and one row per line (a
+quoted cell cannot span lines), or JSON lines (one object per line; chosen by the suffix
+`.jsonl`, `.ndjson`, `.json`, or by text starting with `{`). `read_rows` returns
+`(line number, {field: value})` per non-empty row and leaves the meaning of the fields to
+the caller. Problems with the file itself (missing, unreadable, a bad header, nothing
+parseable) raise `JaxstyleError`; a problem confined to one row comes back as that row,
+`{"_problem": message}`, so the other rows still count.
 
 The batch manifest (`read_manifest`, run by `jaxstyle.runner`): CSV with a header naming
 `content`, `style` and optionally `content_mask`, `style_mask`, `output`, `overrides`; or
@@ -20,8 +21,8 @@ import csv
 import dataclasses
 import json
 import os
+import re
 from collections.abc import Mapping, Sequence
-from io import StringIO
 from pathlib import Path, PurePath
 from typing import Any
 
@@ -59,8 +60,10 @@ def read_rows(path: str | os.PathLike[str], *, fields: Sequence[str], required: 
 
 
 def _csv_rows(text: str, path: Path, fields: Sequence[str], required: Sequence[str]) -> list[Row]:
-    reader = csv.DictReader(StringIO(text, newline=""))
-    header = [(name or "").strip() for name in (reader.fieldnames or [])]
+    """One row per line: each line is parsed on its own, so a quote left open spoils only its
+    own line (the CSV module would read on to the end of the file, swallowing the rows after)."""
+    lines = re.split(r"\r\n|\n|\r", text)
+    header = [name.strip() for name in _csv_cells(lines[0])] if lines else []
     if not any(header):
         raise JaxstyleError(f"manifest {path} is empty; its first line must be a header such as "
                             f"'{','.join(fields)}'")
@@ -72,16 +75,28 @@ def _csv_rows(text: str, path: Path, fields: Sequence[str], required: Sequence[s
     if missing:
         raise JaxstyleError(f"manifest {path}: the header has no {' or '.join(missing)} column; "
                             f"header found: {','.join(header)}")
-    reader.fieldnames = header
     rows: list[Row] = []
-    for row in reader:
-        if row.get(None):  # more cells than header names
-            rows.append((reader.line_num, {PROBLEM: "more cells than the header has names"}))
+    for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():
             continue
-        cleaned = {k: (v or "").strip() for k, v in row.items()}
+        try:
+            cells = _csv_cells(line, strict=True)
+        except csv.Error as e:
+            rows.append((number, {PROBLEM: f"malformed CSV ({e}): a quoted cell must end with a quote on "
+                                           "the same line (write a quote inside it as two quotes)"}))
+            continue
+        if len(cells) > len(header):
+            rows.append((number, {PROBLEM: "more cells than the header has names"}))
+            continue
+        cleaned = {name: (cells[i] if i < len(cells) else "").strip() for i, name in enumerate(header)}
         if any(cleaned.values()):
-            rows.append((reader.line_num, cleaned))
+            rows.append((number, cleaned))
     return rows
+
+
+def _csv_cells(line: str, *, strict: bool = False) -> list[str]:
+    """The cells of one CSV line ([] for an empty one)."""
+    return next(csv.reader([line], strict=strict), [])
 
 
 def _json_rows(text: str, path: Path, example: str) -> list[Row]:

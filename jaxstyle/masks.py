@@ -31,7 +31,7 @@ when `num_labels` is given; padding labels are named ''). A content label missin
 style takes the style of the WHOLE style image (its style channel is all ones, so its Gram
 target is the whole style image's), with a note; the original code leaves that target at
 zero, which pushes the region's features toward zero. A label only in the style is dropped,
-with a note.
+with a note. Masks that share no label at all are an error (nothing would be matched).
 
 Propagation (`propagate_masks`) follows `jaxstyle.vgg.layer_specs`, as the original's
 `neuralstyle_seg.lua`: at every convolution a 3x3 average (stride 1, padding 1; by default
@@ -426,6 +426,11 @@ def _assemble(c_ids: np.ndarray, s_ids: np.ndarray, names: Sequence[str],
     in_style = {i for i in range(len(names)) if np.any(s_ids == i)}
     dropped = [names[i] for i in range(len(names)) if i in in_style and i not in in_content]
     missing = [names[i] for i in in_content if i not in in_style]
+    if not in_style.intersection(in_content):
+        raise JaxstyleError(f"the content mask's labels ({', '.join(map(repr, missing))}) and the style mask's "
+                            f"({', '.join(map(repr, dropped))}) have none in common, so no region of the style "
+                            "would style its region of the content: paint matching regions with the same colour "
+                            "(or label value) in both masks, or give no masks to use the whole style image")
     if dropped:
         notes.append(f"label(s) {', '.join(map(repr, dropped))} appear only in the style mask and are "
                      "not used (no content region to style)")

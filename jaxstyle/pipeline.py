@@ -8,8 +8,9 @@ functions, each of the form `fn(shared, item, *, config, stage)`:
     setup   (weights, key), (inputs, loss_weights) -> (targets, start)
     enter   weights, (inputs, targets, x)          -> (x0, stage targets)   per stage
     [solve] the stage's optimisation                -> best iterate          (the caller's)
-    leave   (), (x, inputs)                         -> x at full size        coarse stages
+    leave   (), (x, inputs)                         -> x at working size     coarse stages
     finish  (), (x, content)                        -> the image
+    upsample (), (content_full, content, x)         -> the image at the content photo's own size
 
 It takes how to run an item function (`call`) and how to solve a stage (`solve`):
 `jaxstyle.stylize_image` calls the functions directly and solves with
@@ -31,6 +32,7 @@ from jaxstyle.config import Config
 from jaxstyle.objective import Objective, prepare_targets
 from jaxstyle.optimize import OptimConfig
 from jaxstyle.smoothing import refine_detail, smooth_local_affine
+from jaxstyle.upsample import upsample_affine
 from jaxstyle.vgg import VGGWeights
 
 # The original's stage-1 start (neuralstyle_seg.lua: `torch.randn(...):mul(0.0001)` in its
@@ -174,6 +176,22 @@ def finish(shared: Any, item: tuple[jax.Array, jax.Array], *, config: Config, st
     return x
 
 
+def upsample_settings(config: Config) -> dict[str, Any]:
+    """Keyword settings of `jaxstyle.upsample.upsample_affine` (and its host loop) for `config`."""
+    u = config.upsample
+    return {"radius": u.radius, "eps": u.eps, "sigma_range": u.sigma_range, "support": u.support, "tile": u.tile}
+
+
+def upsample(shared: Any, item: tuple[jax.Array, jax.Array, jax.Array], *, config: Config,
+             stage: Stage | None = None) -> jax.Array:
+    """The last stage: the working-size image `[h, w, 3]` carried to `content_full`'s size
+    `[H, W, 3]` as local affine colour maps of the content (the identity when H, W == h, w)."""
+    full, content, x = item
+    if full.shape == content.shape:
+        return x
+    return upsample_affine(full, content, x, **upsample_settings(config))
+
+
 Call = Callable[..., Any]  # call(fn, shared, item, *, config, stage) -> fn's output
 Solve = Callable[[Stage, jax.Array, tuple[VGGWeights, dict[str, Any]]], jax.Array]
 
@@ -184,8 +202,9 @@ def direct(fn: Callable, shared: Any, item: Any, **static: Any) -> Any:
 
 
 def run_plan(weights: VGGWeights, inputs: Inputs, key: jax.Array | None, loss_weights: Mapping[str, jax.Array],
-             *, config: Config, call: Call, solve: Solve) -> jax.Array:
-    """The pipeline for one item (see the module docstring); returns the image `[H, W, 3]`."""
+             *, config: Config, call: Call, solve: Solve, content_full: Any = None) -> jax.Array:
+    """The pipeline for one item (see the module docstring); returns the image `[H, W, 3]`,
+    at the size of `content_full` (the content photo at its own size) when it is given."""
     targets, x = call(setup, (weights, key), (inputs, dict(loss_weights)), config=config)
     for stage in plan(config):
         x0, stage_targets = x, targets
@@ -194,4 +213,7 @@ def run_plan(weights: VGGWeights, inputs: Inputs, key: jax.Array | None, loss_we
         x = solve(stage, x0, (weights, stage_targets))
         if stage.scale < 1:
             x = call(leave, (), (x, inputs), config=config, stage=stage)
-    return call(finish, (), (x, inputs.content), config=config)
+    x = call(finish, (), (x, inputs.content), config=config)
+    if content_full is not None:
+        x = call(upsample, (), (content_full, inputs.content, x), config=config)
+    return x

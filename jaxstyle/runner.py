@@ -12,7 +12,8 @@ Manifests (`jaxstyle.manifest.read_manifest`, which describes the fields) are ru
 buckets: items are grouped by their full config, content and style shape (after the common
 size cap) and label count (rounded up to a power of two); one bucket compiles once and runs
 through `jaxstyle.batch.stylize_batch` in batches of `batch_size` (the last padded by
-repeating an item). Items whose output exists are skipped, so a rerun resumes.
+repeating an item). Items whose output exists are skipped, so a rerun resumes. An item
+whose output is one of its own inputs fails before any work, with or without `force`.
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ import dataclasses
 import json
 import math
 import os
+import secrets
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -39,9 +40,9 @@ from jaxstyle.errors import JaxstyleError
 from jaxstyle.manifest import ManifestItem, process_share, read_manifest, safe_output_path
 from jaxstyle.masks import parse_mask_pair
 from jaxstyle.optimize import Progress
-from jaxstyle.stylize import load_inputs
+from jaxstyle.stylize import full_size_content, load_inputs
 from jaxstyle.vgg import VGGWeights
-from jaxstyle.weights import resolve_weights
+from jaxstyle.weights import resolve_weights, weights_identity
 
 try:  # POSIX advisory locks for the shared summary; absent on Windows (one process there)
     import fcntl
@@ -51,6 +52,8 @@ except ImportError:  # pragma: no cover
 SUMMARY_NAME = "summary.json"
 LOCK_NAME = ".summary.lock"
 STATUSES = ("done", "skipped", "failed")
+# Items loaded but not yet run (their full-size photos held) are at most this many batches.
+MAX_PENDING_BATCHES = 2
 # Environment variables for multi-process runs. jax itself reads only the coordinator's;
 # the other two are read here (jax does not).
 COORDINATOR_ENV = "JAX_COORDINATOR_ADDRESS"
@@ -118,7 +121,8 @@ class ManifestReport:
 class _Loaded:
     item: ManifestItem
     output: Path
-    content: np.ndarray  # [H, W, 3]
+    photo: io.Photo  # the content at its own size (capped at max_output_side), ICC profile, EXIF
+    content: np.ndarray  # [H, W, 3] at the working size
     style: np.ndarray  # [Hs, Ws, 3]
     content_mask: np.ndarray | None  # [H, W, k]
     style_mask: np.ndarray | None  # [Hs, Ws, k]
@@ -190,7 +194,8 @@ def run_manifest(manifest: str | os.PathLike[str], outdir: str | os.PathLike[str
 
     Settings: `config` (preset name or TOML path), then `overrides` (dotted keys), then
     `max_side` and `iterations` (both stages), then the item's own overrides. Items whose
-    output exists are skipped unless `force`. A bad item (unreadable or missing file, a mask
+    output exists are skipped unless `force`; an item whose output is one of its inputs
+    fails (`force` never writes over an input). A bad item (unreadable or missing file, a mask
     that does not fit, an output outside `outdir`, divergence) fails alone, with its reason
     in OUTDIR/summary.json, which is merged with earlier runs' and other processes' entries
     after every batch. `batch_size` defaults to the number of local devices; `strategy` is
@@ -214,6 +219,7 @@ def run_manifest(manifest: str | os.PathLike[str], outdir: str | os.PathLike[str
     if outdir.exists() and not outdir.is_dir():
         raise JaxstyleError(f"{outdir} exists and is not a folder; choose another output folder (-o)")
     outdir.mkdir(parents=True, exist_ok=True)
+    io.check_writable(outdir / SUMMARY_NAME, what="the summary in the output folder")
     index = jax.process_index() if process_index is None else process_index
     count = jax.process_count() if process_count is None else process_count
     share = process_share(items, index, count)
@@ -249,9 +255,11 @@ def run_manifest(manifest: str | os.PathLike[str], outdir: str | os.PathLike[str
         bar.begin()
         t0 = time.perf_counter()
         try:
+            padded = group + [group[-1]] * (batch_size - len(group))
             result = stylize_batch(*_stack(group, labels, batch_size), config=cfg, weights=get_weights(cfg),
-                                   strategy=strategy, progress=bar.stage)
-            images = np.asarray(result.images)
+                                   strategy=strategy, progress=bar.stage,
+                                   contents_full=[g.photo.pixels for g in padded])
+            images = result.images
         except (JaxstyleError, RuntimeError) as e:  # e.g. out of device memory: this batch fails, not the run
             for loaded in group:
                 record(loaded.item, "failed", reason=f"{type(e).__name__}: {e}")
@@ -268,10 +276,13 @@ def run_manifest(manifest: str | os.PathLike[str], outdir: str | os.PathLike[str
                 loaded.output.parent.mkdir(parents=True, exist_ok=True)
                 protect = [p for p in (loaded.item.content, loaded.item.style, loaded.item.content_mask,
                                        loaded.item.style_mask) if p is not None]
-                io.save_image(images[i], loaded.output, overwrite=True, protect=protect, metadata={
+                io.save_image(images[i], loaded.output, overwrite=True, protect=protect,
+                              icc_profile=loaded.photo.icc_profile, exif=loaded.photo.exif, metadata={
                     "content": str(loaded.item.content), "style": str(loaded.item.style),
                     "content_mask": _str(loaded.item.content_mask), "style_mask": _str(loaded.item.style_mask),
-                    "config": cfg.to_dict(), "status": result.status[i], "notes": notes})
+                    "size": list(images[i].shape[:2]), "working_size": list(loaded.content.shape[:2]),
+                    "config": cfg.to_dict(), "status": result.status[i], "notes": notes,
+                    "weights": weights_identity(get_weights(cfg))})
             except (JaxstyleError, OSError) as e:
                 record(loaded.item, "failed", reason=str(e), stages=result.status[i], notes=notes)
                 continue
@@ -287,22 +298,31 @@ def run_manifest(manifest: str | os.PathLike[str], outdir: str | os.PathLike[str
                 continue
             try:
                 output = safe_output_path(outdir, item.output)
+                _refuse_input_as_output(item, output)
                 if output.exists() and not force:
                     record(item, "skipped")
                     bar.advance(1)
                     continue
                 cfg = item_config(item)
+                h, w = io.photo_size(item.content)
+                io.check_memory(io.fit_max_side(h, w, cfg.max_output_side) if cfg.max_output_side else (h, w),
+                                what=f"the result of {item.content}")
+                photo = io.read_photo(item.content)  # decoded once
+                photo = dataclasses.replace(photo, pixels=full_size_content(photo, max_output_side=cfg.max_output_side))
                 content, style, cmask, smask, notes = load_inputs(
-                    item.content, item.style, item.content_mask, item.style_mask, max_side=cfg.max_side)
+                    photo.pixels, item.style, item.content_mask, item.style_mask, max_side=cfg.max_side)
             except (JaxstyleError, OSError) as e:
                 record(item, "failed", reason=str(e))
                 bar.advance(1)
                 continue
             labels = _labels_bucket(1 if cmask is None else cmask.shape[-1])
             key = (cfg, content.shape, style.shape, labels)
-            buckets.setdefault(key, []).append(_Loaded(item, output, content, style, cmask, smask, notes))
+            buckets.setdefault(key, []).append(_Loaded(item, output, photo, content, style, cmask, smask, notes))
             if len(buckets[key]) == batch_size:
                 run(cfg, labels, buckets.pop(key))
+            elif sum(map(len, buckets.values())) > MAX_PENDING_BATCHES * batch_size:  # bound the photos held
+                fullest = max(buckets, key=lambda k: len(buckets[k]))
+                run(fullest[0], fullest[3], buckets.pop(fullest))
         for (cfg, _, _, labels), group in list(buckets.items()):
             run(cfg, labels, group)
     except KeyboardInterrupt:  # keep what finished; a rerun skips it
@@ -314,6 +334,15 @@ def run_manifest(manifest: str | os.PathLike[str], outdir: str | os.PathLike[str
     statuses = [r["status"] for r in records.values()]
     return ManifestReport(done=statuses.count("done"), skipped=statuses.count("skipped"),
                           failed=statuses.count("failed"), summary_path=outdir / SUMMARY_NAME, summary=summary)
+
+
+def _refuse_input_as_output(item: ManifestItem, output: Path) -> None:
+    """Raise when `output` is one of the item's inputs (the same path, or a link to it)."""
+    for name in ("content", "style", "content_mask", "style_mask"):
+        path = getattr(item, name)
+        if path is not None and output.exists() and path.exists() and os.path.samefile(output, path):
+            raise JaxstyleError(f"output {item.output!r} is this item's {name.replace('_', ' ')} ({path}); "
+                                "give the item another output name (--force never writes over an input)")
 
 
 def _str(path: Path | None) -> str | None:
@@ -386,16 +415,17 @@ def _merge_summary(outdir: Path, records: Mapping[str, dict[str, Any]], meta: Ma
 
 
 def _write_text_atomically(path: Path, text: str) -> None:
-    handle = tempfile.NamedTemporaryFile("w", dir=path.parent, prefix=f".{path.name}.", suffix=".tmp",
-                                         delete=False, encoding="utf-8")
+    """A new file beside `path`, renamed over it; mode 0o666 less the umask, as the images."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
     try:
-        with handle:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.replace(handle.name, path)
+        os.replace(tmp, path)
     except BaseException:
-        Path(handle.name).unlink(missing_ok=True)
+        tmp.unlink(missing_ok=True)
         raise
 
 

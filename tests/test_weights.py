@@ -545,3 +545,84 @@ def test_fetch_unreachable_host(cache):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     fetch_fails("cannot reach .*import PATH", cache, url=f"http://127.0.0.1:{port}/vgg16-397923af.pth")
+
+
+# --- size caps, identity, replacing cached weights ------------------------------------------
+
+def deflated_copy(stored: Path, out: Path) -> Path:
+    """The same torch zip with every record deflate-compressed (as a zip bomb would be)."""
+    with zipfile.ZipFile(stored) as src, zipfile.ZipFile(out, "w", zipfile.ZIP_DEFLATED) as dst:
+        for name in src.namelist():
+            dst.writestr(name, src.read(name))
+    return out
+
+
+def test_the_size_caps_admit_every_vgg():
+    fc6 = 25088 * 4096 * 4  # the largest tensor of VGG-16/19
+    assert C.MAX_TENSOR_BYTES >= fc6 and C.MAX_TOTAL_BYTES >= 548 << 20  # all of VGG-19
+
+
+def test_a_record_that_unpacks_past_the_cap_is_refused_before_it_is_read(tmp_path, monkeypatch):
+    """A deflated 4 MiB record of zeros (4 kB in the file) stands for one of many GB: the cap
+    is lowered to 1 MiB so the test stays small."""
+    monkeypatch.setattr(C, "MAX_TENSOR_BYTES", 1 << 20, raising=False)
+    stored = F.save_torch(tmp_path / "s.pth", {"features.0.weight": np.zeros(1 << 20, np.float32)})
+    bomb = deflated_copy(stored, tmp_path / "bomb.pth")
+    assert bomb.stat().st_size < 64 << 10
+    reads = []
+    real_read = zipfile.ZipFile.read
+    monkeypatch.setattr(zipfile.ZipFile, "read", lambda self, name, *a: reads.append(name) or real_read(self, name, *a))
+    with pytest.raises(WeightsError, match="needs 4 MiB .*more than a VGG's weights.*not a VGG checkpoint"):
+        C.read_torch_checkpoint(bomb)
+    assert not any("/data/" in name for name in reads)  # never decompressed
+
+
+def test_the_caps_hold_for_every_format(tmp_path, monkeypatch):
+    monkeypatch.setattr(C, "MAX_TENSOR_BYTES", 1 << 20, raising=False)
+    monkeypatch.setattr(C, "MAX_TOTAL_BYTES", 1 << 20, raising=False)
+    big = {"features.0.weight": np.zeros(1 << 19, np.float32)}  # 2 MiB
+    for path, read in ((F.save_torch(tmp_path / "l.pth", big, legacy=True), C.read_torch_checkpoint),
+                       (F.save_safetensors(tmp_path / "b.safetensors", big), C.read_safetensors)):
+        with pytest.raises(WeightsError, match="not a VGG checkpoint"):
+            read(path)
+    # A tiny storage viewed with stride 0 as a huge tensor (its copy would be the bomb).
+    storage = F.Storage("0", np.zeros(1, np.float32))
+    obj = {"features.0.weight": F.Tensor(storage, (1024, 1024), stride=(0, 0))}
+    with pytest.raises(WeightsError, match=r"size \(1024, 1024\) would take more than 1 MiB"):
+        C.read_torch_checkpoint(F.write_torch_zip(tmp_path / "view.pth", obj, [storage]))
+    # A compressed .npz (np.savez_compressed) that unpacks past the cap.
+    np.savez_compressed(tmp_path / "w.npz", conv1_1=np.zeros(1 << 19, np.float32))
+    with pytest.raises(WeightsError, match="2 MiB of arrays when unpacked"):
+        W.load_npz(tmp_path / "w.npz")
+
+
+def test_loaded_weights_say_which_file_made_them(cache, real_files, bundled):
+    assert W.weights_identity(bundled) == {
+        "arch": "vgg16", "convention": "torchvision", "source": "bundled",
+        "path": str(W.lpips_checkpoint_path()), "sha256": W.LPIPS_VGG16_SHA256}
+    by_path = W.resolve_weights(str(real_files["vgg16-safetensors"]))
+    assert W.weights_identity(by_path)["source"] == "file"
+    assert W.weights_identity(by_path)["sha256"] == W.sha256_file(real_files["vgg16-safetensors"])
+    out = W.import_weights(real_files["vgg16-zip"], convention="caffe")
+    cached = W.resolve_weights("vgg16")
+    assert W.weights_identity(cached) == {"arch": "vgg16", "convention": "caffe", "source": "cache",
+                                          "path": str(out), "sha256": W.sha256_file(out)}
+    assert W.describe_backbone("vgg16") == W.weights_identity(cached)
+    assert W.weights_identity(vgg.VGGWeights(params={}, source="made in memory"))["source"] == "made in memory"
+
+
+def test_import_and_fetch_never_replace_cached_weights_without_force(cache, real_files, server):
+    out = W.import_weights(real_files["vgg16-zip"], convention="caffe")
+    before = out.read_bytes()
+    with pytest.raises(WeightsError, match="already holds vgg16 weights, which backbone 'vgg16' uses; pass --force"):
+        W.import_weights(real_files["vgg16-safetensors"])
+    base, files = server
+    data = real_files["vgg16-zip"].read_bytes()
+    files[f"/f/{prefixed_name(data)}"] = (data, "ok")
+    with pytest.raises(WeightsError, match="pass --force"):
+        W.fetch_weights("vgg16", url=f"{base}/f/{prefixed_name(data)}", progress=False)
+    assert out.read_bytes() == before and cache_files(cache) == ["weights/vgg16.npz"]
+    W.import_weights(real_files["vgg16-safetensors"], force=True)
+    assert W.npz_metadata(out) == ("vgg16", "torchvision")
+    W.fetch_weights("vgg16", url=f"{base}/f/{prefixed_name(data)}", progress=False, force=True)
+    assert cache_files(cache) == ["weights/vgg16.npz"]

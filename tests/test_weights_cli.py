@@ -103,3 +103,15 @@ def test_fetch_ok_and_failures(cache, vgg16_pth):
 
 def test_fetch_unknown_name(cache):
     assert_bad_input(invoke("fetch", "vgg-19"), "unknown weights 'vgg-19' (did you mean 'vgg19'?)")
+
+
+def test_import_does_not_replace_cached_weights_without_force(cache, vgg16_pth):
+    assert invoke("import", str(vgg16_pth), "--convention", "caffe").exit_code == 0
+    out = W.cached_weights_path("vgg16")
+    before = out.read_bytes()
+    assert_bad_input(invoke("import", str(vgg16_pth)), f"{out} already holds vgg16 weights, which backbone "
+                                                       "'vgg16' uses; pass --force")
+    assert out.read_bytes() == before and W.npz_metadata(out) == ("vgg16", "caffe")
+    result = invoke("import", str(vgg16_pth), "--force")
+    assert result.exit_code == 0, result.output
+    assert W.npz_metadata(out) == ("vgg16", "torchvision")

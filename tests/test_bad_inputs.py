@@ -1,0 +1,284 @@
+"""Bad inputs to `transfer` and `batch` (issue 19's sweep): each is refused in one line with
+exit code 2 (a batch item: failed, with its reason) before any optimisation step runs, and
+nothing the user had is changed. `no_steps` makes every optimisation step fail the test."""
+
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import synthetic_photo
+from jaxstyle import cli, io, optimize
+from jaxstyle import runner as R
+from jaxstyle.stylize import load_inputs
+
+runner = CliRunner()
+H, W = 32, 48
+TINY_TOML = """\
+base = "default"
+max_side = 64
+[loss]
+content_layers = ["relu2_2"]
+style_layers = ["relu1_1", "relu2_1", "relu3_1"]
+[stage1]
+iterations = 4
+chunk_size = 2
+[stage2]
+iterations = 4
+chunk_size = 2
+[smooth]
+radius = 3
+"""
+BLUE, GREEN, RED, YELLOW = (0, 0, 255), (0, 255, 0), (255, 0, 0), (255, 255, 0)
+
+
+@pytest.fixture(autouse=True)
+def clean_env(tmp_path_factory, monkeypatch):
+    """An empty weights cache of our own (the bundled VGG-16 is used) and no debug tracebacks."""
+    monkeypatch.setenv("JAXSTYLE_CACHE", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.delenv("JAXSTYLE_DEBUG", raising=False)
+
+
+@pytest.fixture
+def no_steps(monkeypatch):
+    """Record (and stop) any optimisation step: the refusals under test come before them."""
+    calls = []
+
+    def step(*args, **kwargs):
+        calls.append(kwargs.get("length"))
+        raise AssertionError("an optimisation step ran before the bad input was refused")
+
+    monkeypatch.setattr(optimize, "run_chunk", step)
+    return calls
+
+
+@pytest.fixture
+def inputs(tmp_path):
+    paths = {"content": tmp_path / "content.png", "style": tmp_path / "style.png", "config": tmp_path / "tiny.toml"}
+    io.save_image(synthetic_photo(H, W, 0), paths["content"])
+    io.save_image(synthetic_photo(H, W, 3)[..., ::-1], paths["style"])
+    paths["config"].write_text(TINY_TOML)
+    return paths
+
+
+def transfer(inputs, output, *extra, content=None, style=None):
+    args = ["transfer", content or inputs["content"], style or inputs["style"], "-o", output,
+            "--config", inputs["config"], "-q", *extra]
+    return runner.invoke(cli.app, [str(a) for a in args])
+
+
+def error_line(result, code: int = 2) -> str:
+    """The single `error:` line of a refused run (exit code, no traceback, nothing on stdout)."""
+    assert result.exit_code == code, (result.exit_code, result.output, result.exception)
+    assert "Traceback" not in result.output and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def snapshot(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def paint(path: Path, h: int, w: int, top, bottom) -> Path:
+    mask = np.empty((h, w, 3), np.uint8)
+    mask[: h // 2], mask[h // 2:] = top, bottom
+    Image.fromarray(mask).save(path)
+    return path
+
+
+# ----------------------------------------------------------------------------- 1: --log
+
+
+def test_a_refused_run_leaves_an_existing_log_as_it_was(inputs, tmp_path, no_steps):
+    log = tmp_path / "run.jsonl"
+    log.write_text('{"stage": "stage1", "iteration": 25}\n')
+    before = snapshot(tmp_path)
+    line = error_line(transfer(inputs, tmp_path / "out.png", "--log", log, style=tmp_path / "missing.png"))
+    assert "missing.png: no such file" in line
+    assert snapshot(tmp_path) == before  # the log still holds the earlier run's records
+    assert no_steps == []
+
+
+# ----------------------------------------------------------------------------- 5: unwritable outputs
+
+
+@pytest.fixture
+def locked(tmp_path, monkeypatch):
+    """A folder in which no file can be created (as a read-only folder is, even for root)."""
+    folder = tmp_path / "locked"
+    folder.mkdir()
+    real_open = os.open
+
+    def guarded(path, flags, *args, **kwargs):
+        if Path(path).parent == folder and flags & os.O_CREAT:
+            raise PermissionError(errno.EACCES, "Permission denied", str(path))
+        return real_open(path, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", guarded)
+    return folder
+
+
+def test_an_unwritable_output_folder_is_refused_before_any_work(inputs, locked, no_steps):
+    line = error_line(transfer(inputs, locked / "out.png"))
+    assert f"cannot write the result {locked / 'out.png'}: Permission denied" in line
+    assert ".tmp" not in line and no_steps == []
+    assert list(locked.iterdir()) == []
+
+
+def test_an_unwritable_log_folder_is_refused_before_any_work(inputs, tmp_path, locked, no_steps):
+    line = error_line(transfer(inputs, tmp_path / "out.png", "--log", locked / "run.jsonl"))
+    assert "cannot write --log" in line and "run.jsonl" in line and no_steps == []
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes to read-only folders")
+def test_a_read_only_output_folder_is_refused_before_any_work(inputs, tmp_path, no_steps):
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    folder.chmod(0o555)
+    try:
+        line = error_line(transfer(inputs, folder / "out.png"))
+    finally:
+        folder.chmod(0o755)
+    assert "cannot write the result" in line and no_steps == []
+
+
+def test_a_failed_write_names_the_output_not_the_temporary_file(locked):
+    with pytest.raises(OSError) as caught:
+        io.save_image(np.zeros((4, 4, 3), np.float32), locked / "out.png")
+    assert caught.value.filename == str(locked / "out.png")
+
+
+def test_an_output_hard_linked_to_an_input_is_refused_even_with_force(inputs, tmp_path, no_steps):
+    out = tmp_path / "out.png"
+    os.link(inputs["content"], out)
+    original = inputs["content"].read_bytes()
+    line = error_line(transfer(inputs, out, "--force"))
+    assert "refusing to write the result over the input" in line and "--force never replaces an input" in line
+    assert inputs["content"].read_bytes() == original and no_steps == []
+
+
+# ----------------------------------------------------------------------------- 6: numbers
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--max-side", "0"], "--max-side must be at least 1 (pixels), got 0"),
+    (["--set", "loss.style_weight=nan"], "setting loss.style_weight must be a finite number, got nan"),
+    (["--set", "loss.photo_weight=inf"], "setting loss.photo_weight must be a finite number, got inf"),
+    (["--set", "stage2.learning_rate=-inf"], "setting stage2.learning_rate must be a finite number"),
+    (["--save-every", "-1"], "--save-every must be 0"),
+    (["--set", "loss.style_wieght=1"], "unknown setting 'loss.style_wieght' (did you mean 'loss.style_weight'?)"),
+])
+def test_bad_numbers_and_names_are_refused_before_any_work(inputs, tmp_path, no_steps, extra, message):
+    before = snapshot(tmp_path)
+    assert message in error_line(transfer(inputs, tmp_path / "out.png", *extra))
+    assert snapshot(tmp_path) == before and no_steps == []
+
+
+def test_batch_max_side_0_is_refused_before_any_work(inputs, tmp_path, no_steps):
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("content,style\ncontent.png,style.png\n")
+    result = runner.invoke(cli.app, ["batch", str(manifest), "-o", str(tmp_path / "out"), "--config",
+                                     str(inputs["config"]), "--max-side", "0", "-q"])
+    assert "max_side must be at least 1 (pixels), got 0" in error_line(result)
+    assert no_steps == [] and not (tmp_path / "out" / "summary.json").exists()
+
+
+# ----------------------------------------------------------------------------- 8: masks with no label in common
+
+
+def test_masks_that_share_no_label_are_refused_before_any_work(inputs, tmp_path, no_steps):
+    content_mask = paint(tmp_path / "cm.png", H, W, BLUE, GREEN)
+    style_mask = paint(tmp_path / "sm.png", H, W, RED, YELLOW)
+    line = error_line(transfer(inputs, tmp_path / "out.png", "--content-mask", content_mask,
+                               "--style-mask", style_mask))
+    assert "have none in common" in line and "same colour" in line
+    assert not (tmp_path / "out.png").exists() and no_steps == []
+
+
+# ----------------------------------------------------------------------------- 2: batch output = input
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_a_batch_item_whose_output_is_its_input_fails_before_any_work(inputs, tmp_path, monkeypatch, no_steps,
+                                                                      force):
+    os.link(inputs["style"], tmp_path / "linked.png")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("content,style,output\ncontent.png,style.png,content.png\ncontent.png,linked.png,style.png\n")
+    batches = []
+    monkeypatch.setattr(R, "stylize_batch", lambda *a, **k: batches.append(a) or pytest.fail("a batch ran"))
+    before = snapshot(tmp_path)
+    result = runner.invoke(cli.app, ["batch", str(manifest), "-o", str(tmp_path), "--config", str(inputs["config"]),
+                                     "-q", *(["--force"] if force else [])])
+    assert result.exit_code == 3, (result.output, result.exception)  # failed, not "skipped"
+    assert "0 done, 0 skipped, 2 failed" in result.stderr
+    items = {e["key"]: e for e in R.read_summary(tmp_path)["items"]}
+    assert "is this item's content" in items["content.png"]["reason"]
+    assert "is this item's style" in items["style.png"]["reason"]  # through a hard link
+    assert all("--force never writes over an input" in e["reason"] for e in items.values())
+    after = snapshot(tmp_path)
+    assert {k: after[k] for k in before} == before and batches == [] and no_steps == []
+
+
+# ----------------------------------------------------------------------------- 9: Ctrl-C, transparency
+
+
+def test_ctrl_c_before_the_optimisation_exits_130_without_a_traceback(inputs, tmp_path, monkeypatch):
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(io, "load_image", interrupted)
+    result = transfer(inputs, tmp_path / "out.png")
+    assert result.exit_code == 130, (result.output, result.exception)
+    assert result.stderr.strip() == "interrupted" and "Traceback" not in result.output
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_a_real_ctrl_c_while_jax_loads_exits_130_without_a_traceback(inputs, tmp_path):
+    """SIGINT as soon as the process has loaded jaxlib (its first seconds): no traceback."""
+    script = Path(sys.executable).with_name("jaxstyle")
+    if not script.is_file() or not Path("/proc/self/maps").exists():
+        pytest.skip("needs the installed console script and /proc")
+    env = {k: v for k, v in os.environ.items() if k != "JAXSTYLE_DEBUG"}
+    proc = subprocess.Popen([str(script), "transfer", str(inputs["content"]), str(inputs["style"]), "-o",
+                             str(tmp_path / "out.png"), "--config", str(inputs["config"]), "-q"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                if "jaxlib" in Path(f"/proc/{proc.pid}/maps").read_text():
+                    break
+            except OSError:
+                pass
+            time.sleep(0.005)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert "interrupted" in err and not (tmp_path / "out.png").exists()
+
+
+def test_transparent_pixels_put_on_white_come_with_a_note(tmp_path):
+    rgba = np.zeros((H, W, 4), np.uint8)
+    rgba[..., :3] = 90
+    rgba[..., 3] = 255
+    rgba[:4, :4, 3] = 0  # a transparent corner
+    Image.fromarray(rgba).save(tmp_path / "content.png")
+    io.save_image(synthetic_photo(H, W, 3), tmp_path / "style.png")
+    content, _, _, _, notes = load_inputs(tmp_path / "content.png", tmp_path / "style.png")
+    np.testing.assert_allclose(content[:4, :4], 1.0)  # white
+    assert len(notes) == 1 and "content image" in notes[0] and "transparent pixels" in notes[0]
+    # In-memory RGBA arrays too; an opaque alpha channel needs no note.
+    assert "transparent" in load_inputs(rgba, tmp_path / "style.png")[4][0]
+    rgba[..., 3] = 255
+    assert load_inputs(rgba, tmp_path / "style.png")[4] == ()

@@ -1,0 +1,129 @@
+"""`jaxstyle transfer` delivers the content photo at its own size (after EXIF rotation): solved at
+--max-side, carried to full size by the upsampling stage, with the photo's ICC profile and EXIF
+kept (orientation reset), 8- or 16-bit, and both sizes in the metadata."""
+
+import importlib
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageCms
+from typer.testing import CliRunner
+
+from conftest import synthetic_photo
+from jaxstyle import cli, io
+
+runner = CliRunner()
+STORED_H, STORED_W = 96, 144  # as stored; EXIF orientation 6 (a quarter turn) shows it 144 x 96
+TINY_TOML = """base = "fast"
+[loss]
+content_layers = ["relu2_1"]
+style_layers = ["relu1_1", "relu2_1"]
+[stage1]
+iterations = 2
+[stage2]
+iterations = 2
+[smooth]
+radius = 2
+"""
+ORIENTATION, MAKE = 0x0112, 0x010F
+
+
+@pytest.fixture(autouse=True)
+def bundled_weights(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("JAXSTYLE_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture(scope="module")
+def photo(tmp_path_factory):
+    """A JPEG shown upright as 144 x 96 (stored 96 x 144 with orientation 6), with an sRGB profile."""
+    folder = tmp_path_factory.mktemp("photo")
+    pixels = (synthetic_photo(STORED_H, STORED_W, 1) * 255).astype(np.uint8)
+    exif = Image.Exif()
+    exif[ORIENTATION], exif[MAKE] = 6, "TestCam"
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    Image.fromarray(pixels).save(folder / "content.jpg", quality=95, exif=exif.tobytes(), icc_profile=icc)
+    io.save_image(synthetic_photo(40, 48, 4)[..., ::-1], folder / "style.png")
+    (folder / "tiny.toml").write_text(TINY_TOML)
+    return {"content": folder / "content.jpg", "style": folder / "style.png", "config": folder / "tiny.toml",
+            "icc": icc}
+
+
+def transfer(photo, out, *extra):
+    return runner.invoke(cli.app, ["transfer", str(photo["content"]), str(photo["style"]), "-o", str(out),
+                                   "--config", str(photo["config"]), "--max-side", "32", "-q", *map(str, extra)])
+
+
+def png16(path: Path) -> np.ndarray:
+    """The pixels of a 16-bit RGB PNG, decoded from the chunks (PNG spec; filter type 0 rows)."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, header = 8, b"", None
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        body = data[pos + 8:pos + 8 + length]
+        header = body if kind == b"IHDR" else header
+        idat += body if kind == b"IDAT" else b""
+        pos += 12 + length
+    w, h, depth, colour = struct.unpack(">IIBB", header[:10])
+    assert (depth, colour) == (16, 2)
+    rows = np.frombuffer(zlib.decompress(idat), np.uint8).reshape(h, 1 + 6 * w)
+    assert (rows[:, 0] == 0).all()
+    return rows[:, 1:].copy().view(">u2").reshape(h, w, 3).astype(np.uint16)
+
+
+def test_the_result_has_the_photos_own_size_profile_and_exif(photo, tmp_path):
+    out = tmp_path / "out.jpg"
+    result = transfer(photo, out, "--jpeg-quality", 90)
+    assert result.exit_code == 0, (result.output, result.exception)
+    with Image.open(out) as im:
+        assert im.size == (STORED_H, STORED_W)  # (W, H): upright, the photo's own size
+        assert im.info["icc_profile"] == photo["icc"]
+        exif = im.getexif()
+        assert exif[ORIENTATION] == 1 and exif[MAKE] == "TestCam"
+    meta = io.read_metadata(out)
+    assert meta["size"] == [STORED_W, STORED_H] and meta["working_size"] == [32, 21]
+    # the full-size result follows the content's structure: it is no blurred upscale of the working size
+    content = io.load_image(photo["content"])
+    image = io.load_image(out)
+    detail = lambda a: np.abs(np.diff(a, axis=1)).mean()  # noqa: E731
+    small = io.resize_image(image, (32, 21))
+    assert detail(image) > 0.7 * detail(content) > detail(io.resize_image(small, image.shape[:2]))
+
+
+def test_sixteen_bits_and_a_capped_output_size(photo, tmp_path):
+    out = tmp_path / "out.png"
+    result = transfer(photo, out, "--bits", 16, "--max-output-side", 72)
+    assert result.exit_code == 0, (result.output, result.exception)
+    pixels = png16(out)
+    assert pixels.shape == (72, 48, 3)
+    assert len(np.unique(pixels)) > 256 and not np.all(pixels % 257 == 0)  # more than 8 bits' worth
+    with Image.open(out) as im:
+        assert im.info["icc_profile"] == photo["icc"] and im.getexif()[ORIENTATION] == 1
+    assert io.read_metadata(out)["size"] == [72, 48]
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("--bits", 16), "16 bits (a .png output)"),
+    (("--bits", 12), "--bits 12"),
+    (("--jpeg-quality", 0), "--jpeg-quality must be from 1 to 100"),
+    (("--max-output-side", -1), "max_output_side must be >= 0"),
+])
+def test_bad_output_options_are_refused_before_any_work(photo, tmp_path, extra, message, monkeypatch):
+    monkeypatch.setattr(importlib.import_module("jaxstyle.stylize"), "run_host",
+                        lambda *a, **k: pytest.fail("the pipeline ran"))
+    result = transfer(photo, tmp_path / "out.jpg", *extra)
+    assert result.exit_code == 2 and message in result.stderr, result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_photo_too_large_for_the_memory_is_refused_before_any_work(photo, tmp_path, monkeypatch):
+    monkeypatch.setattr(importlib.import_module("jaxstyle.stylize"), "run_host",
+                        lambda *a, **k: pytest.fail("the pipeline ran"))
+    monkeypatch.setattr(io, "available_memory", lambda: 100_000)
+    result = transfer(photo, tmp_path / "out.jpg")
+    assert result.exit_code == 2, result.output
+    assert "pass --max-output-side" in result.stderr and "GiB" in result.stderr
+    assert list(tmp_path.iterdir()) == []
