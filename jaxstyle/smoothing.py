@@ -139,13 +139,13 @@ def local_affine_coefficients(output: jax.Array, content: jax.Array, *,
         cov = cov + di[..., :, None] * di[..., None, :]
         cross = cross + di[..., :, None] * do[..., None, :]
 
-    colour = _solve_spd3(cov + eps * jnp.eye(3, dtype=dtype), cross)  # [h, w, in, out]
+    colour = solve_sym3(cov + eps * jnp.eye(3, dtype=dtype), cross)  # [h, w, in, out]
     colour = jnp.swapaxes(colour, -1, -2)  # [h, w, out, in]
     offset = mean_out - jnp.einsum("hwoi,hwi->hwo", colour, mean_in)  # [h, w, 3]
     return jnp.concatenate([colour, offset[..., None]], axis=-1)
 
 
-def _solve_spd3(m: jax.Array, b: jax.Array) -> jax.Array:
+def solve_sym3(m: jax.Array, b: jax.Array) -> jax.Array:
     """`m^{-1} b` for symmetric 3x3 `m` `[..., 3, 3]` by cofactors (elementwise, no LAPACK)."""
     a, bb, c = m[..., 0, 0], m[..., 0, 1], m[..., 0, 2]
     d, e, f = m[..., 1, 1], m[..., 1, 2], m[..., 2, 2]
@@ -256,7 +256,7 @@ def guided_filter(guide: jax.Array, source: jax.Array, *, radius: int = REFINE_R
     mean_p = box_mean(source, r)  # [h, w, C]
     cov_ip = box_mean(guide[..., :, None] * source[..., None, :], r) - mean_i[..., :, None] * mean_p[..., None, :]
     var_i = box_mean(guide[..., :, None] * guide[..., None, :], r) - mean_i[..., :, None] * mean_i[..., None, :]
-    a = _solve_spd3(var_i + eps * jnp.eye(3, dtype=dtype), cov_ip)  # [h, w, 3, C]
+    a = solve_sym3(var_i + eps * jnp.eye(3, dtype=dtype), cov_ip)  # [h, w, 3, C]
     b = mean_p - jnp.einsum("hwic,hwi->hwc", a, mean_i)  # [h, w, C]
     return jnp.einsum("hwic,hwi->hwc", box_mean(a, r), guide) + box_mean(b, r)
 

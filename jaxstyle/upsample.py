@@ -62,6 +62,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxstyle.errors import JaxstyleError
+from jaxstyle.smoothing import solve_sym3
 
 DEFAULT_RADIUS = 1  # fit windows of 3x3 working-size pixels
 DEFAULT_EPS = 1e-5  # ridge toward the global map, in colour variance (std 0.003, ~1 level of 255)
@@ -114,20 +115,6 @@ def _check_positive(name: str, value) -> None:
 
 
 # ----------------------------------------------------------------------------- fitting
-
-
-def _solve_sym3(m: jax.Array, b: jax.Array) -> jax.Array:
-    """`m^{-1} b` for symmetric positive definite `m` `[..., 3, 3]` and `b` `[..., 3, K]`,
-    by cofactors (elementwise: no LAPACK call per pixel)."""
-    a, bb, c = m[..., 0, 0], m[..., 0, 1], m[..., 0, 2]
-    d, e, f = m[..., 1, 1], m[..., 1, 2], m[..., 2, 2]
-    c00, c01, c02 = d * f - e * e, c * e - bb * f, bb * e - c * d
-    c11, c12, c22 = a * f - c * c, bb * c - a * e, a * d - bb * bb
-    det = a * c00 + bb * c01 + c * c02
-    adj = jnp.stack([jnp.stack([c00, c01, c02], -1),
-                     jnp.stack([c01, c11, c12], -1),
-                     jnp.stack([c02, c12, c22], -1)], -2)  # [..., 3, 3]
-    return jnp.einsum("...ij,...jk->...ik", adj, b) / det[..., None, None]
 
 
 def global_affine(content: jax.Array, result: jax.Array, *,
@@ -208,7 +195,7 @@ def fit_affine(content_small: jax.Array, result_small: jax.Array, *, radius: int
     cov = s2 / s0[..., None, None] - mean_d[..., :, None] * mean_d[..., None, :]  # [h, w, 3, 3]
     cross = x2 / s0[..., None, None] - mean_d[..., :, None] * mean_e[..., None, :]  # [h, w, in, out]
     prior_t = jnp.swapaxes(prior[..., :3], -1, -2)  # [(h, w,) in, out]
-    colour_t = _solve_sym3(cov + eps * jnp.eye(3, dtype=dtype), cross + eps * prior_t)
+    colour_t = solve_sym3(cov + eps * jnp.eye(3, dtype=dtype), cross + eps * prior_t)
     colour = jnp.swapaxes(colour_t, -1, -2)  # [h, w, out, in]
     offset = o + mean_e - jnp.einsum("hwoi,hwi->hwo", colour, c + mean_d)  # [h, w, 3]
     maps = jnp.concatenate([colour, offset[..., None]], axis=-1)  # [h, w, 3, 4]

@@ -204,6 +204,7 @@ def test_summary_json_has_the_images_permissions(tmp_path, monkeypatch):
     assert (tmp_path / "out" / "summary.json").stat().st_mode & 0o777 == 0o644
 
 
+@pytest.mark.slow  # compile-heavy: keeps the default suite under 5 minutes; CI runs it via -m slow
 def test_items_of_different_full_sizes_share_a_bucket_and_keep_their_sizes(tmp_path):
     """Two photos of one aspect, 64x96 and 96x144, solve together at 32x48 and come back at their sizes."""
     folder = tmp_path / "in"

@@ -254,7 +254,7 @@ def test_transfer_writes_png_with_metadata_log_and_snapshots(inputs, tmp_path):
     assert result.exit_code == 0, (result.output, result.exception)
     assert result.stdout == ""
     assert "stage1     4/4" in result.stderr and "stage2     4/4" in result.stderr and "ETA" in result.stderr
-    assert f"wrote {out} ({W}x{H})" in result.stderr
+    assert f"wrote {out} ({W}x{H}, solved at {W}x{H})" in result.stderr
 
     assert out.read_bytes()[:8] == PNG_SIGNATURE
     with Image.open(out) as im:

@@ -184,6 +184,7 @@ def test_feathered_masks_keep_coverage_and_follow_colour_edges():
     np.testing.assert_allclose(soft[rows, 29, 2], 1, atol=0.05)
 
 
+@pytest.mark.slow  # compile-heavy: keeps the default suite under 5 minutes; CI runs it via -m slow
 @pytest.mark.parametrize("radius", [2, 4])
 def test_feathered_start_has_no_seam_where_a_border_crosses_smooth_shading(radius):
     content = shaded_with_a_step()

@@ -82,6 +82,7 @@ def test_files_equal_evaluate_triple_with_masks_and_reference(files, vgg16):
     assert all(isinstance(v, float) and math.isfinite(v) for v in got.values())
 
 
+@pytest.mark.slow  # compile-heavy: keeps the default suite under 5 minutes; CI runs it via -m slow
 def test_files_without_masks_or_reference(files, vgg16):
     got = E.evaluate_files(files["content"], files["style"], files["output"], weights=vgg16)
     assert tuple(got) == METRIC_KEYS

@@ -152,6 +152,7 @@ def test_unknown_style_normalization_has_a_did_you_mean():
         LossConfig(style_normalization="targte")
 
 
+@pytest.mark.slow  # compile-heavy: keeps the default suite under 5 minutes; CI runs it via -m slow
 def test_feathered_masks_are_those_of_feather_masks_and_one_region_is_untouched(vgg16, images):
     from jaxstyle.color import feather_masks
     from jaxstyle.masks import propagate_masks
@@ -182,6 +183,7 @@ def test_negative_mask_feather_is_refused():
         LossConfig(mask_feather=-1)
 
 
+@pytest.mark.slow  # compile-heavy: keeps the default suite under 5 minutes; CI runs it via -m slow
 def test_region_photo_scale_multiplies_lambda_only_with_several_regions(vgg16, images):
     c, s, cm, sm = images
     cfg = CFG.with_updates(region_photo_scale=3.0)

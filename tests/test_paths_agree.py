@@ -26,8 +26,8 @@ TINY = """base = "{preset}"
 backbone = "vgg16"
 max_side = 48
 [loss]
-content_layers = ["relu2_1"]
-style_layers = ["relu1_1", "relu2_1"]
+content_layers = ["relu1_2"]
+style_layers = ["relu1_1", "relu1_2"]
 [stage1]
 iterations = 3
 chunk_size = 2

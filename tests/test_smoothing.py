@@ -292,6 +292,7 @@ def test_guided_filter_matches_reference(radius, eps, mode):
     np.testing.assert_allclose(got, want, atol=2e-5)
 
 
+@pytest.mark.slow  # compile-heavy: keeps the default suite under 5 minutes; CI runs it via -m slow
 def test_guided_filter_keeps_constants_and_global_affine_functions_of_the_guide():
     guide = random_content(17, 15, seed=5)
     np.testing.assert_allclose(smoothing.guided_filter(f32(guide), jnp.full((17, 15, 1), 0.3)), 0.3, atol=1e-6)
