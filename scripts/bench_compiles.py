@@ -1,6 +1,7 @@
 """XLA compiles of a cold `jaxstyle transfer`: how many programs, and their seconds, against a baseline.
 
-Each run is a fresh process with the persistent compilation cache off, running the command
+Each run is a fresh process with the persistent compilation cache off, on the demo pair with
+the content resized to the working size (so both deliver the same size), running the command
 line in-process (`jaxstyle.cli.app`) with a `jax.monitoring` listener that counts
 `/jax/core/compile/backend_compile_duration` events (one per XLA compile) and sums them,
 besides the tracing and lowering time. The baseline is another git revision, checked out
@@ -54,12 +55,12 @@ def run_once(checkout: Path, args: argparse.Namespace, folder: Path, label: str,
     """One cold transfer in a fresh process importing jaxstyle from `checkout`."""
     stats = folder / f"{label}-{index}.json"
     out = folder / f"{label}-{index}.png"
-    content, style = (str(ROOT / "jaxstyle" / "data" / f"demo_{n}.jpg") for n in ("content", "style"))
+    content, style = str(folder / "content.png"), str(ROOT / "jaxstyle" / "data" / "demo_style.jpg")
     command = [sys.executable, "-c", WORKER, str(stats), json.dumps(EVENTS), "transfer", content, style,
                "-o", str(out), "--config", args.config, "--max-side", str(args.max_side), "-q"]
     env = {**os.environ, "PYTHONPATH": str(checkout), "JAXSTYLE_COMPILE_CACHE": "off", "JAX_PLATFORMS": "cpu"}
     done = subprocess.run(command, env=env, capture_output=True, text=True, cwd=folder)
-    if done.returncode != 0:
+    if done.returncode != 0 or not out.is_file():
         raise SystemExit(f"{label} run failed:\n{done.stdout}\n{done.stderr}")
     return json.loads(stats.read_text())
 
@@ -77,6 +78,16 @@ def main() -> None:
         base = folder / "baseline"
         subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(base), args.baseline],
                        check=True, capture_output=True)
+        # The installed package maps jaxstyle.configs to this checkout's configs/; the baseline
+        # must read its own presets.
+        (base / "jaxstyle" / "configs").symlink_to(base / "configs", target_is_directory=True)
+        # the content at the working size: both checkouts deliver the same size (no upsampling)
+        from PIL import Image
+
+        with Image.open(ROOT / "jaxstyle" / "data" / "demo_content.jpg") as im:
+            scale = args.max_side / max(im.size)
+            im.convert("RGB").resize((round(im.size[0] * scale), round(im.size[1] * scale)),
+                                     Image.Resampling.LANCZOS).save(folder / "content.png")
         try:
             runs: dict[str, list[dict]] = {"baseline": [], "this": []}
             for i in range(args.repeats):

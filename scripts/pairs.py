@@ -391,7 +391,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     print(modes_table(results))
     if args.json:
-        settings = {"max_side": args.max_side, "seed": args.seed, "max_regions": args.max_regions,
+        settings = {"max_side": args.max_side, "working_side": args.working_side, "seed": args.seed, "max_regions": args.max_regions,
                     "config": None if cfg is None else cfg.to_dict(), "pairs": [r["pair"] for r in results],
                     "modes": modes}
         common.write_json(args.json, {"settings": settings, "results": results})
@@ -411,8 +411,8 @@ def record_arm(record: dict[str, Any], pair: Pair, mode: str, auto: masks.MaskPa
     arm: dict[str, Any] = {}
     prefilter = None
     if mode in STYLISED:
-        result = stylise(pair, mode, auto, cfg, style_weights, args.max_side)
-        image = result.image
+        result = stylise(pair, mode, auto, cfg, style_weights, getattr(args, "working_side", None) or args.max_side)
+        image = result.image  # at --max-side: solved at --working-side and carried there
         prefilter = result.stages[list(result.stages)[-1]]
         arm = {"seconds": result.seconds.get("total"), "stage_seconds": result.seconds, "status": result.status,
                "iterations": {stage: len(losses) for stage, losses in result.history.items()}}
@@ -589,6 +589,9 @@ def add_pair_args(parser: argparse.ArgumentParser, *, default: Sequence[int] | N
     parser.set_defaults(default_pairs=None if default is None else list(default))
     if sizes:
         parser.add_argument("--max-side", type=int, default=256, help="longer side of both photos (px)")
+        parser.add_argument("--working-side", type=int, default=None,
+                            help="solve at this longer side and deliver at --max-side through the upsampling "
+                                 "stage (default: solve at --max-side)")
         parser.add_argument("--seed", type=int, default=0, help="seed of the automatic masks")
         parser.add_argument("--max-regions", type=int, default=6, help="upper bound on automatic regions")
 
