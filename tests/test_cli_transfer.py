@@ -290,6 +290,7 @@ def test_transfer_writes_png_with_metadata_log_and_snapshots(inputs, tmp_path):
     assert transfer(inputs, out, "-q", "--force").exit_code == 0
 
 
+@pytest.mark.slow  # compile-heavy: keeps the default suite under 5 minutes; CI runs it via -m slow
 def test_iterations_seed_and_no_smooth_are_honoured(tmp_path):
     """The config file says 6 iterations and seed 9; the options win (and are recorded)."""
     inputs = make_inputs(tmp_path, iterations=6, seed=9)
@@ -342,6 +343,7 @@ def test_the_result_records_which_weights_made_it(inputs, tmp_path, monkeypatch)
         weights_lib.resolve_weights.cache_clear()
 
 
+@pytest.mark.slow  # compile-heavy: keeps the default suite under 5 minutes; CI runs it via -m slow
 def test_refine_adds_the_content_detail_to_the_filtered_result(inputs, tmp_path):
     """--refine: the filtered result plus the content's detail layer (recorded in the metadata)."""
     plain, refined = tmp_path / "plain.png", tmp_path / "refined.png"

@@ -2,8 +2,10 @@
 
 `stylize` (host-driven), `stylize_image` (pure, jitted), `stylize_batch` (two items on one
 device, and the same two sharded over two devices), and the command line (`jaxstyle transfer`
-and `jaxstyle batch`) all run the one plan of `jaxstyle.pipeline`. Each preset runs in a
-subprocess with two simulated CPU devices; its images come back in an .npz.
+and `jaxstyle batch`) all run the one plan of `jaxstyle.pipeline`. The library paths run in
+this process for every preset; the sharded and command-line paths in a subprocess with two
+simulated CPU devices (its images come back in an .npz): `fast` in the default suite, the other
+presets with the slow tests.
 """
 
 import os
@@ -12,8 +14,15 @@ import sys
 import textwrap
 from pathlib import Path
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
+
+from conftest import synthetic_photo, two_region_mask
+from jaxstyle.batch import stylize_batch
+from jaxstyle.config import load_config
+from jaxstyle.stylize import stylize, stylize_image
 
 TESTS = Path(__file__).parent
 # float32: batched, sharded and fused programs sum in other orders than a single run, and the
@@ -43,69 +52,68 @@ SCRIPT = textwrap.dedent("""
     from pathlib import Path
 
     import jax
-    import jax.numpy as jnp
     import numpy as np
-    from PIL import Image
-    from typer.testing import CliRunner
 
     sys.path.insert(0, sys.argv[1])
-    from conftest import synthetic_photo, two_region_mask
-    from jaxstyle import io
-    from jaxstyle.batch import batch_mesh, stylize_batch
-    from jaxstyle.cli import app
+    from jaxstyle.batch import stylize_batch
     from jaxstyle.config import load_config
-    from jaxstyle.stylize import stylize, stylize_image
+    from jaxstyle.stylize import stylize
     from jaxstyle.weights import embedded_vgg16
 
     folder = Path(sys.argv[2])
     cfg = load_config(folder / "tiny.toml")
     weights = embedded_vgg16()
     assert jax.local_device_count() == 2
-    def eight_bit(image):  # what a PNG holds, so the files the commands read are these arrays
-        return (np.round(image * 255) / 255).astype(np.float32)
+    from test_paths_agree import tiny_pairs
 
-    pairs = [(eight_bit(synthetic_photo(32, 48, i)), eight_bit(synthetic_photo(36, 40, i + 3)[..., ::-1]),
-              two_region_mask(32, 48, i), two_region_mask(36, 40, i + 3)) for i in range(2)]
+    pairs = tiny_pairs()
     out = {}
     out["stylize"] = np.stack([stylize(c, s, content_mask=cm, style_mask=sm, config=cfg, weights=weights).image
                                for c, s, cm, sm in pairs])
-    pure = jax.jit(lambda *a: stylize_image(weights, *a, config=cfg))
-    out["stylize_image"] = np.stack([pure(*(jnp.asarray(a) for a in p)) for p in pairs])
     stacked = [np.stack(a) for a in zip(*pairs)]
-    one = stylize_batch(*stacked, config=cfg, weights=weights, mesh=batch_mesh(jax.devices()[:1]))
-    out["stylize_batch"] = np.asarray(one.images)
     two = stylize_batch(*stacked, config=cfg, weights=weights)
     assert len(two.images.sharding.device_set) == 2
     out["sharded"] = np.asarray(two.images)
 
-    # The command line: the same pairs as files, colour-coded masks
-    colours = np.array([[0, 0, 255], [0, 255, 0]], np.uint8)
-    rows = ["content,style,content_mask,style_mask,output"]
-    for i, (c, s, cm, sm) in enumerate(pairs):
-        io.save_image(c, folder / f"c{i}.png", overwrite=True)
-        io.save_image(s, folder / f"s{i}.png", overwrite=True)
-        Image.fromarray(colours[np.argmax(cm, -1)]).save(folder / f"cm{i}.png")
-        Image.fromarray(colours[np.argmax(sm, -1)]).save(folder / f"sm{i}.png")
-        rows.append(f"c{i}.png,s{i}.png,cm{i}.png,sm{i}.png,b{i}.png")
-    (folder / "pairs.csv").write_text("\\n".join(rows) + "\\n")
-    runner = CliRunner()
-    config = str(folder / "tiny.toml")
-    for i in range(2):
-        r = runner.invoke(app, ["transfer", str(folder / f"c{i}.png"), str(folder / f"s{i}.png"), "-o",
-                                str(folder / f"t{i}.png"), "--content-mask", str(folder / f"cm{i}.png"),
-                                "--style-mask", str(folder / f"sm{i}.png"), "--config", config, "-q"])
-        assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["batch", str(folder / "pairs.csv"), "-o", str(folder / "out"), "--config", config, "-q"])
-    assert r.exit_code == 0, r.output
-    out["transfer_png"] = np.stack([np.asarray(Image.open(folder / f"t{i}.png")) for i in range(2)])
-    out["batch_png"] = np.stack([np.asarray(Image.open(folder / "out" / f"b{i}.png")) for i in range(2)])
     np.savez(folder / "images.npz", **out)
     print("paths ok")
 """)
 
 
+def tiny_pairs() -> list[tuple[np.ndarray, ...]]:
+    """Two (content, style, content mask, style mask) pairs, the photos at 8-bit values (what a PNG
+    holds, so the files the commands read are these arrays)."""
+
+    def eight_bit(image):
+        return (np.round(image * 255) / 255).astype(np.float32)
+
+    return [(eight_bit(synthetic_photo(32, 48, i)), eight_bit(synthetic_photo(36, 40, i + 3)[..., ::-1]),
+             two_region_mask(32, 48, i), two_region_mask(36, 40, i + 3)) for i in range(2)]
+
+
+def assert_same(image, reference, name):
+    np.testing.assert_allclose(image, reference, rtol=0, atol=ATOL, err_msg=name)
+    assert np.abs(image - reference).mean() < MEAN_ATOL, name
+
+
 @pytest.mark.parametrize("preset", ["paper", "default", "fast"])
-def test_every_entry_point_gives_the_same_image(preset, tmp_path):
+def test_library_entry_points_give_the_same_image(preset, vgg16, tmp_path):
+    (tmp_path / "tiny.toml").write_text(TINY.format(preset=preset))
+    cfg = load_config(tmp_path / "tiny.toml")
+    pairs = tiny_pairs()
+    reference = np.stack([stylize(c, s, content_mask=cm, style_mask=sm, config=cfg, weights=vgg16).image
+                          for c, s, cm, sm in pairs])
+    assert reference.shape == (2, 32, 48, 3)
+    assert not np.allclose(reference[0], reference[1], atol=0.05)  # two different pairs
+    pure = jax.jit(lambda *a: stylize_image(vgg16, *a, config=cfg))
+    assert_same(np.stack([pure(*(jnp.asarray(a) for a in p)) for p in pairs]), reference, "stylize_image")
+    batch = stylize_batch(*(np.stack(a) for a in zip(*pairs)), config=cfg, weights=vgg16)
+    assert_same(np.asarray(batch.images), reference, "stylize_batch")
+
+
+@pytest.mark.parametrize("preset", [pytest.param("paper", marks=pytest.mark.slow),
+                                    pytest.param("default", marks=pytest.mark.slow), "fast"])
+def test_a_batch_sharded_over_two_devices_gives_the_same_image(preset, tmp_path):
     (tmp_path / "tiny.toml").write_text(TINY.format(preset=preset))
     script = tmp_path / "paths.py"
     script.write_text(SCRIPT)
@@ -118,11 +126,43 @@ def test_every_entry_point_gives_the_same_image(preset, tmp_path):
     reference = images.pop("stylize")
     assert reference.shape == (2, 32, 48, 3)
     assert not np.allclose(reference[0], reference[1], atol=0.05)  # two different pairs
-    for name in ("stylize_image", "stylize_batch", "sharded"):
-        np.testing.assert_allclose(images[name], reference, rtol=0, atol=ATOL, err_msg=name)
-        assert np.abs(images[name] - reference).mean() < MEAN_ATOL, name
-    # What the two commands wrote: 8-bit PNGs, equal to each other and to the library's result
-    # (float32 noise may move a pixel across a rounding boundary: one level at most).
-    transfer, batch = images["transfer_png"].astype(int), images["batch_png"].astype(int)
+    assert_same(images["sharded"], reference, "sharded")
+
+
+def test_transfer_and_batch_commands_write_the_same_image(vgg16, tmp_path):
+    """`jaxstyle transfer` and `jaxstyle batch --config fast` on the same files: the same PNG, the library's."""
+    from PIL import Image
+    from typer.testing import CliRunner
+
+    from jaxstyle import io
+    from jaxstyle.cli import app
+
+    (tmp_path / "tiny.toml").write_text(TINY.format(preset="fast"))
+    config = str(tmp_path / "tiny.toml")
+    pairs = tiny_pairs()
+    colours = np.array([[0, 0, 255], [0, 255, 0]], np.uint8)
+    rows = ["content,style,content_mask,style_mask,output"]
+    for i, (c, s, cm, sm) in enumerate(pairs):
+        io.save_image(c, tmp_path / f"c{i}.png")
+        io.save_image(s, tmp_path / f"s{i}.png")
+        Image.fromarray(colours[np.argmax(cm, -1)]).save(tmp_path / f"cm{i}.png")
+        Image.fromarray(colours[np.argmax(sm, -1)]).save(tmp_path / f"sm{i}.png")
+        rows.append(f"c{i}.png,s{i}.png,cm{i}.png,sm{i}.png,b{i}.png")
+    (tmp_path / "pairs.csv").write_text("\n".join(rows) + "\n")
+    runner = CliRunner()
+    for i in range(2):
+        r = runner.invoke(app, ["transfer", str(tmp_path / f"c{i}.png"), str(tmp_path / f"s{i}.png"), "-o",
+                                str(tmp_path / f"t{i}.png"), "--content-mask", str(tmp_path / f"cm{i}.png"),
+                                "--style-mask", str(tmp_path / f"sm{i}.png"), "--config", config, "-q"])
+        assert r.exit_code == 0, r.output
+    r = runner.invoke(app, ["batch", str(tmp_path / "pairs.csv"), "-o", str(tmp_path / "out"), "--config", config,
+                            "--batch-size", "2", "-q"])
+    assert r.exit_code == 0, r.output
+    transfer = np.stack([np.asarray(Image.open(tmp_path / f"t{i}.png")) for i in range(2)]).astype(int)
+    batch = np.stack([np.asarray(Image.open(tmp_path / "out" / f"b{i}.png")) for i in range(2)]).astype(int)
+    cfg = load_config(config)
+    reference = np.stack([stylize(c, s, content_mask=cm, style_mask=sm, config=cfg, weights=vgg16).image
+                          for c, s, cm, sm in pairs])
+    # 8-bit PNGs: float32 noise may move a pixel across a rounding boundary, one level at most
     assert np.abs(transfer - batch).max() <= 1 and np.mean(transfer != batch) < 0.05
     assert np.abs(transfer - np.round(reference * 255)).max() <= 1

@@ -310,6 +310,7 @@ def test_refine_detail_matches_its_formula_and_adds_nothing_to_a_flat_content():
     np.testing.assert_allclose(smoothing.refine_detail(f32(output), f32(flat)), output, atol=1e-6)
 
 
+@pytest.mark.slow  # compile-heavy: keeps the default suite under 5 minutes; CI runs it via -m slow
 def test_refine_detail_restores_fine_texture_but_not_strong_edges():
     # A flat, posterised output over a content with low-contrast texture (variance below the
     # ridge) and one strong step (variance far above it): the texture comes back, the step,
