@@ -24,7 +24,7 @@ from jaxstyle.errors import DivergenceError, Interrupted
 from jaxstyle.itemwise import Items
 from jaxstyle.objective import Objective
 from jaxstyle.optimize import DIVERGED, STATUS_NAMES, Progress, State
-from jaxstyle.pipeline import Inputs, Stage, finish, leave, run_plan, setup, upsample, upsample_settings
+from jaxstyle.pipeline import Inputs, Stage, leave, run_plan, setup, upsample, upsample_settings
 from jaxstyle.upsample import upsample_affine_host
 from jaxstyle.vgg import VGGWeights
 
