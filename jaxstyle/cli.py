@@ -284,6 +284,9 @@ def weights_fetch(
 
 # ----------------------------------------------------------------------------- transfer, demo
 
+DEMO_SHEET_HEIGHT = 480  # px: the sheet is for looking at; result.png has the full size
+
+
 def _parse_overrides(items: list[str]) -> dict[str, Any]:
     """`--set KEY=VALUE` items as overrides (`jaxstyle.config.parse_overrides`); a bad item exits 2."""
     from jaxstyle.config import parse_overrides
@@ -573,22 +576,28 @@ def transfer(
 @friendly_errors
 def demo(
     output_dir: str = typer.Option("jaxstyle-demo", "-o", "--output-dir", help="Folder for the results."),
-    config: str = typer.Option("default", "--config", "-c", help="Preset or .toml file."),
+    config: str = typer.Option("fast", "--config", "-c", help="Preset or .toml file."),
     max_side: int | None = typer.Option(256, "--max-side", help="Longer side of the working size."),
+    masks: str = typer.Option("auto", "--masks", help="auto: regions matched between the photos "
+                              "(sky, buildings, ...); none: one region."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
 ) -> None:
-    """Run on the bundled demo pair; writes result.png and sheet.png (content | style | result)."""
+    """Run on the bundled demo pair (a daylight and a sunset photo); writes result.png at the
+    content photo's own size and sheet.png (content | style | result)."""
     from pathlib import Path
 
     from jaxstyle import io
 
+    if masks not in ("auto", "none"):
+        fail(f"--masks {masks!r}: the demo takes auto or none")
     content, style = io.demo_paths()
     folder = Path(output_dir)
     folder.mkdir(parents=True, exist_ok=True)
     result = run_transfer(content, style, str(folder / "result.png"), config=config, max_side=max_side,
-                          quiet=quiet, force=True)
+                          quiet=quiet, force=True, masks=masks)
     images = [io.load_image(content), io.load_image(style), result.image]  # each at its own size
-    sheet = io.side_by_side(images, height=result.image.shape[0], labels=["content", "style", "result"])
+    height = min(result.image.shape[0], DEMO_SHEET_HEIGHT)
+    sheet = io.side_by_side(images, height=height, labels=["content", "style", "result"])
     io.save_image(sheet, folder / "sheet.png", overwrite=True)
     typer.echo(f"wrote {folder / 'result.png'} and {folder / 'sheet.png'} in {result.seconds['total']:.1f} s")
 

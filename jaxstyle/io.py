@@ -177,9 +177,17 @@ def load_label_image(path: PathLike) -> np.ndarray:
 
 
 def demo_paths() -> tuple[str, str]:
-    """Paths of the bundled, freely licensed demo pair (content, style; see jaxstyle/data/README.md)."""
+    """Paths of the bundled demo pair (content, style: daylight and sunset, 1280 px wide, CC0;
+    see jaxstyle/data/README.md)."""
     root = importlib.resources.files("jaxstyle") / "data"
     return str(root / "demo_content.jpg"), str(root / "demo_style.jpg")
+
+
+def sample_paths() -> tuple[str, str]:
+    """Paths of the small bundled pair the tests and benchmarks use (content, style: 384x256,
+    public domain and CC0; see jaxstyle/data/README.md)."""
+    root = importlib.resources.files("jaxstyle") / "data"
+    return str(root / "sample_content.jpg"), str(root / "sample_style.jpg")
 
 
 def _open_image(path: PathLike) -> Image.Image:

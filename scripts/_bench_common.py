@@ -4,7 +4,7 @@ and `pairs.py`.
 Timing: wall-clock `time.perf_counter` around work that is made to finish
 (`jax.block_until_ready`, or a host read), after a warm-up where compile time is
 reported on its own. Repeats are summarised as min / median / max. Inputs are the
-bundled demo pair (`jaxstyle.io.demo_paths`, 384x256 px) resized to a given width,
+bundled sample pair (`jaxstyle.io.sample_paths`, 384x256 px) resized to a given width,
 float32 `[H, W, 3]` RGB in [0, 1].
 
 Importing this module does not initialise a JAX backend (a benchmark's parent process
@@ -79,13 +79,13 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
 # ----------------------------------------------------------------------------- inputs
 
 
-def demo_inputs(width: int) -> tuple[np.ndarray, np.ndarray]:
-    """The bundled demo pair, each resized to `width` px wide (aspect kept; upsampled above
+def sample_inputs(width: int) -> tuple[np.ndarray, np.ndarray]:
+    """The bundled sample pair, each resized to `width` px wide (aspect kept; upsampled above
     384 px): float32 `[H, W, 3]` content and style."""
     from jaxstyle import io
 
     out = []
-    for path in io.demo_paths():
+    for path in io.sample_paths():
         image = io.load_image(path)
         h, w = image.shape[:2]
         size = (max(1, round(h * width / w)), width)

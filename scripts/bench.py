@@ -1,6 +1,6 @@
 """jaxstyle against the PyTorch baseline, on the same inputs and machine, in one run.
 
-For each width in `--sizes` (the bundled demo pair resized, no masks; 384x256 px
+For each width in `--sizes` (the bundled sample pair resized, no masks; 384x256 px
 originally, 512 is upsampled) and each repeat, every implementation runs in a fresh
 subprocess (`python scripts/bench.py --worker ...` printing JSON), so JAX and torch never
 share a process and each peak resident set (ru_maxrss) is that implementation's own.
@@ -112,7 +112,7 @@ def jax_worker(args: argparse.Namespace) -> dict[str, Any]:
     from jaxstyle.weights import embedded_vgg16
 
     runtime = common.jax_runtime()
-    content, style = common.demo_inputs(args.width)
+    content, style = common.sample_inputs(args.width)
     rss_start = common.rss_mb()
     loss_cfg = LossConfig()
 
@@ -175,7 +175,7 @@ def torch_worker(args: argparse.Namespace) -> dict[str, Any]:
     device = args.torch_device
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    content, style = common.demo_inputs(args.width)
+    content, style = common.sample_inputs(args.width)
     rss_start = common.rss_mb()
     threads = args.torch_threads or os.cpu_count() or 1
     result = torch_dpst.run_baseline(content, style, None, None, iterations=tuple(args.iterations),
@@ -308,7 +308,7 @@ def render(result: dict[str, Any]) -> str:
              f"Threads: XLA {'XLA_FLAGS=' + repr(xla_flags) if xla_flags else 'default (all cores)'}; "
              + (f"torch {torch_run['torch_version']}, {torch_run['threads']} intra-op threads, device "
                 f"{torch_run['device']}." if torch_run else "torch not run."),
-             f"Settings: demo pair (no masks), L-BFGS memory {s['memory_size']}, {s['iterations'][0]} + "
+             f"Settings: sample pair (no masks), L-BFGS memory {s['memory_size']}, {s['iterations'][0]} + "
              f"{s['iterations'][1]} iterations, jaxstyle line search {s['jax_linesearch']} (chunks of "
              f"{s['chunk_size']}); median [min-max] over {s['repeats']} runs, each in a fresh process.", ""]
     rows = []

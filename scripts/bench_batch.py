@@ -1,7 +1,7 @@
 """Throughput of `jaxstyle.batch.stylize_batch`: images per second at several batch sizes.
 
 For each strategy ("vmap", "map"; see jaxstyle/batch.py) and batch size B, B distinct pairs
-(the bundled demo photos, flipped and shifted per item, resized so the longer side is
+(the bundled sample photos, flipped and shifted per item, resized so the longer side is
 `--size`) run the whole pipeline (targets, both stages with a fixed iteration budget and no
 tolerance stop, smoothing) once to compile, then `--repeats` timed runs (median).
 Reported: images/s = B / seconds, the speed-up over B=1 of the same strategy, the compile
@@ -46,9 +46,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def demo_pairs(count: int, size: int) -> tuple[np.ndarray, np.ndarray]:
-    """`count` distinct (content, style) pairs `[count, h, w, 3]` from the bundled demo photos."""
-    content_path, style_path = io.demo_paths()
+def sample_pairs(count: int, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """`count` distinct (content, style) pairs `[count, h, w, 3]` from the bundled sample photos."""
+    content_path, style_path = io.sample_paths()
     content = io.load_image(content_path, max_side=size)
     style = io.load_image(style_path, max_side=size)
     contents, styles = [], []
@@ -83,7 +83,7 @@ def main(argv: list[str] | None = None) -> dict:
                               stage1=dataclasses.replace(cfg.stage1, **stage_changes),
                               stage2=dataclasses.replace(cfg.stage2, **stage_changes))
     weights = jax.device_put(resolve_weights(cfg.backbone, allow_fallback=cfg.allow_fallback))
-    contents, styles = demo_pairs(max(args.batch_sizes), args.size)
+    contents, styles = sample_pairs(max(args.batch_sizes), args.size)
     info = {"backend": jax.default_backend(), "devices": [str(d) for d in jax.local_devices()],
             "device_count": jax.local_device_count(), "size": list(contents.shape[1:3]),
             "style_size": list(styles.shape[1:3]), "iterations_per_stage": args.iterations,

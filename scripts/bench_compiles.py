@@ -1,6 +1,6 @@
 """XLA compiles of a cold `jaxstyle transfer`: how many programs, and their seconds, against a baseline.
 
-Each run is a fresh process with the persistent compilation cache off, on the demo pair with
+Each run is a fresh process with the persistent compilation cache off, on the sample pair with
 the content resized to the working size (so both deliver the same size), running the command
 line in-process (`jaxstyle.cli.app`) with a `jax.monitoring` listener that counts
 `/jax/core/compile/backend_compile_duration` events (one per XLA compile) and sums them,
@@ -55,7 +55,7 @@ def run_once(checkout: Path, args: argparse.Namespace, folder: Path, label: str,
     """One cold transfer in a fresh process importing jaxstyle from `checkout`."""
     stats = folder / f"{label}-{index}.json"
     out = folder / f"{label}-{index}.png"
-    content, style = str(folder / "content.png"), str(ROOT / "jaxstyle" / "data" / "demo_style.jpg")
+    content, style = str(folder / "content.png"), str(ROOT / "jaxstyle" / "data" / "sample_style.jpg")
     command = [sys.executable, "-c", WORKER, str(stats), json.dumps(EVENTS), "transfer", content, style,
                "-o", str(out), "--config", args.config, "--max-side", str(args.max_side), "-q"]
     env = {**os.environ, "PYTHONPATH": str(checkout), "JAXSTYLE_COMPILE_CACHE": "off", "JAX_PLATFORMS": "cpu"}
@@ -84,7 +84,7 @@ def main() -> None:
         # the content at the working size: both checkouts deliver the same size (no upsampling)
         from PIL import Image
 
-        with Image.open(ROOT / "jaxstyle" / "data" / "demo_content.jpg") as im:
+        with Image.open(ROOT / "jaxstyle" / "data" / "sample_content.jpg") as im:
             scale = args.max_side / max(im.size)
             im.convert("RGB").resize((round(im.size[0] * scale), round(im.size[1] * scale)),
                                      Image.Resampling.LANCZOS).save(folder / "content.png")

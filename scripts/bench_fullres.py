@@ -1,8 +1,8 @@
 """Full-resolution delivery: `jaxstyle transfer` on photos of 1 to 24 megapixels, against the same
 run delivered at the working size, in one run.
 
-The content is a real photo (the bundled demo content, or `--content`) resized (Lanczos) to each
-size in `--megapixels`, written as a JPEG; the style is the bundled demo style. Each run is a new
+The content is a real photo (the bundled sample content, or `--content`) resized (Lanczos) to each
+size in `--megapixels`, written as a JPEG; the style is the bundled sample style. Each run is a new
 process running the command line in-process, as a user would (`jaxstyle transfer ... --config
 PRESET --max-side W`), with the compilation cache on and warmed by the baseline run, so the
 rows compare running time, not compiling. Per run: the seconds of each phase (from the result's
@@ -71,13 +71,13 @@ def main() -> None:
     parser.add_argument("--presets", nargs="+", default=["fast"])
     parser.add_argument("--megapixels", type=float, nargs="+", default=[1, 4, 12, 24])
     parser.add_argument("--max-side", type=int, default=256, help="working size (the optimisation's longer side)")
-    parser.add_argument("--content", type=Path, help="photo to resize (default: the bundled demo content)")
+    parser.add_argument("--content", type=Path, help="photo to resize (default: the bundled sample content)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from jaxstyle import io
 
-    content_src, style = (Path(p) for p in io.demo_paths())
+    content_src, style = (Path(p) for p in io.sample_paths())
     content_src = args.content or content_src
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

@@ -1,6 +1,6 @@
 """Time jaxstyle's style transfer: seconds per iteration by size, and whole preset runs.
 
-1. Per iteration: for each width in `--sizes` (the bundled demo pair resized, 384x256 px
+1. Per iteration: for each width in `--sizes` (the bundled sample pair resized, 384x256 px
    originally; 512 is upsampled), stage 1 (no photorealism term) and stage 2 (with it),
    each with the `--config` preset's optimiser settings, the iterations given by
    `--iterations` and no tolerance stop, run by `jaxstyle.optimize.minimize` in chunks of
@@ -14,7 +14,7 @@
    and discards the steps of a chunk that fall after a stop), compile included as a user
    sees it.
 
-3. Fresh processes: `jaxstyle transfer` on the demo files with each preset in
+3. Fresh processes: `jaxstyle transfer` on the bundled sample files with each preset in
    `--cli-presets` at `--preset-width`, timed from the outside (wall clock, Python and JAX
    start-up, image reading and writing included), as a user runs it: first with an empty
    compilation cache (`$JAXSTYLE_COMPILE_CACHE` pointed at a new temporary folder, a first
@@ -85,7 +85,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def per_iteration(width: int, cfg, weights, args: argparse.Namespace) -> dict[str, Any]:
     """Compile time and steady seconds per iteration of both stages at `width`, over repeats."""
-    content, style = common.demo_inputs(width)
+    content, style = common.sample_inputs(width)
     c, s = jnp.asarray(content), jnp.asarray(style)
     prepare = jax.jit(prepare_targets, static_argnames=("cfg",))
     runs = []
@@ -122,8 +122,8 @@ def _whole_chunks(iterations: int, chunk_size: int, budget: int) -> int:
 
 
 def end_to_end(preset: str, args: argparse.Namespace) -> dict[str, Any]:
-    """`jaxstyle.stylize` with `preset` on the demo pair at `--preset-width`, over repeats."""
-    content, style = common.demo_inputs(args.preset_width)
+    """`jaxstyle.stylize` with `preset` on the sample pair at `--preset-width`, over repeats."""
+    content, style = common.sample_inputs(args.preset_width)
     cfg = load_config(preset, parse_overrides(args.overrides))
     runs = []
     for _ in range(args.preset_repeats):
@@ -150,7 +150,7 @@ def end_to_end(preset: str, args: argparse.Namespace) -> dict[str, Any]:
 def fresh_processes(preset: str, args: argparse.Namespace) -> dict[str, Any]:
     """`jaxstyle transfer` with `preset` in new processes: a cold compilation cache, then warm."""
     script = Path(sys.executable).with_name("jaxstyle")
-    content, style = io.demo_paths()
+    content, style = io.sample_paths()
     sets = [x for pair in args.overrides for x in ("--set", pair)]
     runs = []
     for repeat in range(args.cli_repeats):
@@ -211,7 +211,7 @@ def print_report(result: dict[str, Any]) -> str:
             ["preset", "H x W", "mode", "iterations run / budget", "steps computed", "set-up s", "stage 1 s",
              "stage 2 s", "smoothing s", "total s"], rows, align=["l", "r", "l"] + ["r"] * 7))
     if result.get("fresh_process"):
-        lines.append("\nFresh processes (`jaxstyle transfer -q` on the demo files, wall clock; a first run "
+        lines.append("\nFresh processes (`jaxstyle transfer -q` on the bundled sample files, wall clock; a first run "
                      "with an empty compilation cache, then the same run again; median [min-max] of "
                      f"{result['settings']['cli_repeats']}):\n")
         rows = [[row["preset"], f"{row['width']} px wide", common.fmt_summary(row["summary"]["cold"]),

@@ -1,8 +1,8 @@
 """Time the full-resolution output step (`jaxstyle.upsample`) at photo sizes.
 
-For each size in `--megapixels` the bundled demo content (384x256 px) is resized up (Lanczos)
+For each size in `--megapixels` the bundled sample content (384x256 px) is resized up (Lanczos)
 to that many pixels; its working-size copy (`--working-size` px on the long side) is
-recoloured to the demo style (`jaxstyle.color.linear_color_transfer`) to stand in for a
+recoloured to the sample style (`jaxstyle.color.linear_color_transfer`) to stand in for a
 stylised result. The parent prepares these inputs and saves them as .npy files, then each
 (size, path) runs in a fresh subprocess, so that every peak resident set (ru_maxrss) is
 that run's own: inputs loaded, compile, one first call and `--repeats` timed calls.
@@ -64,7 +64,7 @@ def prepare_inputs(megapixels: float, working_size: int, folder: Path) -> dict[s
     """Write content_full.npy `[H, W, 3]` and content_small.npy `[h, w, 3]` (float32) to `folder`."""
     from jaxstyle import io
 
-    demo = io.load_image(io.demo_paths()[0])
+    demo = io.load_image(io.sample_paths()[0])
     aspect = demo.shape[1] / demo.shape[0]
     width = round(math.sqrt(megapixels * 1e6 * aspect))
     height = round(width / aspect)
@@ -89,7 +89,7 @@ def run_worker(args: argparse.Namespace) -> dict[str, Any]:
     folder = Path(args.worker)
     full = np.load(folder / "content_full.npy")
     small = np.load(folder / "content_small.npy")
-    style = io.load_image(io.demo_paths()[1], max_side=args.working_size)
+    style = io.load_image(io.sample_paths()[1], max_side=args.working_size)
     result = np.asarray(linear_color_transfer(small, style))  # stands in for a stylised result
     rss_inputs = common.rss_mb()
     record: dict[str, Any] = {"path": args.path, "full_hw": list(full.shape[:2]),

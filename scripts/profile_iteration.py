@@ -1,6 +1,6 @@
 """Where one optimisation step's time goes: the objective's value and gradient against VGG alone.
 
-On the demo pair at each width: median seconds (of `--repeats`, after compile) of the jitted
+On the sample pair at each width: median seconds (of `--repeats`, after compile) of the jitted
 value-and-gradient of (a) the full stage-2 objective (content, masked style, TV and matting
 Laplacian terms), (b) the VGG-16 trunk alone (a sum of squares of the same taps), (c) the VGG
 forward pass alone; and XLA's FLOP count of (a) and (b), so the rate of each is known. The
@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
              "| H x W | objective value+grad ms | GFLOP | GFLOP/s | VGG-16 alone value+grad ms | share of the step "
              "| VGG forward ms |", "|---|---:|---:|---:|---:|---:|---:|"]
     for width in args.widths:
-        content, style = (jnp.asarray(a) for a in common.demo_inputs(width))
+        content, style = (jnp.asarray(a) for a in common.sample_inputs(width))
         targets = jax.jit(lambda w, c, s: prepare_targets(w, c, s, cfg=cfg))(weights, content, style)
         t_full = median_seconds(full, content, (weights, targets), repeats=args.repeats)
         t_trunk = median_seconds(trunk, content, weights, repeats=args.repeats)

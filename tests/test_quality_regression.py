@@ -1,6 +1,6 @@
-"""Quality regression: the default objective on the project's demo pair stays inside recorded bounds.
+"""Quality regression: the default objective on the project's sample pair stays inside recorded bounds.
 
-The default preset's weights and stages, with a short fixed budget, on the bundled demo pair
+The default preset's weights and stages, with a short fixed budget, on the bundled sample pair
 (`jaxstyle/data`, public-domain rocket and CC0 coffee) at 128 px width, scored with
 `jaxstyle.metrics.evaluate_triple`. RECORDED holds what main produced when the bounds were last
 set (regenerate with `python tests/test_quality_regression.py`; the history is in git); a change
@@ -35,9 +35,9 @@ WORSE_BY = {"ssim": 0.03, "edge_ssim": 0.03}
 WORSE_FACTOR = {"laplacian_residual": 1.10, "gram_distance": 1.10, "lab_w2": 1.10}
 
 
-def run_demo(vgg16) -> tuple[dict[str, float], dict[str, float]]:
+def run_sample(vgg16) -> tuple[dict[str, float], dict[str, float]]:
     """Metrics of the short default run, and of the content image itself as the 'output'."""
-    content_path, style_path = io.demo_paths()
+    content_path, style_path = io.sample_paths()
     content = io.load_image(content_path, max_side=WIDTH)
     style = io.load_image(style_path, max_side=WIDTH)
     cfg = load_config("default", {"stage1.iterations": ITERATIONS, "stage2.iterations": ITERATIONS,
@@ -48,8 +48,8 @@ def run_demo(vgg16) -> tuple[dict[str, float], dict[str, float]]:
 
 
 @pytest.mark.slow  # ~25 s on 2 cores; slow to keep the default suite under 5 minutes: CI runs it via -m slow
-def test_default_objective_on_the_demo_pair_stays_inside_recorded_bounds(vgg16):
-    got, unstyled = run_demo(vgg16)
+def test_default_objective_on_the_sample_pair_stays_inside_recorded_bounds(vgg16):
+    got, unstyled = run_sample(vgg16)
     for key, value in CONTENT_AS_OUTPUT.items():  # the yardstick the bounds were recorded with
         assert unstyled[key] == pytest.approx(value, rel=CONTENT_AS_OUTPUT_RTOL), (key, unstyled[key], value)
     # It did stylise: closer to the style than the content photo is, and still locally affine.
@@ -64,7 +64,7 @@ def test_default_objective_on_the_demo_pair_stays_inside_recorded_bounds(vgg16):
 if __name__ == "__main__":
     from jaxstyle.weights import embedded_vgg16
 
-    values, content_only = run_demo(embedded_vgg16())
+    values, content_only = run_sample(embedded_vgg16())
     json.dump({"output": values, "content_as_output": content_only}, sys.stdout, indent=1)
     print()
     print("RECORDED = {" + ", ".join(f'"{k}": {np.float32(v):.6g}' for k, v in values.items()) + "}")
