@@ -46,16 +46,31 @@ class SmoothConfig:
     """The final smooth-local-affine filter (the original: radius 15, edge 0.01, and a fixed
     ridge of 1e-3 in its affine fits; see `jaxstyle.smoothing`), then optionally the original's
     de-posterisation `refine` (the content's detail layer added back through a guided filter of
-    radius `refine_radius` and ridge `refine_eps`, `jaxstyle.smoothing.refine_detail`)."""
+    radius `refine_radius` and ridge `refine_eps`, `jaxstyle.smoothing.refine_detail`).
+    reference_side > 0: `radius` is in pixels of a photo whose longer side is reference_side
+    (the original filters its 700 px outputs), so at another working size the window covers
+    the same share of the photo (`radius_for`); 0: `radius` pixels at every size."""
 
     enabled: bool = True
     radius: int = 15
+    reference_side: int = 0
     edge: float = 0.01
     eps: float = 1e-3
     patch_radius: int = 1
     refine: bool = False
     refine_radius: int = 8
     refine_eps: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.radius < 1 or self.reference_side < 0:
+            raise JaxstyleError(f"smooth.radius must be >= 1 and smooth.reference_side >= 0, got "
+                                f"{self.radius} and {self.reference_side}")
+
+    def radius_for(self, shape: tuple[int, ...]) -> int:
+        """The filter's radius at an image of `shape` `[H, W, ...]` (see reference_side)."""
+        if self.reference_side == 0:
+            return self.radius
+        return max(1, round(self.radius * max(shape[:2]) / self.reference_side))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -84,6 +99,10 @@ class Config:
     `smooth` settings, i.e. already a locally affine function of the content, so stage 2's
     few steps add back only the style the photorealism term allows instead of first undoing
     stage 1's non-affine texture). Needs a stage 1 (not mode "single").
+    start_recolor: with stage2_start "smoothed", how far (0 to 1) stage 2's start moves toward
+    the style's colours, region by region (`linear_color_transfer` of the smoothed image,
+    regions blended as for `init_feather`): the filter pulls colours back toward the
+    content's, and stage 2's few steps under a high lambda do not bring them back.
     """
 
     name: str = "custom"
@@ -98,6 +117,7 @@ class Config:
     init_noise: float = 0.0
     init_feather: int = 0
     stage2_start: str = "stage1"
+    start_recolor: float = 0.0
     loss: LossConfig = LossConfig()
     stage1: OptimConfig = OptimConfig()
     stage2: OptimConfig = OptimConfig()
@@ -118,6 +138,11 @@ class Config:
         if self.stage2_start != "stage1" and self.mode == "single":
             raise JaxstyleError(f"stage2_start = {self.stage2_start!r} needs a stage 1: use mode "
                                 "\"two_stage\" or \"coarse_to_fine\", or stage2_start = \"stage1\"")
+        if not 0 <= self.start_recolor <= 1:
+            raise JaxstyleError(f"start_recolor must be between 0 and 1, got {self.start_recolor}")
+        if self.start_recolor > 0 and self.stage2_start != "smoothed":
+            raise JaxstyleError("start_recolor recolours stage 2's smoothed start: set stage2_start = "
+                                "\"smoothed\" too, or start_recolor = 0")
         if self.init_feather < 0:
             raise JaxstyleError(f"init_feather must be >= 0, got {self.init_feather}")
         if self.init_noise < 0:

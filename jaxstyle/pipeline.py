@@ -120,7 +120,8 @@ def initial_image(content: jax.Array, style: jax.Array, content_mask: jax.Array 
 def smooth(x: jax.Array, content: jax.Array, config: Config) -> jax.Array:
     """The smooth-local-affine filter with `config.smooth`'s settings; `x` in [0, 1]."""
     s = config.smooth
-    return smooth_local_affine(x, content, radius=s.radius, edge=s.edge, eps=s.eps, patch_radius=s.patch_radius)
+    return smooth_local_affine(x, content, radius=s.radius_for(content.shape), edge=s.edge, eps=s.eps,
+                               patch_radius=s.patch_radius)
 
 
 def coarse_targets(weights: VGGWeights, inputs: Inputs, config: Config, shape: tuple[int, int]) -> dict[str, Any]:
@@ -155,6 +156,10 @@ def enter(weights: VGGWeights, item: tuple[Inputs, dict[str, Any], jax.Array], *
         return resize(x, shape), small
     if stage.smoothed_start:
         x = smooth(jnp.clip(x, 0.0, 1.0), inputs.content, config)
+        if config.start_recolor > 0:
+            moved = linear_color_transfer(x, inputs.style, inputs.content_mask, inputs.style_mask,
+                                          feather_radius=config.init_feather)
+            x = x + config.start_recolor * (moved - x)
     return x, targets
 
 

@@ -221,12 +221,63 @@ def test_stage2_can_start_from_the_smoothed_stage1_result(vgg16, pair):
     np.testing.assert_array_equal(plain.stages["stage2"], plain.stages["stage1"])
 
 
+@pytest.mark.parametrize("side", [1, 7, 64, 255, 256, 700, 701, 4000])
+def test_filter_radius_keeps_its_share_of_the_photo(side):
+    s = SmoothConfig(radius=15, reference_side=700)
+    r = s.radius_for((side, max(1, side // 2), 3))
+    assert r >= 1 and abs(r - 15 * side / 700) <= 0.5 or (r == 1 and 15 * side / 700 < 1)
+    assert s.radius_for((side // 2, side)) == r  # the longer side counts, either way round
+    assert SmoothConfig(radius=15).radius_for((side, side)) == 15  # reference_side 0: fixed
+
+
+def test_the_filter_uses_the_scaled_radius_at_the_start_of_stage2_and_at_the_end(pair):
+    from jaxstyle.pipeline import Inputs, Stage, enter, finish
+    content, style, cm, sm = (jnp.asarray(a) for a in pair)
+    x = jnp.clip(content[..., ::-1] * 0.8 + 0.1, 0, 1)
+    scaled = Config(smooth=SmoothConfig(radius=6, reference_side=2 * max(H, W)), stage2_start="smoothed")
+    fixed = Config(smooth=SmoothConfig(radius=3), stage2_start="smoothed")
+    assert scaled.smooth.radius_for(content.shape) == 3
+    stage = Stage("stage2", True, OptimConfig(), smoothed_start=True)
+    inputs = Inputs(content, style, cm, sm)
+    np.testing.assert_array_equal(finish((), (x, content), config=scaled), finish((), (x, content), config=fixed))
+    np.testing.assert_array_equal(enter(None, (inputs, {}, x), config=scaled, stage=stage)[0],
+                                  enter(None, (inputs, {}, x), config=fixed, stage=stage)[0])
+    wide = Config(smooth=SmoothConfig(radius=6), stage2_start="smoothed")
+    assert np.abs(finish((), (x, content), config=wide) - finish((), (x, content), config=fixed)).max() > 1e-3
+
+
+@pytest.mark.parametrize("amount", [0.0, 0.5, 1.0])
+def test_start_recolor_moves_stage2_start_toward_the_style_colours(pair, amount):
+    from jaxstyle.color import linear_color_transfer
+    from jaxstyle.pipeline import Inputs, Stage, enter, smooth
+    content, style, cm, sm = (jnp.asarray(a) for a in pair)
+    x = jnp.clip(content[..., ::-1] * 0.8 + 0.1, 0, 1)
+    cfg = Config(smooth=SmoothConfig(radius=3), stage2_start="smoothed", start_recolor=amount, init_feather=2)
+    stage = Stage("stage2", True, OptimConfig(), smoothed_start=True)
+    got = np.asarray(enter(None, (Inputs(content, style, cm, sm), {}, x), config=cfg, stage=stage)[0])
+    smoothed = np.asarray(smooth(x, content, cfg))
+    moved = np.asarray(linear_color_transfer(jnp.asarray(smoothed), style, cm, sm, feather_radius=2))
+    np.testing.assert_allclose(got, smoothed + amount * (moved - smoothed), atol=2e-5)
+    # with the full amount each region's mean colour is the style region's (masks are hard here)
+    if amount == 1.0:
+        for k in range(cm.shape[-1]):
+            inside, style_inside = np.asarray(cm[..., k]) > 0.5, np.asarray(sm[..., k]) > 0.5
+            far = got[inside].mean(0) - np.asarray(style)[style_inside].mean(0)
+            assert np.abs(far).max() < 0.05, (k, far)
+
+
 def test_stage2_start_settings_are_checked():
     from jaxstyle.errors import JaxstyleError
     with pytest.raises(JaxstyleError, match="unknown stage2_start 'smooth'.*did you mean 'smoothed'"):
         load_config("default", {"stage2_start": "smooth"})
     with pytest.raises(JaxstyleError, match="needs a stage 1"):
         Config(mode="single", stage2_start="smoothed")
+    with pytest.raises(JaxstyleError, match="start_recolor must be between 0 and 1"):
+        load_config("fast", {"start_recolor": 1.5})
+    with pytest.raises(JaxstyleError, match="set stage2_start = \"smoothed\""):
+        load_config("fast", {"start_recolor": 0.5, "stage2_start": "stage1"})
+    with pytest.raises(JaxstyleError, match="smooth.radius must be >= 1"):
+        load_config("fast", {"smooth.reference_side": -1})
 
 
 def test_unknown_init_is_refused_with_a_hint():
