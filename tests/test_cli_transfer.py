@@ -477,7 +477,7 @@ def test_demo_writes_result_and_contact_sheet(inputs, tmp_path):
     assert meta["working_size"] == [H, W] and meta["size"] == [content_h, content_w]  # ... solved at 48 px
     assert Path(meta["content"]).name == "demo_content.jpg" and Path(meta["style"]).name == "demo_style.jpg"
     assert meta["config"] == expected_config(inputs["config"])
-    assert meta["masks"] == "auto"  # the demo pair's regions, matched automatically
+    assert meta["masks"] == "auto"  # the demo pair's regions (sky, city), matched automatically
     sheet = pixels(folder / "sheet.png")
     height = cli.DEMO_SHEET_HEIGHT
     assert content_h > height and sheet.shape[0] > height  # three tiles at the sheet's height, a label band
@@ -486,6 +486,7 @@ def test_demo_writes_result_and_contact_sheet(inputs, tmp_path):
     assert np.abs(sheet[:height, -tile_w:].astype(int) - shrunk).max() <= 1  # the result on the right
     # A second run replaces its own results.
     assert invoke("demo", "-o", folder, "--config", inputs["config"], "--max-side", 48, "-q").exit_code == 0
+    assert invoke("demo", "-o", folder, "--masks", "hand", "-q").exit_code == 2  # refused before any work
 
 
 # ----------------------------------------------------------------------------- real processes (slow)

@@ -3,9 +3,9 @@
 `stylize` (host-driven), `stylize_image` (pure, jitted), `stylize_batch` (two items on one
 device, and the same two sharded over two devices), and the command line (`jaxstyle transfer`
 and `jaxstyle batch`) all run the one plan of `jaxstyle.pipeline`. The library paths run in
-this process for every preset; the sharded and command-line paths in a subprocess with two
-simulated CPU devices (its images come back in an .npz): `fast` in the default suite, the other
-presets with the slow tests.
+this process; the sharded and command-line paths in a subprocess with two simulated CPU
+devices (its images come back in an .npz). `fast` in the default suite, every preset with the
+slow tests.
 """
 
 import os
@@ -96,7 +96,9 @@ def assert_same(image, reference, name):
     assert np.abs(image - reference).mean() < MEAN_ATOL, name
 
 
-@pytest.mark.parametrize("preset", ["paper", "default", "fast"])
+# paper and default compile their own programs (~20 s each on 2 cores): with the slow tests.
+@pytest.mark.parametrize("preset", [pytest.param("paper", marks=pytest.mark.slow),
+                                    pytest.param("default", marks=pytest.mark.slow), "fast"])
 def test_library_entry_points_give_the_same_image(preset, vgg16, tmp_path):
     (tmp_path / "tiny.toml").write_text(TINY.format(preset=preset))
     cfg = load_config(tmp_path / "tiny.toml")
