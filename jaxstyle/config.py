@@ -31,14 +31,25 @@ STAGE2_STARTS = ("stage1", "smoothed")
 class UpsampleConfig:
     """The last stage: the working-size result carried to the content photo's own size as a
     field of local affine colour maps (`jaxstyle.upsample.upsample_affine`): fit windows of
-    `radius`, ridge `eps` toward the global map, colour sigma `sigma_range`, tent half-width
-    `support` (working-size pixels), computed in `tile x tile` output tiles."""
+    `radius` with colour sigma `fit_sigma_range` and ridge `eps` toward the global map,
+    upsampled with colour sigma `sigma_range` and tent half-width `support` (working-size
+    pixels), computed in `tile x tile` output tiles."""
 
     radius: int = 1
     eps: float = 1e-5
     sigma_range: float = 0.1
+    fit_sigma_range: float = 0.5
     support: int = 2
     tile: int = 256
+
+    def __post_init__(self) -> None:  # checked here, not after the optimisation has run
+        for name, value, low in (("radius", self.radius, 0), ("support", self.support, 1), ("tile", self.tile, 1)):
+            if value < low:
+                raise JaxstyleError(f"upsample.{name} must be >= {low}, got {value}")
+        for name, value in (("eps", self.eps), ("sigma_range", self.sigma_range),
+                            ("fit_sigma_range", self.fit_sigma_range)):
+            if not value > 0:
+                raise JaxstyleError(f"upsample.{name} must be > 0, got {value}")
 
 
 @dataclasses.dataclass(frozen=True)

@@ -184,7 +184,8 @@ def finish(shared: Any, item: tuple[jax.Array, jax.Array], *, config: Config, st
 def upsample_settings(config: Config) -> dict[str, Any]:
     """Keyword settings of `jaxstyle.upsample.upsample_affine` (and its host loop) for `config`."""
     u = config.upsample
-    return {"radius": u.radius, "eps": u.eps, "sigma_range": u.sigma_range, "support": u.support, "tile": u.tile}
+    return {"radius": u.radius, "eps": u.eps, "sigma_range": u.sigma_range, "fit_sigma_range": u.fit_sigma_range,
+            "support": u.support, "tile": u.tile}
 
 
 def upsample(shared: Any, item: tuple[jax.Array, jax.Array, jax.Array], *, config: Config,

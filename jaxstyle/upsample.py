@@ -12,8 +12,8 @@ Chen et al. 2016, "bilateral guided upsampling"):
 1. `fit_affine`, at the working size: for every pixel k the ridge regression
    `min_A sum_j w_kj |A [c_j; 1] - o_j|^2 / sum_j w_kj + eps |A[:, :3] - P[:, :3]|^2`
    over the `(2 radius + 1)^2` window of k (in-image pixels), with colour weights
-   `w_kj = exp(-|c_j - c_k|^2 / (2 sigma_range^2))`, so that a window does not mix the two
-   sides of a content edge. The ridge pulls the 3x3 colour part toward the image's global
+   `w_kj = exp(-|c_j - c_k|^2 / (2 fit_sigma_range^2))`, so that a window does not mix
+   surfaces of very different colours. The ridge pulls the 3x3 colour part toward the image's global
    least-squares map P (`global_affine`), not toward 0: a window too flat to tell keeps
    the global gain, so the full-size photo's fine texture, invisible at the working size,
    still comes through. The maps are then averaged over the same weighted window, as the
@@ -24,7 +24,10 @@ Chen et al. 2016, "bilateral guided upsampling"):
    `tent(u_p - q) * (exp(-|content_full_p - content_small_q|^2 / (2 sigma_range^2)) + RANGE_FLOOR)`
    with `tent(t) = prod_axes max(0, 1 - |t| / support)`. The floor keeps the weights from
    all vanishing: a thin line that the working size does not show falls back to the spatial
-   mean of its neighbours' maps, applied to its own colour.
+   mean of its neighbours' maps, applied to its own colour. These colour weights keep a
+   strong edge's two sides apart; the fit's are wider (`fit_sigma_range`), because colour
+   weights there make neighbouring maps differ wherever the texture is contrasty, and the
+   output then stops being locally affine in the full-size content.
 3. `A_p [content_full_p; 1]`, clipped to [0, 1].                            -> `[H, W, 3]`
 
 Steps 2 and 3 run tile by tile: `tile x tile` output pixels at a time, each tile slicing
@@ -66,7 +69,8 @@ from jaxstyle.smoothing import solve_sym3
 
 DEFAULT_RADIUS = 1  # fit windows of 3x3 working-size pixels
 DEFAULT_EPS = 1e-5  # ridge toward the global map, in colour variance (std 0.003, ~1 level of 255)
-DEFAULT_SIGMA_RANGE = 0.1  # colours this far apart (RGB distance) count as different surfaces
+DEFAULT_SIGMA_RANGE = 0.1  # upsampling: colours this far apart (RGB distance) count as different surfaces
+DEFAULT_FIT_SIGMA_RANGE = 0.5  # fitting: only very different colours are kept out of a window
 DEFAULT_SUPPORT = 2  # tent half-width in working-size pixels: 4x4 samples per output pixel
 DEFAULT_TILE = 64  # output pixels per tile side (small tiles stay in cache: fastest on CPU)
 PRIOR_RIDGE = 1e-6  # global fit: colour directions varying by less than a std of 1e-3 get no gain
@@ -356,11 +360,12 @@ def _apply_maps(means: jax.Array, content: jax.Array) -> jax.Array:
     return jnp.clip(out, 0.0, 1.0)  # [3, T, T']
 
 
-def _check_settings(content_small, result_small, support, tile, sigma_range):
+def _check_settings(content_small, result_small, support, tile, sigma_range, fit_sigma_range):
     content_small = _check_image("content_small", content_small)
     result_small = _check_image("result_small", result_small)
     _check_pair(content_small, result_small)
     _check_positive("sigma_range", sigma_range)
+    _check_positive("fit_sigma_range", fit_sigma_range)
     tile = None if tile is None else _check_int("tile", tile, 1)
     return content_small, result_small, _check_int("support", support, 1), tile
 
@@ -368,25 +373,26 @@ def _check_settings(content_small, result_small, support, tile, sigma_range):
 def upsample_affine(content_full: jax.Array, content_small: jax.Array, result_small: jax.Array, *,
                     radius: int = DEFAULT_RADIUS, eps: float | jax.Array = DEFAULT_EPS,
                     sigma_range: float | jax.Array = DEFAULT_SIGMA_RANGE,
+                    fit_sigma_range: float | jax.Array = DEFAULT_FIT_SIGMA_RANGE,
                     support: int = DEFAULT_SUPPORT, tile: int | None = DEFAULT_TILE) -> jax.Array:
     """`result_small` `[h, w, 3]` carried to the size of `content_full` `[H, W, 3]`.
 
     Fits local affine colour maps from `content_small` to `result_small` (`fit_affine`:
-    window `radius`, ridge `eps` toward the global map, colour sigma `sigma_range`),
+    window `radius`, ridge `eps` toward the global map, colour sigma `fit_sigma_range`),
     upsamples them joint-bilaterally under the contents (`joint_bilateral_upsample`: tent of
-    half-width `support` working-size pixels, the same `sigma_range`), applies them to
+    half-width `support` working-size pixels, colour sigma `sigma_range`), applies them to
     `content_full` and clips to [0, 1]. Runs over `tile x tile` output tiles in a
     `jax.lax.fori_loop` (`None`: one tile); the tiling does not change the result.
     `radius`, `support`, `tile` fix shapes: static under `jax.jit`. Returns `[H, W, 3]`.
     """
     content_full = _check_image("content_full", content_full)
     content_small, result_small, support, tile = _check_settings(
-        content_small, result_small, support, tile, sigma_range)
+        content_small, result_small, support, tile, sigma_range, fit_sigma_range)
     dtype = jnp.result_type(content_full, content_small, result_small)
     content_full, content_small = content_full.astype(dtype), content_small.astype(dtype)
     result_small = result_small.astype(dtype)
     h, w, _ = content_small.shape
-    maps = fit_affine(content_small, result_small, radius=radius, eps=eps, sigma_range=sigma_range)
+    maps = fit_affine(content_small, result_small, radius=radius, eps=eps, sigma_range=fit_sigma_range)
     return _tiled(maps.reshape(h, w, MAPS), content_small, content_full, _apply_maps, 3,
                   sigma_range=sigma_range, support=support, tile=tile)
 
@@ -413,7 +419,8 @@ def _host_tile(samples, guide, y0, x0, small_hw, steps, sigma_range, *, support:
 
 def upsample_affine_host(content_full, content_small, result_small, *,
                          radius: int = DEFAULT_RADIUS, eps: float = DEFAULT_EPS,
-                         sigma_range: float = DEFAULT_SIGMA_RANGE, support: int = DEFAULT_SUPPORT,
+                         sigma_range: float = DEFAULT_SIGMA_RANGE,
+                         fit_sigma_range: float = DEFAULT_FIT_SIGMA_RANGE, support: int = DEFAULT_SUPPORT,
                          tile: int = 256) -> np.ndarray:
     """`upsample_affine` with the tile loop on the host: numpy `[H, W, 3]` in and out.
 
@@ -429,7 +436,7 @@ def upsample_affine_host(content_full, content_small, result_small, *,
         raise JaxstyleError(f"content_full must be a float [H, W, 3] RGB image in [0, 1], got "
                             f"shape {full.shape} and dtype {full.dtype}")
     content_small, result_small, support, tile = _check_settings(
-        content_small, result_small, support, tile, sigma_range)
+        content_small, result_small, support, tile, sigma_range, fit_sigma_range)
     dtype = np.dtype(jnp.result_type(full.dtype, content_small.dtype, jnp.float32))
     content_small, result_small = content_small.astype(dtype), result_small.astype(dtype)
     (hf, wf, _), (hs, ws, _) = full.shape, content_small.shape
@@ -438,7 +445,7 @@ def upsample_affine_host(content_full, content_small, result_small, *,
                             "upsample_affine_host only upsamples; use upsample_affine")
     th, tw = _tile_shape((hf, wf), tile)
     span = (th + 2 * support, tw + 2 * support)  # enough for any step <= 1
-    samples = _host_maps(content_small, result_small, eps, sigma_range, radius=radius,
+    samples = _host_maps(content_small, result_small, eps, fit_sigma_range, radius=radius,
                          support=support, span=span)
     small_hw = np.asarray([hs, ws], np.int32)
     steps = (np.asarray(hs / hf, dtype), np.asarray(ws / wf, dtype))

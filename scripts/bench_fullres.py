@@ -10,7 +10,7 @@ own metadata: setup, stages, smoothing, upsample), end to end, and the peak resi
 (ru_maxrss of that process). The baseline of each preset is the same photo at the working size
 (no upsampling); `ratio` is end to end over the baseline's.
 
-    python scripts/bench_fullres.py --presets fast --megapixels 1 4 12 24 --max-side 256 --json docs/bench/fullres.json
+    python scripts/bench_fullres.py --presets fast default --megapixels 1 4 12 24 --max-side 256 --json docs/bench/fullres.json
 """
 
 from __future__ import annotations

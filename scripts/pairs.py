@@ -23,7 +23,10 @@ Subcommands:
   table   Per-pair quality table of `run --json` files against the original (means at the
           bottom); `--layout modes`: regions, agreement, Gram and residual per arm.
   finish  Other final filters on a `run --out` folder's pre-filter images, without
-          re-running the optimisation: each `--variant NAME:KEY=VALUE,...` changes `[smooth]`.
+          re-running the optimisation: each `--variant NAME:KEY=VALUE,...` changes `[smooth]`
+          (KEY) or another section (SECTION.KEY, e.g. upsample.fit_sigma_range). With
+          `--working-side` (as the run had) the filtered image is carried to `--max-side` by
+          the upsampling stage and scored there.
   sweep   Choose `loss.region_photo_scale`: per pair with several automatic regions, one
           run without masks and one with the automatic masks per `--scales` value; prints
           the smallest scale whose mean residual is at most the unmasked runs'.
@@ -46,6 +49,8 @@ two is).
     python scripts/pairs.py table --layout modes --run fast=docs/bench/examples_fast.json
     python scripts/pairs.py finish --runs runs/default --variant filter: --variant refine:refine=true \\
         --variant refine_eps004:refine=true,refine_eps=0.004
+    python scripts/pairs.py finish --config fast --runs runs/fast700 --max-side 700 --working-side 256 \\
+        --variant fit05: --variant fit01:upsample.fit_sigma_range=0.1
     python scripts/pairs.py sweep --config fast --scales 1 2 4 6 8 --pair in4:tar1 --pair in20:tar4 \\
         --pair in13:tar4 --pair in1:tar20 --json docs/bench/region_photo_sweep.json
     python scripts/pairs.py sheet --run "ours default=runs/default" --run "ours fast=runs/fast" \\
@@ -71,7 +76,7 @@ from jaxstyle import io, masks, metrics
 from jaxstyle.automask import auto_masks
 from jaxstyle.config import Config, load_config, parse_overrides
 from jaxstyle.errors import JaxstyleError
-from jaxstyle.pipeline import finish
+from jaxstyle.pipeline import finish, upsample
 from jaxstyle.stylize import Result, stylize
 from jaxstyle.vgg import STYLE_LAYERS, VGGWeights
 from jaxstyle.weights import resolve_weights
@@ -92,6 +97,7 @@ _gram = jax.jit(metrics.gram_distance)
 _gram_by_layer = jax.jit(metrics.gram_distance_by_layer)
 _residual = jax.jit(metrics.laplacian_residual)
 _finish = jax.jit(finish, static_argnames=("config", "stage"))  # the pipeline's own final step
+_upsample = jax.jit(upsample, static_argnames=("config", "stage"))  # and its last stage
 
 
 # ----------------------------------------------------------------------------- pairs
@@ -449,13 +455,14 @@ def cmd_table(args: argparse.Namespace) -> int:
 
 
 def parse_variant(text: str) -> tuple[str, dict[str, Any]]:
-    """`NAME:KEY=VALUE,...` as (NAME, {"smooth.KEY": value}); 'NAME:' alone changes nothing."""
+    """`NAME:KEY=VALUE,...` as (NAME, {"smooth.KEY" or "SECTION.KEY": value}); 'NAME:' alone
+    changes nothing."""
     name, _, body = text.partition(":")
     try:
         changes = parse_overrides([item for item in body.split(",") if item])
     except JaxstyleError:
         raise SystemExit(f"--variant expects NAME:KEY=VALUE,..., got {text!r}") from None
-    return name, {f"smooth.{key}": value for key, value in changes.items()}
+    return name, {key if "." in key else f"smooth.{key}": value for key, value in changes.items()}
 
 
 def cmd_finish(args: argparse.Namespace) -> int:
@@ -470,8 +477,14 @@ def cmd_finish(args: argparse.Namespace) -> int:
                                           max_regions=args.max_regions)
         reference = original(pair, "final")
         stage = np.load(runs / f"{pair.stem}_{args.mode}_prefilter.npy")
+        content = pair.content  # the working size's content, as jaxstyle.stylize resized it
+        if args.working_side:
+            content = io.resize_image(content, io.fit_max_side(*content.shape[:2], args.working_side))
         for name, cfg in variants.items():
-            image = np.asarray(_finish((), (stage, pair.content), config=cfg))
+            image = _finish((), (stage, content), config=cfg)
+            if args.working_side:
+                image = _upsample((), (pair.content, content, image), config=cfg)
+            image = np.asarray(image)
             record = metrics.evaluate_triple(weights, pair.content, pair.style, image, content_mask=regions.content,
                                              style_mask=regions.style, reference=reference)
             scores[name].append({"pair": key, **record})
@@ -482,7 +495,8 @@ def cmd_finish(args: argparse.Namespace) -> int:
         print(f"| {name} | " + " | ".join(_fmt(_mean([r.get(k) for r in rows]), "{:.5g}") for k in FINISH_KEYS) + " |")
     if args.json:
         common.write_json(args.json, {"runs": str(runs), "mode": args.mode, "variants": {
-            name: dataclasses.asdict(cfg.smooth) for name, cfg in variants.items()}, "scores": scores})
+            name: {"smooth": dataclasses.asdict(cfg.smooth), "upsample": dataclasses.asdict(cfg.upsample)}
+            for name, cfg in variants.items()}, "working_side": args.working_side, "scores": scores})
     return 0
 
 

@@ -280,6 +280,21 @@ def test_stage2_start_settings_are_checked():
         load_config("fast", {"smooth.reference_side": -1})
 
 
+@pytest.mark.parametrize("key, value, message", [
+    ("upsample.fit_sigma_range", 0.0, "upsample.fit_sigma_range must be > 0, got 0.0"),
+    ("upsample.sigma_range", -0.1, "upsample.sigma_range must be > 0"),
+    ("upsample.eps", 0.0, "upsample.eps must be > 0"),
+    ("upsample.support", 0, "upsample.support must be >= 1, got 0"),
+    ("upsample.tile", 0, "upsample.tile must be >= 1"),
+    ("upsample.radius", -1, "upsample.radius must be >= 0"),
+])
+def test_upsample_settings_are_checked_when_the_config_is_read(key, value, message):
+    """The last stage's settings fail when the config is read, not after the optimisation."""
+    from jaxstyle.errors import JaxstyleError
+    with pytest.raises(JaxstyleError, match=message):
+        load_config("fast", {key: value})
+
+
 def test_unknown_init_is_refused_with_a_hint():
     from jaxstyle.errors import JaxstyleError
     with pytest.raises(JaxstyleError, match="unknown init 'mean-pixel'.*did you mean 'mean_pixel'"):

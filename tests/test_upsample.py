@@ -96,8 +96,8 @@ def reference_jbu(values, guide_small, guide_full, sigma, support):
     return out
 
 
-def reference_upsample(content_full, content_small, result_small, radius, eps, sigma, support):
-    maps = reference_fit(content_small, result_small, radius, eps, sigma)
+def reference_upsample(content_full, content_small, result_small, radius, eps, sigma, support, fit_sigma):
+    maps = reference_fit(content_small, result_small, radius, eps, fit_sigma)
     h, w = content_small.shape[:2]
     maps_full = reference_jbu(maps.reshape(h, w, 12), content_small, content_full, sigma, support)
     maps_full = maps_full.reshape(*content_full.shape[:2], 3, 4)
@@ -183,10 +183,15 @@ def test_upsample_affine_matches_the_reference_pipeline():
     small = 0.2 + 0.6 * rng.random((6, 7, 3))
     result = np.clip(small @ M.T + T + 0.1 * rng.standard_normal((6, 7, 3)), 0, 1)
     full = 0.2 + 0.6 * rng.random((15, 20, 3))
-    kw = dict(radius=1, eps=1e-3, sigma=0.3, support=2)
-    expected = reference_upsample(full, small, result, **kw)
-    got = jitted(f32(full), f32(small), f32(result), radius=1, eps=1e-3, sigma_range=0.3, support=2, tile=8)
-    np.testing.assert_allclose(got, expected, atol=1e-4)
+    for sigma, fit_sigma in ((0.3, 0.3), (0.15, 0.6)):  # one colour sigma, then the two apart
+        expected = reference_upsample(full, small, result, radius=1, eps=1e-3, sigma=sigma, support=2,
+                                      fit_sigma=fit_sigma)
+        got = jitted(f32(full), f32(small), f32(result), radius=1, eps=1e-3, sigma_range=sigma,
+                     fit_sigma_range=fit_sigma, support=2, tile=8)
+        np.testing.assert_allclose(got, expected, atol=1e-4)
+        host = upsample.upsample_affine_host(f32(full), f32(small), f32(result), radius=1, eps=1e-3,
+                                             sigma_range=sigma, fit_sigma_range=fit_sigma, support=2, tile=8)
+        np.testing.assert_allclose(host, expected, atol=1e-4)
 
 
 # ---- properties of the whole upsampling -------------------------------------------------------
