@@ -73,13 +73,14 @@ class SmoothConfig:
     refine_eps: float = 0.01
 
     def __post_init__(self) -> None:
-        if self.radius < 1 or self.reference_side < 0:
-            raise JaxstyleError(f"smooth.radius must be >= 1 and smooth.reference_side >= 0, got "
+        if self.radius < 0 or self.reference_side < 0:
+            raise JaxstyleError(f"smooth.radius and smooth.reference_side must be >= 0, got "
                                 f"{self.radius} and {self.reference_side}")
 
     def radius_for(self, shape: tuple[int, ...]) -> int:
-        """The filter's radius at an image of `shape` `[H, W, ...]` (see reference_side)."""
-        if self.reference_side == 0:
+        """The filter's radius at an image of `shape` `[H, W, ...]` (see reference_side);
+        a scaled radius stays at least 1 unless `radius` is 0."""
+        if self.reference_side == 0 or self.radius == 0:
             return self.radius
         return max(1, round(self.radius * max(shape[:2]) / self.reference_side))
 

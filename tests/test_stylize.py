@@ -228,6 +228,7 @@ def test_filter_radius_keeps_its_share_of_the_photo(side):
     assert r >= 1 and abs(r - 15 * side / 700) <= 0.5 or (r == 1 and 15 * side / 700 < 1)
     assert s.radius_for((side // 2, side)) == r  # the longer side counts, either way round
     assert SmoothConfig(radius=15).radius_for((side, side)) == 15  # reference_side 0: fixed
+    assert SmoothConfig(radius=0, reference_side=700).radius_for((side, side)) == 0  # 0 stays 0
 
 
 def test_the_filter_uses_the_scaled_radius_at_the_start_of_stage2_and_at_the_end(pair):
@@ -276,8 +277,9 @@ def test_stage2_start_settings_are_checked():
         load_config("fast", {"start_recolor": 1.5})
     with pytest.raises(JaxstyleError, match="set stage2_start = \"smoothed\""):
         load_config("fast", {"start_recolor": 0.5, "stage2_start": "stage1"})
-    with pytest.raises(JaxstyleError, match="smooth.radius must be >= 1"):
+    with pytest.raises(JaxstyleError, match="smooth.radius and smooth.reference_side must be >= 0"):
         load_config("fast", {"smooth.reference_side": -1})
+    assert load_config("fast", {"smooth.radius": 0}).smooth.radius_for((256, 170)) == 0  # the filter takes 0
 
 
 @pytest.mark.parametrize("key, value, message", [
