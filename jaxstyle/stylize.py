@@ -22,6 +22,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from PIL import Image
 
 from jaxstyle import io, masks as masks_lib
 from jaxstyle._version import __version__
@@ -208,17 +209,21 @@ def stylize(content: Any, style: Any, *, content_mask: Any = None, style_mask: A
 
 def full_size_content(content: Any, *, max_output_side: int = 0) -> np.ndarray:
     """The content photo at its own size (EXIF rotation applied), float32 `[H, W, 3]`, its longer
-    side capped at `max_output_side` (0: no cap). A file too large for the memory available is
-    refused before it is decoded."""
-    if isinstance(content, io.Photo):
-        pixels = content.pixels
-    elif isinstance(content, (str, bytes)) or hasattr(content, "__fspath__"):
+    side capped at `max_output_side` (0: no cap). A photo too large for the memory available is
+    refused before any work: a file before it is decoded, an image in memory (which already
+    holds one copy) before it is converted."""
+    if isinstance(content, (str, bytes)) or hasattr(content, "__fspath__"):
         h, w = io.photo_size(content)
         size = io.fit_max_side(h, w, max_output_side) if max_output_side else (h, w)
         io.check_memory(size, what=f"the result of {content}")
         pixels = io.read_photo(content).pixels
     else:
-        pixels = io.to_numpy_image(content)
+        image = content.pixels if isinstance(content, io.Photo) else content
+        shape = (image.height, image.width) if isinstance(image, Image.Image) else getattr(image, "shape", ())
+        if len(shape) >= 2:  # anything else: to_numpy_image says what it expected
+            size = io.fit_max_side(*shape[:2], max_output_side) if max_output_side else tuple(shape[:2])
+            io.check_memory(size, copies=io.FULL_SIZE_COPIES - 1, what="the result")
+        pixels = image if isinstance(content, io.Photo) else io.to_numpy_image(image)
     if max_output_side and max(pixels.shape[:2]) > max_output_side:
         pixels = io.resize_image(pixels, io.fit_max_side(*pixels.shape[:2], max_output_side))
     return pixels

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from conftest import synthetic_photo
 from jaxstyle import cli, io
+from jaxstyle.errors import JaxstyleError
 
 runner = CliRunner()
 STORED_H, STORED_W = 96, 144  # as stored; EXIF orientation 6 (a quarter turn) shows it 144 x 96
@@ -127,3 +128,24 @@ def test_a_photo_too_large_for_the_memory_is_refused_before_any_work(photo, tmp_
     assert result.exit_code == 2, result.output
     assert "pass --max-output-side" in result.stderr and "GiB" in result.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("kind", ["uint8 array", "float array", "PIL image", "Photo"])
+def test_an_image_in_memory_too_large_for_the_memory_is_refused_before_any_work(kind, monkeypatch):
+    """The library's check covers images passed in memory, not only files: it counts the copies
+    still to be made (the caller's image is one) and names the cap that would fit."""
+    stylize_module = importlib.import_module("jaxstyle.stylize")
+    monkeypatch.setattr(stylize_module, "run_host", lambda *a, **k: pytest.fail("the pipeline ran"))
+    pixels = (synthetic_photo(96, 144, 1) * 255).astype(np.uint8)
+    content = {"uint8 array": pixels, "float array": pixels / np.float32(255), "PIL image": Image.fromarray(pixels),
+               "Photo": io.Photo(pixels=pixels.astype(np.float32) / 255)}[kind]
+    copies = io.FULL_SIZE_COPIES - 1
+    need = 96 * 144 * io.BYTES_PER_COPY_PIXEL * copies
+    monkeypatch.setattr(io, "available_memory", lambda: need - 1)
+    with pytest.raises(JaxstyleError, match=r"the result at 144x96 needs about .* GiB.*--max-output-side 143 "):
+        stylize_module.stylize(content, pixels, config="fast")
+    monkeypatch.setattr(io, "available_memory", lambda: need)  # exactly enough: the check passes
+    assert stylize_module.full_size_content(content).shape == (96, 144, 3)
+    # a cap that fits is taken into account before the check
+    monkeypatch.setattr(io, "available_memory", lambda: need // 4)
+    assert stylize_module.full_size_content(content, max_output_side=72).shape == (48, 72, 3)
