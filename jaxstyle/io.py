@@ -321,8 +321,8 @@ def check_memory(size: tuple[int, int], *, copies: int = FULL_SIZE_COPIES, what:
     if have is not None and need > have:
         side = int(max(size) * (have / need) ** 0.5)
         raise JaxstyleError(f"{what} at {size[1]}x{size[0]} needs about {need / 2**30:.1f} GiB of memory and "
-                            f"{have / 2**30:.1f} GiB are available: pass --max-output-side {side} (or less), "
-                            "or free memory")
+                            f"{have / 2**30:.1f} GiB are available: pass --max-output-side {side} (or less; "
+                            "max_output_side= in Python), or free memory")
 
 
 def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
