@@ -362,7 +362,7 @@ def run_transfer(content: str, style: str, output: str, *, content_mask: str | N
         from jaxstyle import io
         from jaxstyle.config import load_config
         from jaxstyle.errors import Interrupted
-        from jaxstyle.stylize import full_size_content, stylize
+        from jaxstyle.stylize import check_result_memory, full_size_content, stylize
         from jaxstyle.weights import resolve_weights, weights_identity
 
     # Every refusal comes before any image is read or any program compiled.
@@ -398,9 +398,7 @@ def run_transfer(content: str, style: str, output: str, *, content_mask: str | N
         if not log_path.parent.is_dir():
             raise JaxstyleError(f"the folder of --log {log} does not exist: create it first")
     io.check_writable(out, what="the result")
-    h, w = io.photo_size(content)
-    full_hw = io.fit_max_side(h, w, cfg.max_output_side) if cfg.max_output_side else (h, w)
-    io.check_memory(full_hw, what=f"the result of {content}")
+    check_result_memory(content, max_output_side=cfg.max_output_side)
     if log and Path(log).exists():
         open(log, "a").close()  # writable? ("a" leaves its content as it is)
     elif log:

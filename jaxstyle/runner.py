@@ -40,7 +40,7 @@ from jaxstyle.errors import JaxstyleError
 from jaxstyle.manifest import ManifestItem, process_share, read_manifest, safe_output_path
 from jaxstyle.masks import parse_mask_pair
 from jaxstyle.optimize import Progress
-from jaxstyle.stylize import full_size_content, load_inputs
+from jaxstyle.stylize import check_result_memory, full_size_content, load_inputs
 from jaxstyle.vgg import VGGWeights
 from jaxstyle.weights import resolve_weights, weights_identity
 
@@ -304,9 +304,7 @@ def run_manifest(manifest: str | os.PathLike[str], outdir: str | os.PathLike[str
                     bar.advance(1)
                     continue
                 cfg = item_config(item)
-                h, w = io.photo_size(item.content)
-                io.check_memory(io.fit_max_side(h, w, cfg.max_output_side) if cfg.max_output_side else (h, w),
-                                what=f"the result of {item.content}")
+                check_result_memory(item.content, max_output_side=cfg.max_output_side)
                 photo = io.read_photo(item.content)  # decoded once
                 photo = dataclasses.replace(photo, pixels=full_size_content(photo, max_output_side=cfg.max_output_side))
                 content, style, cmask, smask, notes = load_inputs(

@@ -207,23 +207,34 @@ def stylize(content: Any, style: Any, *, content_mask: Any = None, style_mask: A
                   working_size=tuple(content_a.shape[:2]))
 
 
-def full_size_content(content: Any, *, max_output_side: int = 0) -> np.ndarray:
-    """The content photo at its own size (EXIF rotation applied), float32 `[H, W, 3]`, its longer
-    side capped at `max_output_side` (0: no cap). A photo too large for the memory available is
-    refused before any work: a file before it is decoded, an image in memory (which already
-    holds one copy) before it is converted."""
+def check_result_memory(content: Any, *, max_output_side: int = 0) -> None:
+    """Refuse, before any work, a content photo whose full-size result (longer side capped at
+    `max_output_side`, 0: no cap) would not fit in the memory available: a file from its
+    header, before it is decoded; an image in memory, which already holds one copy, from its
+    shape. Anything else passes (the loaders say what they expected)."""
     if isinstance(content, (str, bytes)) or hasattr(content, "__fspath__"):
-        h, w = io.photo_size(content)
-        size = io.fit_max_side(h, w, max_output_side) if max_output_side else (h, w)
-        io.check_memory(size, what=f"the result of {content}")
-        pixels = io.read_photo(content).pixels
+        shape, copies, what = io.photo_size(content), io.FULL_SIZE_COPIES, f"the result of {content}"
     else:
         image = content.pixels if isinstance(content, io.Photo) else content
         shape = (image.height, image.width) if isinstance(image, Image.Image) else getattr(image, "shape", ())
-        if len(shape) >= 2:  # anything else: to_numpy_image says what it expected
-            size = io.fit_max_side(*shape[:2], max_output_side) if max_output_side else tuple(shape[:2])
-            io.check_memory(size, copies=io.FULL_SIZE_COPIES - 1, what="the result")
-        pixels = image if isinstance(content, io.Photo) else io.to_numpy_image(image)
+        copies, what = io.FULL_SIZE_COPIES - 1, "the result"
+    if len(shape) >= 2:
+        h, w = shape[:2]
+        io.check_memory(io.fit_max_side(h, w, max_output_side) if max_output_side else (h, w),
+                        copies=copies, what=what)
+
+
+def full_size_content(content: Any, *, max_output_side: int = 0) -> np.ndarray:
+    """The content photo at its own size (EXIF rotation applied), float32 `[H, W, 3]`, its longer
+    side capped at `max_output_side` (0: no cap). A photo too large for the memory available is
+    refused first (`check_result_memory`)."""
+    check_result_memory(content, max_output_side=max_output_side)
+    if isinstance(content, io.Photo):
+        pixels = content.pixels
+    elif isinstance(content, (str, bytes)) or hasattr(content, "__fspath__"):
+        pixels = io.read_photo(content).pixels
+    else:
+        pixels = io.to_numpy_image(content)
     if max_output_side and max(pixels.shape[:2]) > max_output_side:
         pixels = io.resize_image(pixels, io.fit_max_side(*pixels.shape[:2], max_output_side))
     return pixels
