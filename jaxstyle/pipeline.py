@@ -29,6 +29,7 @@ import jax.numpy as jnp
 
 from jaxstyle.color import linear_color_transfer
 from jaxstyle.config import Config
+from jaxstyle.errors import JaxstyleError
 from jaxstyle.objective import Objective, prepare_targets
 from jaxstyle.optimize import OptimConfig
 from jaxstyle.smoothing import refine_detail, smooth_local_affine
@@ -39,7 +40,9 @@ from jaxstyle.vgg import VGGWeights
 # Caffe input units, BGR x 256 minus the mean pixel): the mean pixel itself, here in RGB [0, 1].
 CAFFE_MEAN_RGB = (123.68 / 256, 116.779 / 256, 103.939 / 256)
 MEAN_PIXEL_NOISE = 1e-4 / 256
-MIN_SIDE = 8  # a coarse stage never works below this many pixels a side
+# VGG's deepest layers (relu5_x) see the image at 1/16 (four 2x2 poolings): smaller sides leave them
+# no pixels. Both photos at the working size, and every coarse stage, have at least this many a side.
+MIN_SIDE = 16
 
 
 class Inputs(NamedTuple):
@@ -86,8 +89,25 @@ def resize(image: jax.Array, shape: tuple[int, int]) -> jax.Array:
 
 
 def scaled_shape(shape: tuple[int, ...], scale: float) -> tuple[int, int]:
-    """(height, width) of `shape` times `scale`, at least `MIN_SIDE`."""
-    return max(MIN_SIDE, round(shape[0] * scale)), max(MIN_SIDE, round(shape[1] * scale))
+    """(height, width) of `shape` times `scale`, the scale raised (aspect kept, at most 1) where
+    the shorter side would fall below `MIN_SIDE`."""
+    h, w = round(shape[0] * scale), round(shape[1] * scale)
+    if min(h, w) >= MIN_SIDE:
+        return h, w
+    scale = min(1.0, MIN_SIDE / min(shape[0], shape[1]))
+    return round(shape[0] * scale), round(shape[1] * scale)
+
+
+def check_sizes(content_shape: tuple[int, ...], style_shape: tuple[int, ...]) -> None:
+    """Refuse, before any work, photos whose working size `(H, W, ...)` has a side below `MIN_SIDE`."""
+    for name, shape in (("content", content_shape), ("style", style_shape)):
+        h, w = shape[:2]
+        if min(h, w) < MIN_SIDE:
+            need = -(-MIN_SIDE * max(h, w) // min(h, w))
+            raise JaxstyleError(
+                f"the {name} image is {w}x{h} px at the working size and the network needs at least {MIN_SIDE} px "
+                f"a side: use a {name} photo at least {MIN_SIDE} px on its shorter side with a working size of at "
+                f"least {need} px (--max-side, max_side= in Python), or crop a long, thin photo")
 
 
 def needs_key(config: Config) -> bool:
@@ -211,6 +231,7 @@ def run_plan(weights: VGGWeights, inputs: Inputs, key: jax.Array | None, loss_we
              *, config: Config, call: Call, solve: Solve, content_full: Any = None) -> jax.Array:
     """The pipeline for one item (see the module docstring); returns the image `[H, W, 3]`,
     at the size of `content_full` (the content photo at its own size) when it is given."""
+    check_sizes(inputs.content.shape[-3:], inputs.style.shape[-3:])
     targets, x = call(setup, (weights, key), (inputs, dict(loss_weights)), config=config)
     for stage in plan(config):
         x0, stage_targets = x, targets

@@ -31,7 +31,7 @@ from jaxstyle.errors import Interrupted, JaxstyleError
 from jaxstyle.host import ProgressFn, SnapshotFn, run_host, status_names
 from jaxstyle.itemwise import ONE
 from jaxstyle.optimize import minimize_fixed
-from jaxstyle.pipeline import Inputs, Stage, direct, initial_image, run_plan
+from jaxstyle.pipeline import Inputs, Stage, check_sizes, direct, initial_image, run_plan
 from jaxstyle.vgg import VGGWeights
 from jaxstyle.weights import resolve_weights
 
@@ -119,6 +119,7 @@ def load_inputs(content: Any, style: Any, content_mask: Any = None, style_mask: 
 
     content = read(content, "content")
     style = read(style, "style")
+    check_sizes(content.shape, style.shape)
     if content_mask is None and style_mask is None:
         return content, style, None, None, tuple(notes)
     pair = masks_lib.parse_mask_pair(_as_mask(content_mask), _as_mask(style_mask),

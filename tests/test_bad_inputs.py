@@ -18,6 +18,7 @@ from typer.testing import CliRunner
 from conftest import synthetic_photo
 from jaxstyle import cli, io, optimize
 from jaxstyle import runner as R
+from jaxstyle.errors import JaxstyleError
 from jaxstyle.stylize import load_inputs
 
 runner = CliRunner()
@@ -190,6 +191,43 @@ def test_batch_max_side_0_is_refused_before_any_work(inputs, tmp_path, no_steps)
                                      str(inputs["config"]), "--max-side", "0", "-q"])
     assert "max_side must be at least 1 (pixels), got 0" in error_line(result)
     assert no_steps == [] and not (tmp_path / "out" / "summary.json").exists()
+
+
+# ----------------------------------------------------------------------------- photos too small for the network
+
+
+@pytest.mark.parametrize("which, shape", [("content", (8, 300)), ("style", (600, 12)), ("style", (10, 10))])
+def test_a_photo_too_thin_for_the_network_is_refused_before_any_work(inputs, tmp_path, no_steps, which, shape):
+    """VGG's deepest layers see 1/16 of the image: a side under 16 px at the working size used to end
+    in an internal ZeroDivisionError after loading. The suggested working size must suffice."""
+    thin = tmp_path / f"thin_{which}.png"
+    io.save_image(synthetic_photo(*shape, 5), thin)
+    before = snapshot(tmp_path)
+    line = error_line(transfer(inputs, tmp_path / "out.png", "--max-side", "64", **{which: thin}))
+    h, w = io.fit_max_side(*shape, 64)
+    assert f"the {which} image is {w}x{h} px at the working size" in line and "at least 16 px" in line
+    assert snapshot(tmp_path) == before and no_steps == []
+    need = int(line.split("working size of at least ")[1].split()[0])
+    if min(shape) >= 16:  # the photo is large enough: the suggested working size is accepted
+        load_inputs(synthetic_photo(H, W, 0) if which == "style" else synthetic_photo(*shape, 5),
+                    synthetic_photo(*shape, 5) if which == "style" else synthetic_photo(H, W, 0), max_side=need)
+        with pytest.raises(JaxstyleError, match="at least 16 px"):
+            load_inputs(synthetic_photo(H, W, 0) if which == "style" else synthetic_photo(*shape, 5),
+                        synthetic_photo(*shape, 5) if which == "style" else synthetic_photo(H, W, 0),
+                        max_side=need - 1)
+
+
+def test_a_batch_item_too_thin_for_the_network_fails_before_any_work(inputs, tmp_path, no_steps):
+    io.save_image(synthetic_photo(600, 12, 5), tmp_path / "thin.png")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("content,style,output\nthin.png,style.png,a.png\ncontent.png,thin.png,b.png\n")
+    result = runner.invoke(cli.app, ["batch", str(manifest), "-o", str(tmp_path / "out"), "--config",
+                                     str(inputs["config"]), "-q"])
+    assert result.exit_code == 3, (result.output, result.exception)
+    items = {e["key"]: e for e in R.read_summary(tmp_path / "out")["items"]}
+    assert "the content image is 1x64 px" in items["a.png"]["reason"]
+    assert "the style image is 1x64 px" in items["b.png"]["reason"]
+    assert no_steps == []
 
 
 # ----------------------------------------------------------------------------- 8: masks with no label in common

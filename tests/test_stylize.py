@@ -303,3 +303,41 @@ def test_unknown_init_is_refused_with_a_hint():
         load_config("default", {"init": "mean-pixel"})
     with pytest.raises(JaxstyleError, match="init_noise must be >= 0"):
         Config(init_noise=-1.0)
+
+
+def test_scaled_shape_keeps_the_aspect_and_the_network_minimum():
+    """Coarse stages: `shape * scale`, raised (aspect kept, never above the shape) to MIN_SIDE a side."""
+    from jaxstyle.pipeline import MIN_SIDE, scaled_shape
+
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        h, w = (int(v) for v in rng.integers(MIN_SIDE, 2000, 2))
+        scale = float(rng.uniform(0.05, 1.0))
+        sh, sw = scaled_shape((h, w, 3), scale)
+        assert min(sh, sw) >= MIN_SIDE and sh <= h and sw <= w
+        assert abs(sh / sw - h / w) <= (h / w) * (1 / min(sh, sw) + 1e-9) * 1.01  # aspect within a pixel
+        if min(round(h * scale), round(w * scale)) >= MIN_SIDE:
+            assert (sh, sw) == (round(h * scale), round(w * scale))
+
+
+def test_coarse_to_fine_with_the_deepest_layers_runs_on_a_small_photo(vgg16):
+    """relu5_1 at 1/16: a 20 x 28 working size has a coarse stage of 16 x 22, not 10 x 14 (which left
+    relu5_1 no pixels and failed with a ZeroDivisionError)."""
+    loss = LossConfig(content_layers=("relu4_2",), style_layers=("relu1_1", "relu3_1", "relu5_1"))
+    cfg = tiny_config(mode="coarse_to_fine", loss=loss, stage1=OptimConfig(iterations=1, chunk_size=1),
+                      stage2=OptimConfig(iterations=1, chunk_size=1))
+    out = stylize(synthetic_photo(20, 28, 0), synthetic_photo(24, 20, 1), config=cfg, weights=vgg16)
+    assert out.image.shape == (20, 28, 3) and np.isfinite(out.image).all()
+
+
+def test_every_entry_point_refuses_a_photo_too_thin_for_the_network(vgg16):
+    from jaxstyle.batch import stylize_batch
+    from jaxstyle.errors import JaxstyleError
+
+    content, thin = synthetic_photo(H, W, 0), synthetic_photo(12, 300, 1)
+    with pytest.raises(JaxstyleError, match="the style image is 300x12 px at the working size"):
+        stylize_image(vgg16, jnp.asarray(content), jnp.asarray(thin), config=tiny_config())
+    with pytest.raises(JaxstyleError, match="the content image is 300x12 px at the working size"):
+        stylize_batch(thin[None], content[None], config=tiny_config(), weights=vgg16)
+    with pytest.raises(JaxstyleError, match="the content image is 64x3 px at the working size"):
+        stylize(thin, content, config=tiny_config(), weights=vgg16)
