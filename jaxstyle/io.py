@@ -91,12 +91,17 @@ def load_image(path: PathLike, *, max_side: int | None = None, alpha: str = "com
     return image
 
 
+# the data colour space field of an ICC profile header (bytes 16-19) of a profile for RGB pixels
+ICC_RGB = b"RGB "
+
+
 @dataclasses.dataclass(frozen=True)
 class Photo:
     """A photo decoded once, at its own size, with what a result made from it should keep.
 
     pixels: float32 `[H, W, 3]` RGB in [0, 1], EXIF orientation applied.
-    icc_profile: the embedded ICC profile (bytes) or None.
+    icc_profile: the embedded ICC profile (bytes) when it describes RGB data, else None (a CMYK or
+      grey photo's profile cannot describe the RGB pixels made from it).
     exif: the EXIF block (bytes, orientation reset to 1) or None.
     """
 
@@ -117,6 +122,8 @@ def read_photo(path: PathLike, *, alpha: str = "composite", background: Sequence
     with _open_image(path) as im:
         try:
             icc = im.info.get("icc_profile") or None
+            if icc is not None and icc[16:20] != ICC_RGB:
+                icc = None
             exif = im.getexif()
             upright = ImageOps.exif_transpose(im)
             pixels = _pil_to_float(upright, alpha=alpha, background=bg, source=str(path))

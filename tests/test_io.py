@@ -593,3 +593,23 @@ def test_stack_rows_pads_right_with_white():
     np.testing.assert_array_equal(sheet[7:, 4:], 1)
     with pytest.raises(JaxstyleError, match="at least one row"):
         io.stack_rows([])
+
+
+@pytest.mark.parametrize("mode, space, kept", [("RGB", b"RGB ", True), ("CMYK", b"CMYK", False),
+                                              ("L", b"GRAY", False)])
+def test_a_photo_keeps_its_icc_profile_only_when_it_describes_rgb(tmp_path, mode, space, kept):
+    """The result is RGB: a CMYK or grey profile carried onto it would misdescribe its pixels."""
+    from PIL import ImageCms
+
+    profile = bytearray(ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes())
+    profile[16:20] = space  # the header's data colour space
+    pixels = (np.random.default_rng(0).random((12, 16, 3)) * 255).astype(np.uint8)
+    path = tmp_path / ("photo.jpg" if mode == "CMYK" else "photo.png")
+    Image.fromarray(pixels).convert(mode).save(path, icc_profile=bytes(profile))
+    photo = io.read_photo(path)
+    assert photo.pixels.shape == (12, 16, 3)
+    assert photo.icc_profile == (bytes(profile) if kept else None)
+    out = tmp_path / "out.png"
+    io.save_image(photo.pixels, out, icc_profile=photo.icc_profile)
+    with Image.open(out) as im:
+        assert im.info.get("icc_profile") == (bytes(profile) if kept else None)
