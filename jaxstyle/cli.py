@@ -718,7 +718,12 @@ def batch_command(
                                              "overrides]) or JSON lines; paths relative to its folder."),
     outdir: str = typer.Option(..., "-o", "--outdir", help="Folder for the results and summary.json."),
     config: str = typer.Option("default", "--config", "-c", help="Preset (paper, default, fast) or a .toml file."),
-    max_side: int | None = typer.Option(None, "--max-side", help="Resize so the longer side is at most N px."),
+    max_side: int | None = typer.Option(None, "--max-side", help="Working size: optimise with the longer side at "
+                                        "most N px (default: the preset's; each result keeps its photo's size)."),
+    max_output_side: int | None = typer.Option(None, "--max-output-side", help="Cap each result's longer side at "
+                                               "N px (default: its content photo's own size)."),
+    bits: int = typer.Option(8, "--bits", help="8, or 16 for 16-bit PNGs."),
+    jpeg_quality: int = typer.Option(95, "--jpeg-quality", help="JPEG quality, 1 to 100."),
     iterations: int | None = typer.Option(None, "--iterations", help="Iterations for each stage."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Pairs per batch (default: one per device)."),
     force: bool = typer.Option(False, "--force", help="Redo items whose output exists."),
@@ -739,6 +744,7 @@ def batch_command(
     index, count = R.initialize_distributed(coordinator, num_processes, process_id)
     try:
         report = R.run_manifest(manifest, outdir, config=config, max_side=max_side, iterations=iterations,
+                                max_output_side=max_output_side, bits=bits, jpeg_quality=jpeg_quality,
                                 batch_size=batch_size, force=force, progress=not quiet)
     except KeyboardInterrupt:
         typer.echo("\ninterrupted: finished items are kept (see summary.json); rerun to resume", err=True)

@@ -187,13 +187,15 @@ def _labels_bucket(k: int) -> int:
 def run_manifest(manifest: str | os.PathLike[str], outdir: str | os.PathLike[str], *,
                  config: str = "default", overrides: Mapping[str, Any] | None = None,
                  max_side: int | None = None, iterations: int | None = None, batch_size: int | None = None,
-                 force: bool = False, weights: VGGWeights | None = None, strategy: str = "auto",
+                 max_output_side: int | None = None, bits: int = 8, jpeg_quality: int = 95, force: bool = False, weights: VGGWeights | None = None, strategy: str = "auto",
                  process_index: int | None = None, process_count: int | None = None,
                  progress: bool = True, stream: TextIO | None = None) -> ManifestReport:
     """Stylise every item of `manifest` (this process's share) into `outdir`.
 
     Settings: `config` (preset name or TOML path), then `overrides` (dotted keys), then
-    `max_side` and `iterations` (both stages), then the item's own overrides. Items whose
+    `max_side`, `max_output_side` and `iterations` (both stages), then the item's own overrides.
+    Results are written with `bits` per channel (16: .png outputs only; another output fails
+    alone, before any work) and `jpeg_quality`. Items whose
     output exists are skipped unless `force`; an item whose output is one of its inputs
     fails (`force` never writes over an input). A bad item (unreadable or missing file, a mask
     that does not fit, an output outside `outdir`, divergence) fails alone, with its reason
@@ -210,6 +212,12 @@ def run_manifest(manifest: str | os.PathLike[str], outdir: str | os.PathLike[str
     settings = dict(overrides or {})
     if max_side is not None:
         settings["max_side"] = max_side
+    if max_output_side is not None:
+        settings["max_output_side"] = max_output_side
+    if bits not in io.BIT_DEPTHS:
+        raise JaxstyleError(f"--bits {bits}: write 8 bits (PNG or JPEG) or 16 bits (.png outputs)")
+    if isinstance(jpeg_quality, bool) or not 1 <= jpeg_quality <= 100:
+        raise JaxstyleError(f"--jpeg-quality must be from 1 to 100, got {jpeg_quality}")
     if iterations is not None:
         settings.update({"stage1.iterations": iterations, "stage2.iterations": iterations})
     base_config = load_config(config, settings)  # a bad config or flag fails the whole run (exit 2)
@@ -276,8 +284,8 @@ def run_manifest(manifest: str | os.PathLike[str], outdir: str | os.PathLike[str
                 loaded.output.parent.mkdir(parents=True, exist_ok=True)
                 protect = [p for p in (loaded.item.content, loaded.item.style, loaded.item.content_mask,
                                        loaded.item.style_mask) if p is not None]
-                io.save_image(images[i], loaded.output, overwrite=True, protect=protect,
-                              icc_profile=loaded.photo.icc_profile, exif=loaded.photo.exif, metadata={
+                io.save_image(images[i], loaded.output, overwrite=True, protect=protect, bits=bits,
+                              quality=jpeg_quality, icc_profile=loaded.photo.icc_profile, exif=loaded.photo.exif, metadata={
                     "content": str(loaded.item.content), "style": str(loaded.item.style),
                     "content_mask": _str(loaded.item.content_mask), "style_mask": _str(loaded.item.style_mask),
                     "size": list(images[i].shape[:2]), "working_size": list(loaded.content.shape[:2]),
@@ -299,6 +307,9 @@ def run_manifest(manifest: str | os.PathLike[str], outdir: str | os.PathLike[str
             try:
                 output = safe_output_path(outdir, item.output)
                 _refuse_input_as_output(item, output)
+                if bits == 16 and output.suffix.lower() != ".png":
+                    raise JaxstyleError(f"output {item.output!r}: 16-bit results are written as PNG only; "
+                                        "name it .png, or run without --bits 16")
                 if output.exists() and not force:
                     record(item, "skipped")
                     bar.advance(1)

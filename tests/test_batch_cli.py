@@ -3,6 +3,7 @@ outputs stay inside OUTDIR, unusable manifests exit 2."""
 
 import json
 import os
+import struct
 
 import numpy as np
 import pytest
@@ -220,3 +221,43 @@ def test_items_of_different_full_sizes_share_a_bucket_and_keep_their_sizes(tmp_p
         assert meta["size"] == size and meta["working_size"] == [32, 48]
         with Image.open(out / name) as im:
             assert im.size == (size[1], size[0])
+
+
+def test_output_options_apply_to_every_item(tmp_path):
+    """--max-output-side, --bits 16 and --jpeg-quality as in `transfer`; with --bits 16 a .jpg item
+    fails alone, before any work."""
+    folder = tmp_path / "in"
+    write_inputs(folder, n_pairs=1)
+    io.save_image(synthetic_photo(64, 96, 5), folder / "big.png")
+    manifest = csv_manifest(folder / "m.csv", ["big.png,s0.png,,,a.png,", "big.png,s0.png,,,b.jpg,"])
+    out = tmp_path / "out"
+    result = invoke(manifest, out, "--bits", 16, "--max-output-side", 72, "-q")
+    assert result.exit_code == 3, (result.output, result.exception)
+    items = summary_items(out)
+    assert items["a.png"]["status"] == "done" and items["b.jpg"]["status"] == "failed"
+    assert "16-bit results are written as PNG only" in items["b.jpg"]["reason"] and not (out / "b.jpg").exists()
+    meta = io.read_metadata(out / "a.png")
+    assert meta["size"] == [48, 72] and meta["working_size"] == [32, 48]
+    ihdr = (out / "a.png").read_bytes()[16:26]  # width, height, bit depth, colour type (PNG spec)
+    assert struct.unpack(">IIBB", ihdr) == (72, 48, 16, 2)
+
+    manifest = csv_manifest(folder / "q.csv", ["big.png,s0.png,,,q.jpg,"])
+    result = invoke(manifest, out, "--jpeg-quality", 40, "-q")
+    assert result.exit_code == 0, (result.output, result.exception)
+    reference = tmp_path / "reference.jpg"
+    with Image.open(out / "q.jpg") as im:
+        im.convert("RGB").save(reference, quality=40)
+        with Image.open(reference) as ref:
+            assert im.quantization == ref.quantization
+
+
+@pytest.mark.parametrize("extra, message", [(["--bits", "12"], "--bits 12"), (["--jpeg-quality", "0"], "1 to 100"),
+                                            (["--max-output-side", "-1"], "max_output_side must be >= 0")])
+def test_bad_output_options_exit_2_before_any_work(tmp_path, monkeypatch, extra, message):
+    data = tmp_path / "data"
+    write_inputs(data, n_pairs=1)
+    manifest = csv_manifest(data / "m.csv", ["c0.png,s0.png"], header="content,style")
+    monkeypatch.setattr(R, "stylize_batch", lambda *a, **k: pytest.fail("nothing should run"))
+    result = invoke(manifest, tmp_path / "out", *extra)
+    assert result.exit_code == 2 and message in result.stderr, (result.output, result.exception)
+    assert not (tmp_path / "out" / "summary.json").exists()
