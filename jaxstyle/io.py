@@ -5,7 +5,8 @@ masks are returned raw: uint8 `[H, W, 3]` RGB, or integer `[H, W]` for single-ch
 files. Sizes are `(H, W)`; Pillow's own sizes are `(W, H)` and stay inside this module.
 
 Reading applies the EXIF orientation, composites (or refuses) transparency, expands
-grayscale and palette images, and scales 16-bit images by 65535. No colour management:
+grayscale and palette images, and scales 16-bit images by 65535 (16-bit colour PNGs are
+decoded by `jaxstyle.png16`, as Pillow keeps 8 of their bits). No colour management:
 an embedded ICC profile is ignored and pixel values are taken as sRGB. Pillow's
 decompression-bomb guard stays on; tripping it raises a `JaxstyleError`.
 
@@ -33,6 +34,7 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps, PngImagePlugin, Unidentif
 
 from jaxstyle._version import __version__
 from jaxstyle.errors import JaxstyleError, did_you_mean
+from jaxstyle.png16 import read_png16
 
 PathLike = str | os.PathLike[str]
 
@@ -78,8 +80,7 @@ def load_image(path: PathLike, *, max_side: int | None = None, alpha: str = "com
         _check_side(max_side, "max_side")
     with _open_image(path) as im:
         try:
-            image = _pil_to_float(ImageOps.exif_transpose(im), alpha=alpha, background=bg,
-                                  source=str(path))
+            image = _decode(im, path, alpha=alpha, background=bg)
         except JaxstyleError:
             raise
         except _DECODE_ERRORS as e:
@@ -125,8 +126,7 @@ def read_photo(path: PathLike, *, alpha: str = "composite", background: Sequence
             if icc is not None and icc[16:20] != ICC_RGB:
                 icc = None
             exif = im.getexif()
-            upright = ImageOps.exif_transpose(im)
-            pixels = _pil_to_float(upright, alpha=alpha, background=bg, source=str(path))
+            pixels = _decode(im, path, alpha=alpha, background=bg)
         except JaxstyleError:
             raise
         except _DECODE_ERRORS as e:
@@ -234,10 +234,36 @@ def _damaged(path: PathLike, e: BaseException) -> JaxstyleError:
                          "re-export or re-download the file")
 
 
+def _decode(im: Image.Image, path: PathLike, *, alpha: str, background: np.ndarray) -> np.ndarray:
+    """An opened image file as float32 `[H, W, 3]` in [0, 1], upright (EXIF orientation applied),
+    transparency handled; a 16-bit colour PNG at its full depth (Pillow's pixels have 8 bits)."""
+    deep = read_png16(path) if im.format == "PNG" and im.mode in ("RGB", "RGBA") else None
+    if deep is None:
+        return _pil_to_float(ImageOps.exif_transpose(im), alpha=alpha, background=background, source=str(path))
+    unit = orient(deep, im.getexif().get(EXIF_ORIENTATION, 1)).astype(np.float32) / MAX_16BIT
+    a = unit[..., 3] if unit.shape[-1] == 4 else None
+    return _with_alpha(np.ascontiguousarray(unit[..., :3]), a, alpha=alpha, background=background,
+                       source=str(path))
+
+
+def orient(image: np.ndarray, orientation: int) -> np.ndarray:
+    """`[H, W, ...]` as an EXIF `orientation` (1-8) says to show it, as `ImageOps.exif_transpose` does."""
+    ops = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+           5: lambda a: a.swapaxes(0, 1), 6: lambda a: np.rot90(a, -1), 7: lambda a: a[::-1, ::-1].swapaxes(0, 1),
+           8: lambda a: np.rot90(a, 1)}
+    return ops[orientation](image) if orientation in ops else image
+
+
 def _pil_to_float(im: Image.Image, *, alpha: str, background: np.ndarray,
                   source: str) -> np.ndarray:
     """A decoded Pillow image as float32 `[H, W, 3]` in [0, 1], transparency handled."""
     rgb, a = _float_rgb_and_alpha(im, source)
+    return _with_alpha(rgb, a, alpha=alpha, background=background, source=source)
+
+
+def _with_alpha(rgb: np.ndarray, a: np.ndarray | None, *, alpha: str, background: np.ndarray,
+                source: str) -> np.ndarray:
+    """`rgb` `[H, W, 3]` with straight alpha `a` `[H, W]` (or None) composited or refused."""
     if a is None:
         return rgb
     transparent = int(np.count_nonzero(a < 1.0))
