@@ -168,3 +168,39 @@ def test_transfer_and_batch_commands_write_the_same_image(vgg16, tmp_path):
     # 8-bit PNGs: float32 noise may move a pixel across a rounding boundary, one level at most
     assert np.abs(transfer - batch).max() <= 1 and np.mean(transfer != batch) < 0.05
     assert np.abs(transfer - np.round(reference * 255)).max() <= 1
+
+
+
+FULL_CFG = {"max_side": 48, "loss.content_layers": ["relu1_2"], "loss.style_layers": ["relu1_1", "relu1_2"],
+            "stage1.iterations": 3, "stage1.chunk_size": 2, "stage2.iterations": 3, "stage2.chunk_size": 2,
+            "smooth.radius": 2}  # TINY's fast
+
+
+def full_size_case(weights):
+    """(config, working-size inputs per pair, full-size contents, `stylize`'s images `[2, 64, 96, 3]`)."""
+    from jaxstyle.stylize import load_inputs
+
+    cfg = load_config("fast", FULL_CFG)
+    pairs = tiny_pairs()
+    fulls = [(np.round(synthetic_photo(64, 96, i) * 255) / 255).astype(np.float32) for i in range(2)]
+    reference = np.stack([stylize(f, s, content_mask=cm, style_mask=sm, config=cfg, weights=weights).image
+                          for f, (_, s, cm, sm) in zip(fulls, pairs)])
+    small = [load_inputs(f, s, cm, sm, max_side=cfg.max_side)[:4] for f, (_, s, cm, sm) in zip(fulls, pairs)]
+    assert reference.shape == (2, 64, 96, 3) and small[0][0].shape == (32, 48, 3)
+    return cfg, small, fulls, reference
+
+
+def test_the_batch_agrees_with_stylize_at_the_photos_own_size(vgg16):
+    """Contents larger than the working size come back at their own size by the same last stage."""
+    cfg, small, fulls, reference = full_size_case(vgg16)
+    batch = stylize_batch(*(np.stack(a) for a in zip(*small)), config=cfg, weights=vgg16, contents_full=fulls)
+    assert_same(np.stack([np.asarray(b) for b in batch.images]), reference, "stylize_batch")
+
+
+@pytest.mark.slow  # compiles the whole pipeline with the traced tile loop as one program (~20 s on 2 cores)
+def test_the_pure_pipeline_agrees_with_stylize_at_the_photos_own_size(vgg16):
+    """`stylize_image(content_full=)` (tiles in a traced loop) against `stylize` (host tile loop)."""
+    cfg, small, fulls, reference = full_size_case(vgg16)
+    pure = jax.jit(lambda c, s, cm, sm, full: stylize_image(vgg16, c, s, cm, sm, config=cfg, content_full=full))
+    assert_same(np.stack([pure(*(jnp.asarray(a) for a in p), jnp.asarray(f)) for p, f in zip(small, fulls)]),
+                reference, "stylize_image")
