@@ -633,8 +633,9 @@ def evaluate(
     json_path: str | None = typer.Option(None, "--json", help="Write the numbers as JSON to FILE."),
     sheet: str | None = typer.Option(None, "--sheet", help="Write a contact sheet (content | style | output "
                                      "| reference, numbers under each) to PNG."),
-    max_side: int | None = typer.Option(None, "--max-side", help="Cap the longer side of the output (the "
-                                        "working size) and of the style at N px."),
+    # full-size results are 12-50 MP: scoring one at its own size takes ~2 KB of memory a pixel
+    max_side: int = typer.Option(1024, "--max-side", help="Score at most N px on the longer side (the output, "
+                                 "and the style); 0: the output's own size, as memory allows."),
     backbone: str = typer.Option("vgg16", "--backbone", help="VGG for gram_distance: vgg16, vgg19 or a "
                                  "weights file."),
     plot: str | None = typer.Option(None, "--plot", help="Also plot the loss curves of a 'transfer --log' file."),
@@ -673,8 +674,9 @@ def evaluate(
     if plot:
         plot_out = plot_out or str(Path(plot).with_suffix(".png"))
         _report_target(plot_out, "--out", inputs)
-    if max_side is not None and max_side < 1:
-        fail(f"--max-side must be at least 1 (pixels), got {max_side}")
+    if max_side < 0:
+        fail(f"--max-side must be 0 (the output's own size) or a number of pixels, got {max_side}")
+    max_side = max_side or None
     start_compile_cache()
 
     failed = 0

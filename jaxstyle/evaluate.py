@@ -78,6 +78,10 @@ SHEET_HEIGHT = 160
 _SHEET_LOAD_FACTOR = 4  # sheet images are loaded at most this many times the row height
 PLOT_SUFFIXES = (".png", ".pdf", ".svg")
 LOG_TERMS = ("loss", "content", "style", "tv", "photo")
+# `metrics.evaluate_triple`'s peak memory, in float32 RGB copies of the output (12 bytes a pixel):
+# the process grew by 2.05-2.15 KB an output pixel between 512 and 1536 px (`jaxstyle evaluate
+# --max-side`, 2-core CPU); rounded up
+EVAL_COPIES = 200
 
 
 # ----------------------------------------------------------------------------- one triple
@@ -95,6 +99,7 @@ def evaluate_files(content: ImageInput, style: ImageInput, output: ImageInput, *
     (VGG-16). Returns `{key: float}` with `METRIC_KEYS`, and `REFERENCE_KEYS` when a
     reference is given, exactly as `jaxstyle.metrics.evaluate_triple`.
     """
+    check_evaluation_memory(output, style, max_side=max_side)
     out = _as_image(output, max_side)
     hw = out.shape[:2]
     content_image = _fit_to(_as_image(content, None), hw, "content")
@@ -106,6 +111,18 @@ def evaluate_files(content: ImageInput, style: ImageInput, output: ImageInput, *
     reference_image = None if reference is None else _fit_to(_as_image(reference, None), hw, "reference")
     return evaluate_triple(_weights(weights), content_image, style_image, out, reference=reference_image,
                            **masks)
+
+
+def check_evaluation_memory(output: ImageInput, style: ImageInput, *, max_side: int | None = None) -> None:
+    """Refuse, before any work, an evaluation whose size (the output's and the style's, capped by
+    `max_side`) would not fit in the memory available."""
+    def size(image: ImageInput) -> tuple[int, int]:
+        h, w = io.photo_size(image) if isinstance(image, (str, os.PathLike)) else np.shape(image)[:2]
+        return io.fit_max_side(h, w, max_side) if max_side else (h, w)
+
+    out, style_hw = size(output), size(style)
+    io.check_memory(out, copies=EVAL_COPIES, extra_pixels=style_hw[0] * style_hw[1], option="max-side",
+                    what=f"evaluating {output if isinstance(output, (str, os.PathLike)) else 'the output'}")
 
 
 def _weights(weights: VGGWeights | str | None) -> VGGWeights:

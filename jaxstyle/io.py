@@ -347,15 +347,19 @@ def available_memory() -> int | None:
         return None
 
 
-def check_memory(size: tuple[int, int], *, copies: int = FULL_SIZE_COPIES, what: str = "the output") -> None:
-    """Refuse, before any work, a full size `(H, W)` whose float copies would not fit in memory."""
-    need = size[0] * size[1] * BYTES_PER_COPY_PIXEL * copies
+def check_memory(size: tuple[int, int], *, copies: float = FULL_SIZE_COPIES, what: str = "the output",
+                 extra_pixels: int = 0, option: str = "max-output-side") -> None:
+    """Refuse, before any work, a full size `(H, W)` whose float copies (and `copies` as many per
+    one of `extra_pixels` more) would not fit in memory; the message names `--option`."""
+    per_pixel = BYTES_PER_COPY_PIXEL * copies
+    need = (size[0] * size[1] + extra_pixels) * per_pixel
     have = available_memory()
     if have is not None and need > have:
-        side = int(max(size) * (have / need) ** 0.5)
+        fraction = max(have - extra_pixels * per_pixel, 0) / (size[0] * size[1] * per_pixel)
+        side = max(1, int(max(size) * fraction ** 0.5))
         raise JaxstyleError(f"{what} at {size[1]}x{size[0]} needs about {need / 2**30:.1f} GiB of memory and "
-                            f"{have / 2**30:.1f} GiB are available: pass --max-output-side {side} (or less; "
-                            "max_output_side= in Python), or free memory")
+                            f"{have / 2**30:.1f} GiB are available: pass --{option} {side} (or less; "
+                            f"{option.replace('-', '_')}= in Python), or free memory")
 
 
 def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -378,3 +378,50 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path, files, args, message):
     assert result.exit_code == 2, result.output
     assert result.stderr.count("\n") == 1 and result.stderr.startswith("error: ")
     assert message in result.stderr
+
+
+@pytest.fixture
+def large_triple(tmp_path, monkeypatch):
+    """A 1500x1200 output with its content and a 600x400 style; the metrics only record their shapes."""
+    paths = {"content": tmp_path / "c.png", "style": tmp_path / "s.png", "output": tmp_path / "o.png"}
+    for name, (h, w) in (("content", (1200, 1500)), ("style", (400, 600)), ("output", (1200, 1500))):
+        io.save_image(synthetic_photo(h, w, len(name)), paths[name])
+    shapes = []
+
+    def metrics(weights, content, style, output, **kwargs):
+        shapes.append((content.shape[:2], style.shape[:2], output.shape[:2]))
+        return {k: 0.0 for k in METRIC_KEYS}
+
+    monkeypatch.setattr(E, "evaluate_triple", metrics)
+    return paths, shapes
+
+
+def run_evaluate(paths, *extra):
+    args = ["evaluate", "--content", paths["content"], "--style", paths["style"], "--output", paths["output"], *extra]
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.mark.parametrize("extra, output_hw", [((), (819, 1024)), (("--max-side", 0), (1200, 1500)),
+                                              (("--max-side", 300), (240, 300))])
+def test_the_command_scores_at_1024_px_unless_told(large_triple, extra, output_hw):
+    paths, shapes = large_triple
+    result = run_evaluate(paths, *extra)
+    assert result.exit_code == 0, (result.output, result.exception)
+    style_hw = (400, 600) if max(output_hw) >= 600 else io.fit_max_side(400, 600, max(output_hw))
+    assert shapes == [(output_hw, style_hw, output_hw)]
+
+
+def test_an_evaluation_too_large_for_the_memory_is_refused_before_any_work(large_triple, monkeypatch):
+    paths, shapes = large_triple
+    have = 2 * 2**30
+    monkeypatch.setattr(io, "available_memory", lambda: have)
+    result = run_evaluate(paths, "--max-side", 0)
+    assert result.exit_code == 2 and shapes == [], (result.output, result.exception)
+    assert result.stderr.startswith(f"error: evaluating {paths['output']} at 1500x1200 needs about")
+    side = int(result.stderr.split("pass --max-side ")[1].split()[0])
+    E.check_evaluation_memory(paths["output"], paths["style"], max_side=side)  # the advice fits
+    per_pixel = io.BYTES_PER_COPY_PIXEL * E.EVAL_COPIES
+    h, w = io.fit_max_side(1200, 1500, side + 2)
+    assert (h * w + 400 * 600) * per_pixel > have  # and is the largest that does, to a pixel or two
+    with pytest.raises(JaxstyleError, match="pass --max-side"):
+        E.check_evaluation_memory(paths["output"], paths["style"], max_side=side + 2)
