@@ -223,6 +223,7 @@ def test_items_of_different_full_sizes_share_a_bucket_and_keep_their_sizes(tmp_p
             assert im.size == (size[1], size[0])
 
 
+@pytest.mark.slow  # two batch runs at new shapes (~12 s cold on 2 cores); the refusals are tested below
 def test_output_options_apply_to_every_item(tmp_path):
     """--max-output-side, --bits 16 and --jpeg-quality as in `transfer`; with --bits 16 a .jpg item
     fails alone, before any work."""

@@ -320,6 +320,7 @@ def test_scaled_shape_keeps_the_aspect_and_the_network_minimum():
             assert (sh, sw) == (round(h * scale), round(w * scale))
 
 
+@pytest.mark.slow  # compiles the whole network at new shapes (~17 s cold on 2 cores); the shapes are tested above
 def test_coarse_to_fine_with_the_deepest_layers_runs_on_a_small_photo(vgg16):
     """relu5_1 at 1/16: a 20 x 28 working size has a coarse stage of 16 x 22, not 10 x 14 (which left
     relu5_1 no pixels and failed with a ZeroDivisionError)."""
