@@ -20,7 +20,7 @@ def test_the_wheel_ships_data_presets_and_licence(tmp_path):
     for name in ("jaxstyle", "configs"):
         shutil.copytree(ROOT / name, source / name, ignore=shutil.ignore_patterns("__pycache__"))
     done = subprocess.run([sys.executable, "-m", "pip", "wheel", str(source), "--no-deps", "-v", "-w", str(tmp_path)],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, check=False)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "absent from the `packages`" not in done.stdout + done.stderr
 
