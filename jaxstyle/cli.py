@@ -345,12 +345,13 @@ def run_transfer(content: str, style: str, output: str, *, content_mask: str | N
                  save_every: int = 0, log: str | None = None, quiet: bool = False,
                  force: bool = False, masks: str = "given", regions: int | None = None,
                  save_masks: str | None = None, max_output_side: int | None = None, bits: int = 8,
-                 jpeg_quality: int = 95) -> Any:
+                 jpeg_quality: int | None = None) -> Any:
     """What `jaxstyle transfer` does, callable from tests: stylize, then write atomically.
 
     The result has the content photo's own size (after EXIF rotation), or at most
     `max_output_side` on its longer side, and keeps the photo's ICC profile and EXIF; the
-    optimisation runs at `max_side`. `bits` 16 writes a 16-bit PNG; `jpeg_quality` 1..100.
+    optimisation runs at `max_side`. `bits` 16 writes a 16-bit PNG; `jpeg_quality` 1..100 (a
+    .jpg output only; default 95).
 
     masks: "given" (the mask files, or none), "auto" (derived from the photos by
     `jaxstyle.automask.auto_masks`, `regions` of them or chosen automatically, written to
@@ -386,6 +387,10 @@ def run_transfer(content: str, style: str, output: str, *, content_mask: str | N
         overrides = {**(overrides or {}), "max_output_side": max_output_side}
     if bits not in io.BIT_DEPTHS or (bits == 16 and out.suffix.lower() != ".png"):
         raise JaxstyleError(f"--bits {bits}: write 8 bits (PNG or JPEG) or 16 bits (a .png output)")
+    if jpeg_quality is not None and out.suffix.lower() == ".png":
+        raise JaxstyleError(f"--jpeg-quality sets the quality of a JPEG and {output} is a PNG: drop the option, "
+                            "or write .jpg")
+    jpeg_quality = 95 if jpeg_quality is None else jpeg_quality
     if isinstance(jpeg_quality, bool) or not 1 <= jpeg_quality <= 100:
         raise JaxstyleError(f"--jpeg-quality must be from 1 to 100, got {jpeg_quality}")
     cfg = load_config(config, overrides)  # bad settings fail before any work
@@ -538,7 +543,8 @@ def transfer(
     max_output_side: int | None = typer.Option(None, "--max-output-side", help="Cap the result's longer side at "
                                                "N px (default: the content photo's own size)."),
     bits: int = typer.Option(8, "--bits", help="8, or 16 for a 16-bit PNG."),
-    jpeg_quality: int = typer.Option(95, "--jpeg-quality", help="JPEG quality, 1 to 100."),
+    jpeg_quality: int | None = typer.Option(None, "--jpeg-quality", help="JPEG quality, 1 to 100 (a .jpg "
+                                            "output; default 95)."),
     iterations: int | None = typer.Option(None, "--iterations", help="Iterations for each stage."),
     seed: int | None = typer.Option(None, "--seed", help="Random seed (the start's noise: init, init_noise; automatic masks)."),
     save_every: int = typer.Option(0, "--save-every", help="Write the best image every N iterations."),

@@ -149,3 +149,11 @@ def test_an_image_in_memory_too_large_for_the_memory_is_refused_before_any_work(
     # a cap that fits is taken into account before the check
     monkeypatch.setattr(io, "available_memory", lambda: need // 4)
     assert stylize_module.full_size_content(content, max_output_side=72).shape == (48, 72, 3)
+
+
+def test_a_jpeg_quality_for_a_png_output_is_refused_before_any_work(photo, tmp_path, monkeypatch):
+    monkeypatch.setattr(importlib.import_module("jaxstyle.stylize"), "run_host",
+                        lambda *a, **k: pytest.fail("the pipeline ran"))
+    result = transfer(photo, tmp_path / "out.png", "--jpeg-quality", 80)
+    assert result.exit_code == 2 and "--jpeg-quality sets the quality of a JPEG" in result.stderr, result.output
+    assert list(tmp_path.iterdir()) == []
