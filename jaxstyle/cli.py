@@ -385,14 +385,11 @@ def run_transfer(content: str, style: str, output: str, *, content_mask: str | N
         raise JaxstyleError(f"--save-every must be 0 (no snapshots) or a number of iterations, got {save_every}")
     if max_output_side is not None:
         overrides = {**(overrides or {}), "max_output_side": max_output_side}
-    if bits not in io.BIT_DEPTHS or (bits == 16 and out.suffix.lower() != ".png"):
-        raise JaxstyleError(f"--bits {bits}: write 8 bits (PNG or JPEG) or 16 bits (a .png output)")
     if jpeg_quality is not None and out.suffix.lower() == ".png":
         raise JaxstyleError(f"--jpeg-quality sets the quality of a JPEG and {output} is a PNG: drop the option, "
                             "or write .jpg")
     jpeg_quality = 95 if jpeg_quality is None else jpeg_quality
-    if isinstance(jpeg_quality, bool) or not 1 <= jpeg_quality <= 100:
-        raise JaxstyleError(f"--jpeg-quality must be from 1 to 100, got {jpeg_quality}")
+    io.check_write_options(bits, jpeg_quality, out.suffix)
     cfg = load_config(config, overrides)  # bad settings fail before any work
     _check_mask_options(masks, content_mask, style_mask, regions, save_masks, force)
     if log:

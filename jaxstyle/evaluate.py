@@ -117,7 +117,7 @@ def check_evaluation_memory(output: ImageInput, style: ImageInput, *, max_side: 
     """Refuse, before any work, an evaluation whose size (the output's and the style's, capped by
     `max_side`) would not fit in the memory available."""
     def size(image: ImageInput) -> tuple[int, int]:
-        h, w = io.photo_size(image) if isinstance(image, (str, os.PathLike)) else np.shape(image)[:2]
+        h, w = io.image_size(image) or (1, 1)  # no two sides: the loader says what it expected
         return io.fit_max_side(h, w, max_side) if max_side else (h, w)
 
     out, style_hw = size(output), size(style)

@@ -156,6 +156,19 @@ def photo_size(path: PathLike) -> tuple[int, int]:
     return h, w
 
 
+def image_size(image: Any) -> tuple[int, int] | None:
+    """(H, W) of a file (from its header, see `photo_size`), a `Photo`, a PIL image or an array
+    `[H, W, ...]`; None for anything without two sides."""
+    if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"):
+        return photo_size(image)
+    if isinstance(image, Photo):
+        return image.size
+    if isinstance(image, Image.Image):
+        return image.height, image.width
+    shape = np.shape(image)
+    return (int(shape[0]), int(shape[1])) if len(shape) >= 2 else None
+
+
 def load_label_image(path: PathLike) -> np.ndarray:
     """Read a mask / label image's raw pixels: no resampling, no colour conversion.
 
@@ -476,6 +489,15 @@ def _check_side(n: Any, name: str) -> None:
 
 
 # --------------------------------------------------------------------------- writing
+
+
+def check_write_options(bits: int, quality: int, suffix: str | None = None) -> None:
+    """Refuse, before any work, a bit depth or JPEG quality that `save_image` cannot write (16 bits
+    only as PNG, when the output's `suffix` is given), in the command line's words."""
+    if bits not in BIT_DEPTHS or (bits == 16 and suffix is not None and suffix.lower() != ".png"):
+        raise JaxstyleError(f"--bits {bits}: write 8 bits (PNG or JPEG) or 16 bits (a .png output)")
+    if isinstance(quality, bool) or not 1 <= quality <= 100:
+        raise JaxstyleError(f"--jpeg-quality must be from 1 to 100, got {quality}")
 
 
 def save_image(image: Any, path: PathLike, *, metadata: Mapping[str, Any] | None = None,

@@ -187,7 +187,8 @@ def _labels_bucket(k: int) -> int:
 def run_manifest(manifest: str | os.PathLike[str], outdir: str | os.PathLike[str], *,
                  config: str = "default", overrides: Mapping[str, Any] | None = None,
                  max_side: int | None = None, iterations: int | None = None, batch_size: int | None = None,
-                 max_output_side: int | None = None, bits: int = 8, jpeg_quality: int = 95, force: bool = False, weights: VGGWeights | None = None, strategy: str = "auto",
+                 max_output_side: int | None = None, bits: int = 8, jpeg_quality: int = 95, force: bool = False,
+                 weights: VGGWeights | None = None, strategy: str = "auto",
                  process_index: int | None = None, process_count: int | None = None,
                  progress: bool = True, stream: TextIO | None = None) -> ManifestReport:
     """Stylise every item of `manifest` (this process's share) into `outdir`.
@@ -214,10 +215,7 @@ def run_manifest(manifest: str | os.PathLike[str], outdir: str | os.PathLike[str
         settings["max_side"] = max_side
     if max_output_side is not None:
         settings["max_output_side"] = max_output_side
-    if bits not in io.BIT_DEPTHS:
-        raise JaxstyleError(f"--bits {bits}: write 8 bits (PNG or JPEG) or 16 bits (.png outputs)")
-    if isinstance(jpeg_quality, bool) or not 1 <= jpeg_quality <= 100:
-        raise JaxstyleError(f"--jpeg-quality must be from 1 to 100, got {jpeg_quality}")
+    io.check_write_options(bits, jpeg_quality)  # a .jpg item with 16 bits fails alone, below
     if iterations is not None:
         settings.update({"stage1.iterations": iterations, "stage2.iterations": iterations})
     base_config = load_config(config, settings)  # a bad config or flag fails the whole run (exit 2)
@@ -284,13 +282,15 @@ def run_manifest(manifest: str | os.PathLike[str], outdir: str | os.PathLike[str
                 loaded.output.parent.mkdir(parents=True, exist_ok=True)
                 protect = [p for p in (loaded.item.content, loaded.item.style, loaded.item.content_mask,
                                        loaded.item.style_mask) if p is not None]
-                io.save_image(images[i], loaded.output, overwrite=True, protect=protect, bits=bits,
-                              quality=jpeg_quality, icc_profile=loaded.photo.icc_profile, exif=loaded.photo.exif, metadata={
+                metadata = {
                     "content": str(loaded.item.content), "style": str(loaded.item.style),
                     "content_mask": _str(loaded.item.content_mask), "style_mask": _str(loaded.item.style_mask),
                     "size": list(images[i].shape[:2]), "working_size": list(loaded.content.shape[:2]),
                     "config": cfg.to_dict(), "status": result.status[i], "notes": notes,
-                    "weights": weights_identity(get_weights(cfg))})
+                    "weights": weights_identity(get_weights(cfg))}
+                io.save_image(images[i], loaded.output, overwrite=True, protect=protect, bits=bits,
+                              quality=jpeg_quality, icc_profile=loaded.photo.icc_profile, exif=loaded.photo.exif,
+                              metadata=metadata)
             except (JaxstyleError, OSError) as e:
                 record(loaded.item, "failed", reason=str(e), stages=result.status[i], notes=notes)
                 continue

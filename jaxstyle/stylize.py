@@ -22,7 +22,6 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from PIL import Image
 
 from jaxstyle import io, masks as masks_lib
 from jaxstyle._version import __version__
@@ -213,16 +212,14 @@ def check_result_memory(content: Any, *, max_output_side: int = 0) -> None:
     `max_output_side`, 0: no cap) would not fit in the memory available: a file from its
     header, before it is decoded; an image in memory, which already holds one copy, from its
     shape. Anything else passes (the loaders say what they expected)."""
+    size = io.image_size(content)
+    if size is None:
+        return
     if isinstance(content, (str, bytes)) or hasattr(content, "__fspath__"):
-        shape, copies, what = io.photo_size(content), io.FULL_SIZE_COPIES, f"the result of {content}"
+        copies, what = io.FULL_SIZE_COPIES, f"the result of {content}"
     else:
-        image = content.pixels if isinstance(content, io.Photo) else content
-        shape = (image.height, image.width) if isinstance(image, Image.Image) else getattr(image, "shape", ())
         copies, what = io.FULL_SIZE_COPIES - 1, "the result"
-    if len(shape) >= 2:
-        h, w = shape[:2]
-        io.check_memory(io.fit_max_side(h, w, max_output_side) if max_output_side else (h, w),
-                        copies=copies, what=what)
+    io.check_memory(io.fit_max_side(*size, max_output_side) if max_output_side else size, copies=copies, what=what)
 
 
 def full_size_content(content: Any, *, max_output_side: int = 0) -> np.ndarray:
