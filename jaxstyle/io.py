@@ -6,9 +6,11 @@ files. Sizes are `(H, W)`; Pillow's own sizes are `(W, H)` and stay inside this 
 
 Reading applies the EXIF orientation, composites (or refuses) transparency, expands
 grayscale and palette images, and scales 16-bit images by 65535 (16-bit colour PNGs are
-decoded by `jaxstyle.png16`, as Pillow keeps 8 of their bits). No colour management:
-an embedded ICC profile is ignored and pixel values are taken as sRGB. Pillow's
-decompression-bomb guard stays on; tripping it raises a `JaxstyleError`.
+decoded by `jaxstyle.png16`, as Pillow keeps 8 of their bits). Pixels are sRGB: a photo
+with an RGB matrix/TRC ICC profile (Display P3, Adobe RGB, ProPhoto...) is converted to sRGB
+(`jaxstyle.icc`), and `save_image` converts back into the profile it embeds; other profiles
+are ignored (their pixels taken as sRGB). Pillow's decompression-bomb guard stays on;
+tripping it raises a `JaxstyleError`.
 
 Writing is atomic (a temporary file in the target directory, then `os.replace`) and never
 replaces one of the inputs unless forced. PNG and JPEG outputs carry the run's settings
@@ -32,6 +34,7 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont, ImageOps, PngImagePlugin, UnidentifiedImageError
 
+from jaxstyle import icc
 from jaxstyle._version import __version__
 from jaxstyle.errors import JaxstyleError, did_you_mean
 from jaxstyle.png16 import read_png16
@@ -58,6 +61,7 @@ _ALPHA_CONVERSIONS = {"RGBA": "RGBA", "RGBa": "RGBA", "LA": "LA", "La": "LA", "P
 _16BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 # What can go wrong while decoding a file that Pillow recognised (truncated data, bad chunks).
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)
+_ROWS_PER_BLOCK = 256  # rows converted at a time when writing into an ICC profile
 _LABEL_PADDING = 3  # white pixels above and below a label under a contact-sheet image
 
 
@@ -66,10 +70,10 @@ _LABEL_PADDING = 3  # white pixels above and below a label under a contact-sheet
 
 def load_image(path: PathLike, *, max_side: int | None = None, alpha: str = "composite",
                background: Sequence[float] = WHITE) -> np.ndarray:
-    """Read an image file as float32 `[H, W, 3]` RGB in [0, 1].
+    """Read an image file as float32 `[H, W, 3]` sRGB in [0, 1].
 
     Any format Pillow reads (PNG, JPEG, TIFF, BMP, WebP, GIF's first frame). The EXIF
-    orientation is applied. Transparency is composited over `background` (RGB in [0, 1])
+    orientation is applied; an RGB matrix/TRC ICC profile's colours are converted to sRGB. Transparency is composited over `background` (RGB in [0, 1])
     with `alpha="composite"`, or raises with `alpha="refuse"` (a fully opaque alpha channel
     is accepted either way). If `max_side` is given and the longer side exceeds it, the
     image is downscaled (Lanczos, aspect kept) so that the longer side equals `max_side`.
@@ -80,7 +84,7 @@ def load_image(path: PathLike, *, max_side: int | None = None, alpha: str = "com
         _check_side(max_side, "max_side")
     with _open_image(path) as im:
         try:
-            image = _decode(im, path, alpha=alpha, background=bg)
+            image = _to_srgb(_decode(im, path, alpha=alpha, background=bg), _rgb_profile(im))
         except JaxstyleError:
             raise
         except _DECODE_ERRORS as e:
@@ -100,9 +104,11 @@ ICC_RGB = b"RGB "
 class Photo:
     """A photo decoded once, at its own size, with what a result made from it should keep.
 
-    pixels: float32 `[H, W, 3]` RGB in [0, 1], EXIF orientation applied.
+    pixels: float32 `[H, W, 3]` sRGB in [0, 1], EXIF orientation applied (converted from the
+      ICC profile's colours when `jaxstyle.icc` reads it).
     icc_profile: the embedded ICC profile (bytes) when it describes RGB data, else None (a CMYK or
-      grey photo's profile cannot describe the RGB pixels made from it).
+      grey photo's profile cannot describe the RGB pixels made from it). `save_image` converts a
+      result into it.
     exif: the EXIF block (bytes, orientation reset to 1) or None.
     """
 
@@ -122,11 +128,9 @@ def read_photo(path: PathLike, *, alpha: str = "composite", background: Sequence
     bg = _check_background(background)
     with _open_image(path) as im:
         try:
-            icc = im.info.get("icc_profile") or None
-            if icc is not None and icc[16:20] != ICC_RGB:
-                icc = None
+            profile = _rgb_profile(im)
             exif = im.getexif()
-            pixels = _decode(im, path, alpha=alpha, background=bg)
+            pixels = _to_srgb(_decode(im, path, alpha=alpha, background=bg), profile)
         except JaxstyleError:
             raise
         except _DECODE_ERRORS as e:
@@ -135,7 +139,22 @@ def read_photo(path: PathLike, *, alpha: str = "composite", background: Sequence
     if len(exif):
         exif[EXIF_ORIENTATION] = 1  # the pixels are upright now
         exif_bytes = exif.tobytes()
-    return Photo(pixels, icc, exif_bytes)
+    return Photo(pixels, profile, exif_bytes)
+
+
+def _rgb_profile(im: Image.Image) -> bytes | None:
+    """An opened image's embedded ICC profile when it describes RGB data, else None."""
+    profile = im.info.get("icc_profile") or None
+    return profile if profile is not None and profile[16:20] == ICC_RGB else None
+
+
+def _to_srgb(pixels: np.ndarray, profile: bytes | None) -> np.ndarray:
+    """`pixels` `[H, W, 3]` float32 converted from `profile`'s colours to sRGB (in place when
+    writable)."""
+    parsed = icc.to_convert(profile)
+    if parsed is None:
+        return pixels
+    return icc.to_srgb(pixels, parsed, out=pixels if pixels.flags.writeable else None)
 
 
 def photo_size(path: PathLike) -> tuple[int, int]:
@@ -408,14 +427,15 @@ def to_numpy_image(x: Any, *, alpha: str = "composite",
 
     Accepts numpy or JAX arrays shaped `[H, W]`, `[H, W, 1]`, `[H, W, 3]` or `[H, W, 4]`
     (alpha composited over `background`, or refused), of dtype uint8 (0..255), uint16
-    (0..65535), bool, or float in [0, 1]; and PIL images (EXIF orientation applied).
+    (0..65535), bool, or float in [0, 1]; and PIL images (EXIF orientation applied, an ICC
+    profile's colours converted to sRGB as `load_image` does).
     """
     _check_alpha_mode(alpha)
     bg = _check_background(background)
     if isinstance(x, Image.Image):
         try:
-            return _pil_to_float(ImageOps.exif_transpose(x), alpha=alpha, background=bg,
-                                 source="PIL image")
+            return _to_srgb(_pil_to_float(ImageOps.exif_transpose(x), alpha=alpha, background=bg,
+                                          source="PIL image"), _rgb_profile(x))
         except JaxstyleError:
             raise
         except _DECODE_ERRORS as e:
@@ -504,7 +524,7 @@ def save_image(image: Any, path: PathLike, *, metadata: Mapping[str, Any] | None
                overwrite: bool = False, force: bool = False, protect: Sequence[PathLike] = (),
                quality: int = 95, bits: int = 8, icc_profile: bytes | None = None,
                exif: bytes | None = None) -> Path:
-    """Write float `[H, W, 3]` RGB in [0, 1] (clipped, rounded) as PNG or JPEG.
+    """Write float `[H, W, 3]` sRGB in [0, 1] (clipped, rounded) as PNG or JPEG.
 
     The format comes from the suffix (.png, .jpg, .jpeg). The write is atomic: a temporary
     file in the same directory, then `os.replace`; nothing is left behind on failure.
@@ -512,7 +532,8 @@ def save_image(image: Any, path: PathLike, *, metadata: Mapping[str, Any] | None
     only with `force=True`. `metadata` (JSON-serialisable) is stored in the file:
     PNG text chunk "jaxstyle", or JPEG EXIF ImageDescription. `bits`: 8, or 16 (PNG only).
     `icc_profile` and `exif` (e.g. a `Photo`'s) are kept in the file, the EXIF orientation
-    set to 1. Returns the path written.
+    set to 1; the pixels are converted into `icc_profile`'s colours when `jaxstyle.icc` reads
+    it. Returns the path written.
     """
     path = Path(path)
     fmt = SAVE_FORMATS.get(path.suffix.lower())
@@ -524,7 +545,7 @@ def save_image(image: Any, path: PathLike, *, metadata: Mapping[str, Any] | None
     if bits not in BIT_DEPTHS or (bits == 16 and fmt != "PNG"):
         raise JaxstyleError(f"{path}: {bits}-bit output is not possible; write 8-bit PNG or JPEG, or "
                             "16-bit PNG (.png)")
-    pixels = _to_uint(image, bits)
+    pixels = _to_uint(image, bits, icc.to_convert(icc_profile))
     description = _metadata_json(metadata)
     _check_target(path, overwrite=overwrite, force=force, protect=protect)
     # JPEG keeps the metadata in EXIF; PNG only carries an EXIF block when the source had one
@@ -608,20 +629,29 @@ def read_metadata(path: PathLike) -> dict[str, Any]:
     return data
 
 
-def _to_uint(image: Any, bits: int = 8) -> np.ndarray:
-    """Float `[H, W, 3]` in [0, 1] (or uint8) as uint8, or uint16 for `bits` 16."""
+def _to_uint(image: Any, bits: int = 8, profile: icc.RgbProfile | None = None) -> np.ndarray:
+    """Float `[H, W, 3]` sRGB in [0, 1] (or uint8) as uint8, or uint16 for `bits` 16, in
+    `profile`'s colours when given."""
     array = np.asarray(image)
     if array.ndim != 3 or array.shape[-1] != 3 or 0 in array.shape:
         raise JaxstyleError(f"save_image expects an image shaped [H, W, 3], got {array.shape}")
-    if array.dtype == np.uint8:
+    if array.dtype == np.uint8 and profile is None:
         return np.ascontiguousarray(array) if bits == 8 else array.astype(np.uint16) * 257
+    if array.dtype == np.uint8:
+        array = array.astype(np.float32) / 255.0
     if not np.issubdtype(array.dtype, np.floating):
         raise JaxstyleError(f"save_image expects float RGB in [0, 1] or uint8, got dtype {array.dtype}")
     if not np.all(np.isfinite(array)):
         raise JaxstyleError("image to save contains NaN or Inf values (if it came from an optimisation, "
                             "that diverged: try a smaller learning rate)")
     top = (1 << bits) - 1
-    return np.round(np.clip(array.astype(np.float32), 0.0, 1.0) * top).astype(np.uint8 if bits == 8 else np.uint16)
+    if profile is None:
+        return np.round(np.clip(array.astype(np.float32), 0.0, 1.0) * top).astype(np.uint8 if bits == 8 else np.uint16)
+    out = np.empty(array.shape, np.uint8 if bits == 8 else np.uint16)
+    for row in range(0, array.shape[0], _ROWS_PER_BLOCK):  # a block at a time: no full-size float copy
+        block = icc.from_srgb(np.clip(array[row:row + _ROWS_PER_BLOCK].astype(np.float32), 0.0, 1.0), profile)
+        out[row:row + _ROWS_PER_BLOCK] = np.round(block * top)
+    return out
 
 
 def _metadata_json(metadata: Mapping[str, Any] | None) -> str | None:

@@ -106,6 +106,32 @@ def test_sixteen_bits_and_a_capped_output_size(photo, tmp_path):
     assert io.read_metadata(out)["size"] == [72, 48]
 
 
+def test_a_wide_gamut_photo_gives_the_result_of_its_srgb_colours_in_its_own_profile(photo, tmp_path):
+    """The same colours as Display P3 numbers (tagged) or as sRGB numbers (untagged, converted in
+    the test from the formulas) give the same result: the run sees sRGB, and the tagged photo's
+    result is written back in P3."""
+    import _iccprofiles
+
+    p3 = _iccprofiles.display_p3()
+    stored = (synthetic_photo(STORED_H, STORED_W, 1) * 255).astype(np.uint8)
+    Image.fromarray(stored).save(tmp_path / "p3.png", icc_profile=p3)
+    io.save_image(_iccprofiles.p3_to_srgb(stored / 255.0), tmp_path / "srgb.png", bits=16)
+    results = {}
+    for name in ("p3", "srgb"):
+        out = tmp_path / f"out_{name}.png"
+        result = runner.invoke(cli.app, ["transfer", str(tmp_path / f"{name}.png"), str(photo["style"]), "-o",
+                                         str(out), "--config", str(photo["config"]), "--max-side", "32", "-q",
+                                         "--bits", "16"])
+        assert result.exit_code == 0, (result.output, result.exception)
+        results[name] = png16(out) / np.float64(65535)  # the file's own numbers
+    with Image.open(tmp_path / "out_p3.png") as im:
+        assert im.info["icc_profile"] == p3
+    seen = _iccprofiles.p3_to_srgb(results["p3"])  # the tagged result's colours, as sRGB
+    difference = np.abs(seen - results["srgb"])  # the inputs differ by the rounding to 16 bits
+    assert difference.mean() < 5e-4 and difference.max() < 0.02, (difference.mean(), difference.max())
+    assert np.abs(results["p3"] - results["srgb"]).max() > 0.02  # and the P3 numbers are not sRGB's
+
+
 @pytest.mark.parametrize("extra, message", [
     (("--bits", 16), "16 bits (a .png output)"),
     (("--bits", 12), "--bits 12"),

@@ -613,3 +613,64 @@ def test_a_photo_keeps_its_icc_profile_only_when_it_describes_rgb(tmp_path, mode
     io.save_image(photo.pixels, out, icc_profile=photo.icc_profile)
     with Image.open(out) as im:
         assert im.info.get("icc_profile") == (bytes(profile) if kept else None)
+
+
+# --------------------------------------------------------------------------- ICC profiles
+
+def _p3():
+    import _iccprofiles
+
+    return _iccprofiles.display_p3()
+
+
+def test_a_wide_gamut_photo_is_read_in_srgb_and_a_result_written_back_in_its_profile(tmp_path):
+    """A Display P3 file's numbers are converted to sRGB on reading (by every reader), kept as its
+    profile, and a result saved with that profile is converted back into it: the file's own
+    numbers come back within rounding (colours inside sRGB's gamut, so nothing is clipped)."""
+    from jaxstyle import icc
+
+    stored = np.round(icc.from_srgb(position_pattern(24, 32) / np.float32(255), icc.parse(_p3())) * 255)
+    stored = stored.astype(np.uint8)
+    path = save_pil(stored, tmp_path / "p3.png", icc_profile=_p3())
+    expected = icc.to_srgb(stored / np.float32(255), icc.parse(_p3()))
+    assert np.abs(expected - stored / 255).max() > 0.05  # the conversion matters for these colours
+    photo = io.read_photo(path)
+    np.testing.assert_allclose(photo.pixels, expected, atol=1e-6)
+    np.testing.assert_allclose(io.load_image(path), expected, atol=1e-6)
+    with Image.open(path) as im:
+        np.testing.assert_allclose(io.to_numpy_image(im), expected, atol=1e-6)
+    assert photo.icc_profile == _p3()
+    for bits in (8, 16):
+        out = io.save_image(photo.pixels, tmp_path / f"out{bits}.png", bits=bits, icc_profile=photo.icc_profile)
+        with Image.open(out) as im:
+            assert im.info["icc_profile"] == _p3()
+        if bits == 8:  # the file's own numbers, within rounding
+            with Image.open(out) as im:
+                np.testing.assert_allclose(np.asarray(im, np.float64), stored, atol=1.0)
+        else:  # the result's sRGB colours, through 16 bits in P3
+            np.testing.assert_allclose(io.load_image(out), photo.pixels, atol=1e-4)
+
+
+def test_srgb_tagged_and_untagged_files_read_and_write_the_same_numbers(tmp_path):
+    from PIL import ImageCms
+
+    srgb = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    stored = position_pattern(24, 32)
+    tagged = io.read_photo(save_pil(stored, tmp_path / "tagged.png", icc_profile=srgb))
+    np.testing.assert_array_equal(tagged.pixels, io.load_image(save_pil(stored, tmp_path / "plain.png")))
+    out = io.save_image(tagged.pixels, tmp_path / "out.png", icc_profile=tagged.icc_profile)
+    with Image.open(out) as im:
+        np.testing.assert_array_equal(np.asarray(im), stored)
+
+
+def test_a_profile_that_is_not_matrix_trc_is_kept_and_its_numbers_taken_as_they_are(tmp_path):
+    import _iccprofiles as P
+
+    lut_only = P.profile(P.ADOBE_RGB, [P.xyz_tag(P.D50)] * 3)  # RGB, but no tone curves to read
+    stored = position_pattern(24, 32)
+    photo = io.read_photo(save_pil(stored, tmp_path / "lut.png", icc_profile=lut_only))
+    np.testing.assert_array_equal(photo.pixels, stored / np.float32(255))
+    assert photo.icc_profile == lut_only
+    out = io.save_image(photo.pixels, tmp_path / "out.png", icc_profile=photo.icc_profile)
+    with Image.open(out) as im:
+        np.testing.assert_array_equal(np.asarray(im), stored)
