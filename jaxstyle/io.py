@@ -5,12 +5,12 @@ masks are returned raw: uint8 `[H, W, 3]` RGB, or integer `[H, W]` for single-ch
 files. Sizes are `(H, W)`; Pillow's own sizes are `(W, H)` and stay inside this module.
 
 Reading applies the EXIF orientation, composites (or refuses) transparency, expands
-grayscale and palette images, and scales 16-bit images by 65535 (16-bit colour PNGs are
-decoded by `jaxstyle.png16`, as Pillow keeps 8 of their bits). Pixels are sRGB: a photo
-with an RGB matrix/TRC ICC profile (Display P3, Adobe RGB, ProPhoto...) is converted to sRGB
-(`jaxstyle.icc`), and `save_image` converts back into the profile it embeds; other profiles
-are ignored (their pixels taken as sRGB). Pillow's decompression-bomb guard stays on;
-tripping it raises a `JaxstyleError`.
+grayscale and palette images, and scales 16-bit images by 65535 (16-bit colour PNGs and
+TIFFs are decoded by `jaxstyle.png16` and `jaxstyle.tiff16`, as Pillow keeps 8 of their
+bits). Pixels are sRGB: a photo with an RGB matrix/TRC ICC profile (Display P3, Adobe RGB,
+ProPhoto...) is converted to sRGB (`jaxstyle.icc`), and `save_image` converts back into the
+profile it embeds; other profiles are ignored (their pixels taken as sRGB). Pillow's
+decompression-bomb guard stays on; tripping it raises a `JaxstyleError`.
 
 Writing is atomic (a temporary file in the target directory, then `os.replace`) and never
 replaces one of the inputs unless forced. PNG and JPEG outputs carry the run's settings
@@ -38,6 +38,7 @@ from jaxstyle import icc
 from jaxstyle._version import __version__
 from jaxstyle.errors import JaxstyleError, did_you_mean
 from jaxstyle.png16 import read_png16
+from jaxstyle.tiff16 import read_tiff16
 
 PathLike = str | os.PathLike[str]
 
@@ -268,14 +269,21 @@ def _damaged(path: PathLike, e: BaseException) -> JaxstyleError:
 
 def _decode(im: Image.Image, path: PathLike, *, alpha: str, background: np.ndarray) -> np.ndarray:
     """An opened image file as float32 `[H, W, 3]` in [0, 1], upright (EXIF orientation applied),
-    transparency handled; a 16-bit colour PNG at its full depth (Pillow's pixels have 8 bits)."""
-    deep = read_png16(path) if im.format == "PNG" and im.mode in ("RGB", "RGBA") else None
+    transparency handled; a 16-bit colour PNG or TIFF at its full depth (Pillow's pixels have 8
+    bits)."""
+    deep, premultiplied, orientation = None, False, im.getexif().get(EXIF_ORIENTATION, 1)
+    if im.format == "PNG" and im.mode in ("RGB", "RGBA"):
+        deep = read_png16(path)
+    elif im.format == "TIFF" and im.mode in ("RGB", "RGBA"):
+        deep, premultiplied, orientation = read_tiff16(path) or (None, False, 1)
     if deep is None:
         return _pil_to_float(ImageOps.exif_transpose(im), alpha=alpha, background=background, source=str(path))
-    unit = orient(deep, im.getexif().get(EXIF_ORIENTATION, 1)).astype(np.float32) / MAX_16BIT
+    unit = orient(deep, orientation).astype(np.float32) / MAX_16BIT
     a = unit[..., 3] if unit.shape[-1] == 4 else None
-    return _with_alpha(np.ascontiguousarray(unit[..., :3]), a, alpha=alpha, background=background,
-                       source=str(path))
+    rgb = np.ascontiguousarray(unit[..., :3])
+    if premultiplied:  # colour times alpha, as TIFF's associated alpha stores it
+        rgb = np.where(a[..., None] > 0, rgb / np.maximum(a[..., None], 1e-12), 0.0).astype(np.float32)
+    return _with_alpha(rgb, a, alpha=alpha, background=background, source=str(path))
 
 
 def orient(image: np.ndarray, orientation: int) -> np.ndarray:
