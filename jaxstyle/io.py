@@ -63,6 +63,9 @@ _16BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 # What can go wrong while decoding a file that Pillow recognised (truncated data, bad chunks).
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)
 _ROWS_PER_BLOCK = 256  # rows converted at a time when writing into an ICC profile
+_NEW_SUBFILE_TYPE = 254  # TIFF field; bit 0: a reduced-resolution version of another image
+_RAW_SUFFIXES = frozenset(".3fr .arw .cr2 .cr3 .crw .dcr .dng .erf .iiq .k25 .kdc .mef .mos .mrw .nef .nrw "
+                          ".orf .pef .raf .raw .rw2 .rwl .sr2 .srf .srw .x3f".split())
 _LABEL_PADDING = 3  # white pixels above and below a label under a contact-sheet image
 
 
@@ -165,12 +168,14 @@ def photo_size(path: PathLike) -> tuple[int, int]:
         raise JaxstyleError(f"{p}: no such file; check the path (relative paths are from {Path.cwd()})")
     try:
         with Image.open(p) as im:
+            _check_full_image(im, p)
             w, h = im.size
             if im.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):  # a quarter turn
                 w, h = h, w
+    except JaxstyleError:
+        raise
     except UnidentifiedImageError as e:
-        raise JaxstyleError(f"{p} is not an image file Pillow can read; pass a PNG, JPEG, TIFF, "
-                            "BMP, WebP or GIF file") from e
+        raise _unreadable(p) from e
     except _DECODE_ERRORS as e:
         raise _damaged(p, e) from e
     return h, w
@@ -243,23 +248,49 @@ def _open_image(path: PathLike) -> Image.Image:
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             im = Image.open(p)
             try:
+                _check_full_image(im, p)
                 im.load()
             except BaseException:
                 im.close()
                 raise
+    except JaxstyleError:
+        raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
         raise JaxstyleError(
             f"{p}: too many pixels for a safe decode ({e}); downscale the image first "
             "(e.g. `magick in.jpg -resize 4000x4000 out.jpg`), or, if you trust the file, raise "
             "PIL.Image.MAX_IMAGE_PIXELS in Python before loading it") from e
     except UnidentifiedImageError as e:
-        raise JaxstyleError(f"{p} is not an image file Pillow can read; pass a PNG, JPEG, TIFF, "
-                            "BMP, WebP or GIF file") from e
+        raise _unreadable(p) from e
     except PermissionError as e:
         raise JaxstyleError(f"{p}: permission denied; check the file's permissions") from e
     except _DECODE_ERRORS as e:
         raise _damaged(p, e) from e
     return im
+
+
+def _check_full_image(im: Image.Image, path: PathLike) -> None:
+    """Refuse a TIFF whose first image is marked as a reduced-resolution copy of another
+    (NewSubFileType bit 0): camera RAW files (DNG, NEF, CR2, ARW...) open so, showing Pillow
+    only their preview, and the run would quietly work on a thumbnail."""
+    if im.format == "TIFF" and int(getattr(im, "tag_v2", {}).get(_NEW_SUBFILE_TYPE, 0)) & 1:
+        w, h = im.size
+        raise JaxstyleError(f"{path}: its first image is a {w}x{h} preview of a larger one (a camera RAW "
+                            "file such as DNG, NEF, CR2 or ARW?); develop it to a full-size TIFF, PNG or "
+                            "JPEG first (in Lightroom, darktable or RawTherapee, say)")
+
+
+def _unreadable(path: Path) -> JaxstyleError:
+    """The error for a file Pillow does not recognise, with what to do for common photo formats."""
+    suffix = path.suffix.lower()
+    if suffix in _RAW_SUFFIXES:
+        hint = ("a camera RAW file: develop it to a full-size TIFF, PNG or JPEG first (in Lightroom, "
+                "darktable or RawTherapee, say)")
+    elif suffix in (".heic", ".heif"):
+        hint = "HEIC is not read here: export it as JPEG or PNG first (on a Mac: sips -s format jpeg)"
+    else:
+        hint = "pass a PNG, JPEG, TIFF, BMP, WebP or GIF file"
+    return JaxstyleError(f"{path} is not an image file Pillow can read; {hint}")
 
 
 def _damaged(path: PathLike, e: BaseException) -> JaxstyleError:

@@ -230,6 +230,59 @@ def test_a_batch_item_too_thin_for_the_network_fails_before_any_work(inputs, tmp
     assert no_steps == []
 
 
+# ----------------------------------------------------------------------------- camera RAW and HEIC files
+
+
+def raw_like(path: Path, thumbnail=(120, 160)) -> Path:
+    """A TIFF whose first image is a small preview marked reduced-resolution (NewSubFileType 1), as
+    DNG, NEF, CR2 and ARW files begin; Pillow opens the preview."""
+    from PIL import TiffImagePlugin
+
+    fields = TiffImagePlugin.ImageFileDirectory_v2()
+    fields[254] = 1
+    Image.fromarray((synthetic_photo(*thumbnail, 2) * 255).astype(np.uint8)).save(path, format="TIFF", tiffinfo=fields)
+    return path
+
+
+@pytest.mark.parametrize("which", ["content", "style"])
+def test_a_raw_files_preview_is_refused_before_any_work(inputs, tmp_path, no_steps, which):
+    """Pillow shows only a RAW file's preview: the run would quietly style a 160x120 thumbnail."""
+    raw = raw_like(tmp_path / "photo.dng")
+    with Image.open(raw) as im:
+        assert im.size == (160, 120)  # what Pillow alone would have given the run
+    before = snapshot(tmp_path)
+    line = error_line(transfer(inputs, tmp_path / "out.png", **{which: raw}))
+    assert "photo.dng: its first image is a 160x120 preview" in line and "develop it" in line
+    assert snapshot(tmp_path) == before and no_steps == []
+
+
+def test_a_raw_preview_in_a_batch_fails_alone(inputs, tmp_path, no_steps):
+    raw_like(tmp_path / "photo.nef")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("content,style,output\nphoto.nef,style.png,a.png\n")
+    result = runner.invoke(cli.app, ["batch", str(manifest), "-o", str(tmp_path / "out"), "--config",
+                                     str(inputs["config"]), "-q"])
+    assert result.exit_code == 3, (result.output, result.exception)
+    items = {e["key"]: e for e in R.read_summary(tmp_path / "out")["items"]}
+    assert "preview of a larger one" in items["a.png"]["reason"] and no_steps == []
+
+
+def test_a_full_size_tiff_is_not_taken_for_a_preview(tmp_path):
+    path = tmp_path / "page.tif"
+    Image.fromarray((synthetic_photo(20, 30, 2) * 255).astype(np.uint8)).save(path, format="TIFF")
+    assert io.load_image(path).shape == (20, 30, 3) and io.photo_size(path) == (20, 30)
+
+
+@pytest.mark.parametrize("name, hint", [("photo.RAF", "a camera RAW file: develop it"), ("photo.cr3", "develop it"),
+                                        ("photo.heic", "export it as JPEG or PNG"),
+                                        ("photo.xyz", "pass a PNG, JPEG, TIFF")])
+def test_files_pillow_cannot_read_say_what_to_do_for_their_kind(inputs, tmp_path, no_steps, name, hint):
+    unknown = tmp_path / name
+    unknown.write_bytes(b"FUJIFILMCCD-RAW " + bytes(200))
+    line = error_line(transfer(inputs, tmp_path / "out.png", content=unknown))
+    assert f"{name} is not an image file Pillow can read" in line and hint in line
+
+
 # ----------------------------------------------------------------------------- 8: masks with no label in common
 
 
