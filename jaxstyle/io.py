@@ -64,8 +64,9 @@ _16BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)
 _ROWS_PER_BLOCK = 256  # rows converted at a time when writing into an ICC profile
 _NEW_SUBFILE_TYPE = 254  # TIFF field; bit 0: a reduced-resolution version of another image
-_RAW_SUFFIXES = frozenset(".3fr .arw .cr2 .cr3 .crw .dcr .dng .erf .iiq .k25 .kdc .mef .mos .mrw .nef .nrw "
-                          ".orf .pef .raf .raw .rw2 .rwl .sr2 .srf .srw .x3f".split())
+_RAW_SUFFIXES = frozenset({".3fr", ".arw", ".cr2", ".cr3", ".crw", ".dcr", ".dng", ".erf", ".iiq", ".k25", ".kdc",
+                           ".mef", ".mos", ".mrw", ".nef", ".nrw", ".orf", ".pef", ".raf", ".raw", ".rw2", ".rwl",
+                           ".sr2", ".srf", ".srw", ".x3f"})
 _LABEL_PADDING = 3  # white pixels above and below a label under a contact-sheet image
 
 
