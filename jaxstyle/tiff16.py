@@ -3,20 +3,26 @@
 `read_tiff16(path)` returns the first image of a 16-bit RGB or RGBA TIFF as stored, uint16
 `[H, W, 3 or 4]` (a fourth channel only for an alpha channel), with whether that alpha is
 premultiplied and the Orientation field (Pillow applies it while loading a TIFF and drops it
-from the EXIF it reports), or None for any other TIFF, which Pillow reads without loss. Written from the TIFF 6.0 specification: strips or tiles (sections 3 and 15),
-chunky or planar samples, no compression, LZW (section 13) or Deflate (Adobe's ZIP, codes 8
-and 32946), and the horizontal-differencing predictor (section 14). This is what photo editors
-write for 16-bit exports (Lightroom: none or ZIP; Photoshop: LZW or ZIP).
+from the EXIF it reports), or None for any other TIFF, which Pillow reads without loss.
+
+Written from the TIFF 6.0 specification: strips or tiles (sections 3 and 15), chunky or
+planar samples, no compression, LZW (section 13) or Deflate (Adobe's ZIP, codes 8 and 32946),
+and the horizontal-differencing predictor (section 14): what photo editors write for 16-bit
+exports (Lightroom: none or ZIP; Photoshop: LZW or ZIP). An LZW block is decompressed by
+Pillow's libtiff, handed the block as an 8-bit grey image of the same bytes (Pillow has no
+plain LZW decompressor), or by `lzw_decode` here where Pillow lacks libtiff.
 """
 
 from __future__ import annotations
 
+import io
 import struct
 import zlib
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+from PIL import Image, features
 
 # TIFF tags (section 8 and the extensions of sections 13-19)
 WIDTH, HEIGHT, BITS, COMPRESSION, PHOTOMETRIC = 256, 257, 258, 259, 262
@@ -73,8 +79,8 @@ def read_tiff16(path: str | Path) -> Tiff16 | None:
         row, col = divmod(at, across) if TILE_OFFSETS in tags else (at, 0)
         top, left = row * block_h, col * block_w
         rows = block_h if TILE_OFFSETS in tags else min(block_h, h - top)  # a strip's last rows are absent
-        raw = _decompress(data[offset:offset + count], compression)
         need = rows * block_w * channels * 2
+        raw = _decompress(data[offset:offset + count], compression, rows, need // rows)
         if len(raw) < need:
             raise ValueError(f"TIFF block {index} holds {len(raw)} bytes, {need} expected")
         block = np.frombuffer(raw, order, rows * block_w * channels).reshape(rows, block_w, channels)
@@ -117,12 +123,35 @@ def _one(tags: dict[int, tuple[int, ...]], tag: int, default: int | None = None)
     return tags[tag][0]
 
 
-def _decompress(block: bytes, compression: int) -> bytes:
+def _decompress(block: bytes, compression: int, rows: int, row_bytes: int) -> bytes:
+    """A block's bytes (`rows` x `row_bytes` of them when whole) decompressed."""
     if compression == NONE:
         return block
     if compression in (DEFLATE, ADOBE_DEFLATE):
         return zlib.decompress(block)
-    return lzw_decode(block)
+    return lzw_libtiff(block, rows, row_bytes) if _LIBTIFF else lzw_decode(block)
+
+
+def lzw_libtiff(block: bytes, rows: int, row_bytes: int) -> bytes:
+    """An LZW block decompressed by libtiff: a TIFF written around it that declares it as one
+    strip of an 8-bit grey image `row_bytes` wide and `rows` high, read by Pillow."""
+    fields = [(WIDTH, row_bytes), (HEIGHT, rows), (BITS, 8), (COMPRESSION, LZW), (PHOTOMETRIC, 1),
+              (STRIP_OFFSETS, 0), (SAMPLES, 1), (ROWS_PER_STRIP, rows), (STRIP_COUNTS, len(block))]
+    start = 8 + 2 + 12 * len(fields) + 4  # the block follows the header and the directory
+    directory = b"".join(struct.pack("<HHII", tag, 4, 1, start if tag == STRIP_OFFSETS else value)
+                         for tag, value in fields)
+    tiff = b"II*\0" + struct.pack("<IH", 8, len(fields)) + directory + bytes(4) + block
+    with Image.open(io.BytesIO(tiff)) as im:
+        if im.mode != "L" or im.size != (row_bytes, rows):
+            raise ValueError(f"libtiff read an LZW block as {im.mode} {im.size}")
+        try:
+            im.load()
+        except OSError as e:  # libtiff's word for undecodable data
+            raise ValueError(f"LZW data libtiff cannot decode ({e})") from e
+        return im.tobytes()
+
+
+_LIBTIFF = features.check("libtiff")
 
 
 def lzw_decode(data: bytes) -> bytes:

@@ -10,9 +10,23 @@ import numpy as np
 import pytest
 from PIL import Image, ImageOps
 
-from jaxstyle import io
+from jaxstyle import io, tiff16
 from jaxstyle.errors import JaxstyleError
 from jaxstyle.tiff16 import lzw_decode, read_tiff16
+
+
+@pytest.fixture(params=["libtiff", "python"])
+def lzw(request, monkeypatch):
+    """Each test runs with LZW blocks decompressed by Pillow's libtiff and by `lzw_decode`; the
+    calls are counted, so that a test can tell which decoder ran."""
+    if request.param == "libtiff" and not tiff16._LIBTIFF:
+        pytest.skip("Pillow without libtiff")
+    monkeypatch.setattr(tiff16, "_LIBTIFF", request.param == "libtiff")
+    calls = []
+    for name in ("lzw_libtiff", "lzw_decode"):
+        original = getattr(tiff16, name)
+        monkeypatch.setattr(tiff16, name, lambda *a, _f=original, _n=name: calls.append(_n) or _f(*a))
+    return request.param, calls
 
 
 def lzw_encode(data: bytes) -> bytes:
@@ -146,10 +160,13 @@ CASES = {
 
 @pytest.mark.parametrize("case", CASES)
 @pytest.mark.parametrize("shape", [(23, 37, 3), (1, 1, 3), (20, 33, 4)])
-def test_every_layout_decodes_exactly_and_agrees_with_pillows_eight_bits(tmp_path, case, shape):
+def test_every_layout_decodes_exactly_and_agrees_with_pillows_eight_bits(tmp_path, case, shape, lzw):
     pixels = pattern(*shape)
     path = write_tiff(tmp_path / "t.tif", pixels, extra=2 if shape[2] == 4 else None, **CASES[case])
     decoded, premultiplied, orientation = read_tiff16(path)
+    decoder, calls = lzw
+    assert set(calls) == ({f"lzw_{decoder}" if decoder == "libtiff" else "lzw_decode"}
+                          if CASES[case].get("compression") == 5 else set())
     np.testing.assert_array_equal(decoded, pixels)
     assert not premultiplied and orientation == 1
     with Image.open(path) as im:
@@ -215,7 +232,7 @@ def test_the_profile_of_a_sixteen_bit_tiff_is_kept(tmp_path):
 
 
 @pytest.mark.parametrize("damage", ["truncated data", "bad LZW", "bad Deflate"])
-def test_damaged_image_data_is_refused_with_the_file_named(tmp_path, damage):
+def test_damaged_image_data_is_refused_with_the_file_named(tmp_path, damage, lzw):
     compression = {"truncated data": 1, "bad LZW": 5, "bad Deflate": 8}[damage]
     path = write_tiff(tmp_path / "t.tif", pattern(40, 50), compression=compression)
     data = bytearray(path.read_bytes())
