@@ -344,14 +344,14 @@ def run_transfer(content: str, style: str, output: str, *, content_mask: str | N
                  overrides: dict[str, Any] | None = None, max_side: int | None = None,
                  save_every: int = 0, log: str | None = None, quiet: bool = False,
                  force: bool = False, masks: str = "given", regions: int | None = None,
-                 save_masks: str | None = None, max_output_side: int | None = None, bits: int = 8,
+                 save_masks: str | None = None, max_output_side: int | None = None, bits: int | None = None,
                  jpeg_quality: int | None = None) -> Any:
     """What `jaxstyle transfer` does, callable from tests: stylize, then write atomically.
 
     The result has the content photo's own size (after EXIF rotation), or at most
     `max_output_side` on its longer side, and keeps the photo's ICC profile and EXIF; the
-    optimisation runs at `max_side`. `bits` 16 writes a 16-bit PNG; `jpeg_quality` 1..100 (a
-    .jpg output only; default 95).
+    optimisation runs at `max_side`. `bits` 16 writes a 16-bit PNG (default: a PNG output has the
+    photo's depth, a JPEG 8 bits); `jpeg_quality` 1..100 (a .jpg output only; default 95).
 
     masks: "given" (the mask files, or none), "auto" (derived from the photos by
     `jaxstyle.automask.auto_masks`, `regions` of them or chosen automatically, written to
@@ -447,7 +447,7 @@ def run_transfer(content: str, style: str, output: str, *, content_mask: str | N
         printer.close()
     metadata = {**described, **result.metadata(), "weights": identity}
     io.save_image(result.image, out, metadata=metadata, overwrite=force, protect=inputs, quality=jpeg_quality,
-                  bits=bits, icc_profile=photo.icc_profile, exif=photo.exif)
+                  bits=io.output_bits(bits, photo, out), icc_profile=photo.icc_profile, exif=photo.exif)
     for note in result.notes:
         typer.echo(f"note: {note}", err=True)
     return result
@@ -539,7 +539,8 @@ def transfer(
                                         "most N px (default: the preset's; the result keeps the photo's size)."),
     max_output_side: int | None = typer.Option(None, "--max-output-side", help="Cap the result's longer side at "
                                                "N px (default: the content photo's own size)."),
-    bits: int = typer.Option(8, "--bits", help="8, or 16 for a 16-bit PNG."),
+    bits: int | None = typer.Option(None, "--bits", help="8, or 16 for a 16-bit PNG (default: a PNG has the "
+                                    "photo's own depth, a JPEG 8 bits)."),
     jpeg_quality: int | None = typer.Option(None, "--jpeg-quality", help="JPEG quality, 1 to 100 (a .jpg "
                                             "output; default 95)."),
     iterations: int | None = typer.Option(None, "--iterations", help="Iterations for each stage."),
@@ -727,7 +728,8 @@ def batch_command(
                                         "most N px (default: the preset's; each result keeps its photo's size)."),
     max_output_side: int | None = typer.Option(None, "--max-output-side", help="Cap each result's longer side at "
                                                "N px (default: its content photo's own size)."),
-    bits: int = typer.Option(8, "--bits", help="8, or 16 for 16-bit PNGs."),
+    bits: int | None = typer.Option(None, "--bits", help="8, or 16 for 16-bit PNGs (default: a PNG has its "
+                                    "photo's own depth, a JPEG 8 bits)."),
     jpeg_quality: int = typer.Option(95, "--jpeg-quality", help="JPEG quality, 1 to 100."),
     iterations: int | None = typer.Option(None, "--iterations", help="Iterations for each stage."),
     batch_size: int | None = typer.Option(None, "--batch-size", help="Pairs per batch (default: one per device)."),

@@ -89,7 +89,7 @@ def load_image(path: PathLike, *, max_side: int | None = None, alpha: str = "com
         _check_side(max_side, "max_side")
     with _open_image(path) as im:
         try:
-            image = _to_srgb(_decode(im, path, alpha=alpha, background=bg), _rgb_profile(im))
+            image = _to_srgb(_decode(im, path, alpha=alpha, background=bg)[0], _rgb_profile(im))
         except JaxstyleError:
             raise
         except _DECODE_ERRORS as e:
@@ -115,11 +115,14 @@ class Photo:
       grey photo's profile cannot describe the RGB pixels made from it). `save_image` converts a
       result into it.
     exif: the EXIF block (bytes, orientation reset to 1) or None.
+    bits: the file's depth as read, 16 (a 16-bit, 32-bit integer or float file) or 8; a result
+      written as PNG keeps it unless told otherwise.
     """
 
     pixels: np.ndarray
     icc_profile: bytes | None = None
     exif: bytes | None = None
+    bits: int = 8
 
     @property
     def size(self) -> tuple[int, int]:
@@ -135,7 +138,8 @@ def read_photo(path: PathLike, *, alpha: str = "composite", background: Sequence
         try:
             profile = _rgb_profile(im)
             exif = im.getexif()
-            pixels = _to_srgb(_decode(im, path, alpha=alpha, background=bg), profile)
+            decoded, bits = _decode(im, path, alpha=alpha, background=bg)
+            pixels = _to_srgb(decoded, profile)
         except JaxstyleError:
             raise
         except _DECODE_ERRORS as e:
@@ -144,7 +148,7 @@ def read_photo(path: PathLike, *, alpha: str = "composite", background: Sequence
     if len(exif):
         exif[EXIF_ORIENTATION] = 1  # the pixels are upright now
         exif_bytes = exif.tobytes()
-    return Photo(pixels, profile, exif_bytes)
+    return Photo(pixels, profile, exif_bytes, bits)
 
 
 def _rgb_profile(im: Image.Image) -> bytes | None:
@@ -299,23 +303,24 @@ def _damaged(path: PathLike, e: BaseException) -> JaxstyleError:
                          "re-export or re-download the file")
 
 
-def _decode(im: Image.Image, path: PathLike, *, alpha: str, background: np.ndarray) -> np.ndarray:
-    """An opened image file as float32 `[H, W, 3]` in [0, 1], upright (EXIF orientation applied),
-    transparency handled; a 16-bit colour PNG or TIFF at its full depth (Pillow's pixels have 8
-    bits)."""
+def _decode(im: Image.Image, path: PathLike, *, alpha: str, background: np.ndarray) -> tuple[np.ndarray, int]:
+    """(An opened image file as float32 `[H, W, 3]` in [0, 1], upright (EXIF orientation applied),
+    transparency handled; its bits per channel, 8 or 16). A 16-bit colour PNG or TIFF is read at
+    its full depth (Pillow's pixels have 8 bits)."""
     deep, premultiplied, orientation = None, False, im.getexif().get(EXIF_ORIENTATION, 1)
     if im.format == "PNG" and im.mode in ("RGB", "RGBA"):
         deep = read_png16(path)
     elif im.format == "TIFF" and im.mode in ("RGB", "RGBA"):
         deep, premultiplied, orientation = read_tiff16(path) or (None, False, 1)
     if deep is None:
-        return _pil_to_float(ImageOps.exif_transpose(im), alpha=alpha, background=background, source=str(path))
+        bits = 16 if im.mode in (*_16BIT_MODES, "I", "F") else 8
+        return _pil_to_float(ImageOps.exif_transpose(im), alpha=alpha, background=background, source=str(path)), bits
     unit = orient(deep, orientation).astype(np.float32) / MAX_16BIT
     a = unit[..., 3] if unit.shape[-1] == 4 else None
     rgb = np.ascontiguousarray(unit[..., :3])
     if premultiplied:  # colour times alpha, as TIFF's associated alpha stores it
         rgb = np.where(a[..., None] > 0, rgb / np.maximum(a[..., None], 1e-12), 0.0).astype(np.float32)
-    return _with_alpha(rgb, a, alpha=alpha, background=background, source=str(path))
+    return _with_alpha(rgb, a, alpha=alpha, background=background, source=str(path)), 16
 
 
 def orient(image: np.ndarray, orientation: int) -> np.ndarray:
@@ -551,13 +556,23 @@ def _check_side(n: Any, name: str) -> None:
 # --------------------------------------------------------------------------- writing
 
 
-def check_write_options(bits: int, quality: int, suffix: str | None = None) -> None:
+def check_write_options(bits: int | None, quality: int, suffix: str | None = None) -> None:
     """Refuse, before any work, a bit depth or JPEG quality that `save_image` cannot write (16 bits
-    only as PNG, when the output's `suffix` is given), in the command line's words."""
-    if bits not in BIT_DEPTHS or (bits == 16 and suffix is not None and suffix.lower() != ".png"):
+    only as PNG, when the output's `suffix` is given), in the command line's words. `bits` None:
+    the photo's own (see `output_bits`)."""
+    if bits is not None and (bits not in BIT_DEPTHS or (bits == 16 and suffix is not None
+                                                         and suffix.lower() != ".png")):
         raise JaxstyleError(f"--bits {bits}: write 8 bits (PNG or JPEG) or 16 bits (a .png output)")
     if isinstance(quality, bool) or not 1 <= quality <= 100:
         raise JaxstyleError(f"--jpeg-quality must be from 1 to 100, got {quality}")
+
+
+def output_bits(bits: int | None, photo: Photo, path: PathLike) -> int:
+    """The depth to write a result from `photo` at: `bits` when given, else the photo's own for a
+    PNG output (a 16-bit photo gives a 16-bit PNG) and 8 for a JPEG."""
+    if bits is not None:
+        return bits
+    return photo.bits if SAVE_FORMATS.get(Path(path).suffix.lower()) == "PNG" else 8
 
 
 def save_image(image: Any, path: PathLike, *, metadata: Mapping[str, Any] | None = None,

@@ -187,7 +187,8 @@ def _labels_bucket(k: int) -> int:
 def run_manifest(manifest: str | os.PathLike[str], outdir: str | os.PathLike[str], *,
                  config: str = "default", overrides: Mapping[str, Any] | None = None,
                  max_side: int | None = None, iterations: int | None = None, batch_size: int | None = None,
-                 max_output_side: int | None = None, bits: int = 8, jpeg_quality: int = 95, force: bool = False,
+                 max_output_side: int | None = None, bits: int | None = None, jpeg_quality: int = 95,
+                 force: bool = False,
                  weights: VGGWeights | None = None, strategy: str = "auto",
                  process_index: int | None = None, process_count: int | None = None,
                  progress: bool = True, stream: TextIO | None = None) -> ManifestReport:
@@ -196,7 +197,8 @@ def run_manifest(manifest: str | os.PathLike[str], outdir: str | os.PathLike[str
     Settings: `config` (preset name or TOML path), then `overrides` (dotted keys), then
     `max_side`, `max_output_side` and `iterations` (both stages), then the item's own overrides.
     Results are written with `bits` per channel (16: .png outputs only; another output fails
-    alone, before any work) and `jpeg_quality`. Items whose
+    alone, before any work; None: a .png output has its photo's depth, a JPEG 8 bits) and
+    `jpeg_quality`. Items whose
     output exists are skipped unless `force`; an item whose output is one of its inputs
     fails (`force` never writes over an input). A bad item (unreadable or missing file, a mask
     that does not fit, an output outside `outdir`, divergence) fails alone, with its reason
@@ -288,7 +290,8 @@ def run_manifest(manifest: str | os.PathLike[str], outdir: str | os.PathLike[str
                     "size": list(images[i].shape[:2]), "working_size": list(loaded.content.shape[:2]),
                     "config": cfg.to_dict(), "status": result.status[i], "notes": notes,
                     "weights": weights_identity(get_weights(cfg))}
-                io.save_image(images[i], loaded.output, overwrite=True, protect=protect, bits=bits,
+                io.save_image(images[i], loaded.output, overwrite=True, protect=protect,
+                              bits=io.output_bits(bits, loaded.photo, loaded.output),
                               quality=jpeg_quality, icc_profile=loaded.photo.icc_profile, exif=loaded.photo.exif,
                               metadata=metadata)
             except (JaxstyleError, OSError) as e:

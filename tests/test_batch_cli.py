@@ -226,7 +226,7 @@ def test_items_of_different_full_sizes_share_a_bucket_and_keep_their_sizes(tmp_p
 @pytest.mark.slow  # two batch runs at new shapes (~12 s cold on 2 cores); the refusals are tested below
 def test_output_options_apply_to_every_item(tmp_path):
     """--max-output-side, --bits 16 and --jpeg-quality as in `transfer`; with --bits 16 a .jpg item
-    fails alone, before any work."""
+    fails alone, before any work; without --bits a PNG item has its photo's depth."""
     folder = tmp_path / "in"
     write_inputs(folder, n_pairs=1)
     io.save_image(synthetic_photo(64, 96, 5), folder / "big.png")
@@ -242,9 +242,14 @@ def test_output_options_apply_to_every_item(tmp_path):
     ihdr = (out / "a.png").read_bytes()[16:26]  # width, height, bit depth, colour type (PNG spec)
     assert struct.unpack(">IIBB", ihdr) == (72, 48, 16, 2)
 
-    manifest = csv_manifest(folder / "q.csv", ["big.png,s0.png,,,q.jpg,"])
+    # without --bits: a PNG item has its photo's depth
+    io.save_image(synthetic_photo(64, 96, 5), folder / "deep.png", bits=16)
+    manifest = csv_manifest(folder / "q.csv", ["big.png,s0.png,,,q.jpg,", "deep.png,s0.png,,,d.png,",
+                                               "big.png,s0.png,,,e.png,"])
     result = invoke(manifest, out, "--jpeg-quality", 40, "-q")
     assert result.exit_code == 0, (result.output, result.exception)
+    for name, depth in (("d.png", 16), ("e.png", 8)):
+        assert struct.unpack(">IIBB", (out / name).read_bytes()[16:26])[2] == depth
     reference = tmp_path / "reference.jpg"
     with Image.open(out / "q.jpg") as im:
         im.convert("RGB").save(reference, quality=40)

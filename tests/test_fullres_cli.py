@@ -132,6 +132,23 @@ def test_a_wide_gamut_photo_gives_the_result_of_its_srgb_colours_in_its_own_prof
     assert np.abs(results["p3"] - results["srgb"]).max() > 0.02  # and the P3 numbers are not sRGB's
 
 
+def test_a_sixteen_bit_photo_gives_a_sixteen_bit_png_unless_told_otherwise(photo, tmp_path):
+    """Nothing the photo had is lost by default: a 16-bit photo's PNG result has 16 bits; a JPEG
+    result, or --bits 8, has 8."""
+    io.save_image(synthetic_photo(STORED_H, STORED_W, 1), tmp_path / "deep.png", bits=16)
+    depths = {}
+    for name, extra in [("out.png", ()), ("out8.png", ("--bits", "8")), ("out.jpg", ())]:
+        result = runner.invoke(cli.app, ["transfer", str(tmp_path / "deep.png"), str(photo["style"]), "-o",
+                                         str(tmp_path / name), "--config", str(photo["config"]), "--max-side", "32",
+                                         "-q", *extra])
+        assert result.exit_code == 0, (result.output, result.exception)
+        with Image.open(tmp_path / name) as im:
+            depths[name] = (im.format, im.mode, im.size)
+    assert depths["out8.png"] == ("PNG", "RGB", (STORED_W, STORED_H)) and depths["out.jpg"][0] == "JPEG"
+    deep = png16(tmp_path / "out.png")  # asserts a 16-bit RGB PNG
+    assert deep.shape == (STORED_H, STORED_W, 3) and not np.all(deep % 257 == 0)
+
+
 @pytest.mark.parametrize("extra, message", [
     (("--bits", 16), "16 bits (a .png output)"),
     (("--bits", 12), "--bits 12"),

@@ -674,3 +674,16 @@ def test_a_profile_that_is_not_matrix_trc_is_kept_and_its_numbers_taken_as_they_
     out = io.save_image(photo.pixels, tmp_path / "out.png", icc_profile=photo.icc_profile)
     with Image.open(out) as im:
         np.testing.assert_array_equal(np.asarray(im), stored)
+
+
+def test_a_photo_knows_its_depth_and_a_png_result_keeps_it_by_default(tmp_path):
+    stored = position_pattern(6, 8).astype(np.uint16) * 257 + 3
+    deep = png16_rgb(tmp_path / "deep.png", stored)
+    grey = tmp_path / "grey16.png"
+    Image.fromarray(stored[..., 0]).save(grey)
+    plain = save_pil(position_pattern(6, 8), tmp_path / "plain.png")
+    assert [io.read_photo(p).bits for p in (deep, grey, plain)] == [16, 16, 8]
+    photo = io.read_photo(deep)
+    assert io.output_bits(None, photo, "out.png") == 16 and io.output_bits(None, photo, "OUT.PNG") == 16
+    assert io.output_bits(None, photo, "out.jpg") == 8 and io.output_bits(8, photo, "out.png") == 8
+    assert io.output_bits(None, io.read_photo(plain), "out.png") == 8
