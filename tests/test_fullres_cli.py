@@ -106,6 +106,7 @@ def test_sixteen_bits_and_a_capped_output_size(photo, tmp_path):
     assert io.read_metadata(out)["size"] == [72, 48]
 
 
+@pytest.mark.slow  # end to end (2-3 CLI runs); io's tests cover the rule in the default suite
 def test_a_wide_gamut_photo_gives_the_result_of_its_srgb_colours_in_its_own_profile(photo, tmp_path):
     """The same colours as Display P3 numbers (tagged) or as sRGB numbers (untagged, converted in
     the test from the formulas) give the same result: the run sees sRGB, and the tagged photo's
@@ -132,6 +133,7 @@ def test_a_wide_gamut_photo_gives_the_result_of_its_srgb_colours_in_its_own_prof
     assert np.abs(results["p3"] - results["srgb"]).max() > 0.02  # and the P3 numbers are not sRGB's
 
 
+@pytest.mark.slow  # end to end (2-3 CLI runs); io's tests cover the rule in the default suite
 def test_a_sixteen_bit_photo_gives_a_sixteen_bit_png_unless_told_otherwise(photo, tmp_path):
     """Nothing the photo had is lost by default: a 16-bit photo's PNG result has 16 bits; a JPEG
     result, or --bits 8, has 8."""
