@@ -26,8 +26,8 @@ SRGB_TO_XYZ_D50 = np.array([[0.4360413, 0.3851129, 0.1430458],
                             [0.2224845, 0.7169051, 0.0606104],
                             [0.0139202, 0.0970672, 0.7139126]])
 # Largest difference from sRGB on a grid of colours for a profile to be taken as sRGB itself and
-# its pixels left untouched: one 8-bit step (sRGB profiles differ in their matrices' rounding by
-# up to a third of one).
+# its pixels left untouched: one 8-bit step (the common sRGB profiles differ from the formulas by
+# half of one, HP's, and an eighth, LittleCMS's, in their curves' sampling and matrices' rounding).
 SAME_AS_SRGB = 1.0 / 255.0
 # Samples of each tone curve and of its inverse: a 16-bit step apart.
 _CURVE_SAMPLES = 65537
@@ -77,10 +77,13 @@ def parse(profile: bytes) -> RgbProfile | None:
         if not all(len(tags.get(n, b"")) >= 12 for n in names):
             return None
         to_xyz = np.array([_xyz(tags[n]) for n in names[:3]]).T  # [3, 3]
-        curves = np.stack([_curve(tags[n]) for n in names[3:]])
+        with np.errstate(all="ignore"):  # a degenerate curve turns non-finite, refused below
+            curves = np.stack([_curve(tags[n]) for n in names[3:]])
     except (struct.error, ValueError):
         return None
-    if not np.all(np.isfinite(curves)) or abs(np.linalg.det(to_xyz)) < 1e-6:
+    # a tone curve rises from black to white; a flat one (a damaged tag) would erase the image
+    if not np.all(np.isfinite(curves)) or np.any(curves[:, -1] - curves[:, 0] < 0.5) \
+            or abs(np.linalg.det(to_xyz)) < 1e-6:
         return None
     return RgbProfile.from_curves(curves, to_xyz)
 

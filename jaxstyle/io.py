@@ -78,9 +78,9 @@ def load_image(path: PathLike, *, max_side: int | None = None, alpha: str = "com
     """Read an image file as float32 `[H, W, 3]` sRGB in [0, 1].
 
     Any format Pillow reads (PNG, JPEG, TIFF, BMP, WebP, GIF's first frame). The EXIF
-    orientation is applied; an RGB matrix/TRC ICC profile's colours are converted to sRGB. Transparency is composited over `background` (RGB in [0, 1])
-    with `alpha="composite"`, or raises with `alpha="refuse"` (a fully opaque alpha channel
-    is accepted either way). If `max_side` is given and the longer side exceeds it, the
+    orientation is applied; an RGB matrix/TRC ICC profile's colours are converted to sRGB.
+    Transparency is composited over `background` (RGB in [0, 1]) with `alpha="composite"`,
+    or raises with `alpha="refuse"` (a fully opaque alpha channel is accepted either way). If `max_side` is given and the longer side exceeds it, the
     image is downscaled (Lanczos, aspect kept) so that the longer side equals `max_side`.
     """
     _check_alpha_mode(alpha)

@@ -189,8 +189,11 @@ def _without(profile: bytes, signature: bytes) -> bytes:
     P.profile(P.ADOBE_RGB, [P.xyz_tag(P.D50)] * 3),
     P.profile([[0, 0, 0]] * 3, [P.gamma_tag(2.2)] * 3),
     P.adobe_rgb()[:300],
+    P.profile(P.ADOBE_RGB, [P.parametric_tag(1, [2.2, 0.0, 0.5])] * 3),
+    P.profile(P.ADOBE_RGB, [P.parametric_tag(0, [-1.0])] * 3),
 ], ids=["empty", "zeros", "CMYK", "Lab connection space", "no blue curve", "no green column",
-        "unknown curve type", "a curve of the wrong type", "singular matrix", "truncated"])
+        "unknown curve type", "a curve of the wrong type", "singular matrix", "truncated", "a flat curve",
+        "a negative gamma"])
 def test_what_is_not_a_matrix_trc_rgb_profile_is_not_read(profile):
     assert icc.parse(profile) is None and icc.to_convert(profile) is None
 
