@@ -87,7 +87,7 @@ def load_image(path: PathLike, *, max_side: int | None = None, alpha: str = "com
     bg = _check_background(background)
     if max_side is not None:
         _check_side(max_side, "max_side")
-    with _open_image(path) as im:
+    with _open_image(path, deep_lazily=True) as im:
         try:
             image = _to_srgb(_decode(im, path, alpha=alpha, background=bg)[0], _rgb_profile(im))
         except JaxstyleError:
@@ -134,7 +134,7 @@ def read_photo(path: PathLike, *, alpha: str = "composite", background: Sequence
     """Read an image file at its own size (see `load_image`) with its ICC profile and EXIF."""
     _check_alpha_mode(alpha)
     bg = _check_background(background)
-    with _open_image(path) as im:
+    with _open_image(path, deep_lazily=True) as im:
         try:
             profile = _rgb_profile(im)
             exif = im.getexif()
@@ -240,8 +240,10 @@ def sample_paths() -> tuple[str, str]:
     return str(root / "sample_content.jpg"), str(root / "sample_style.jpg")
 
 
-def _open_image(path: PathLike) -> Image.Image:
-    """Open and fully decode `path`, turning every failure into a `JaxstyleError`."""
+def _open_image(path: PathLike, *, deep_lazily: bool = False) -> Image.Image:
+    """Open and fully decode `path`, turning every failure into a `JaxstyleError`. With
+    `deep_lazily`, a 16-bit colour PNG or TIFF is left undecoded: `_decode` reads it at its full
+    depth itself (Pillow's decode would be 8 bits, thrown away)."""
     p = Path(path)
     if p.is_dir():
         raise JaxstyleError(f"{p} is a directory, not an image file; pass an image file "
@@ -254,7 +256,8 @@ def _open_image(path: PathLike) -> Image.Image:
             im = Image.open(p)
             try:
                 _check_full_image(im, p)
-                im.load()
+                if not (deep_lazily and _deep_colour(im)):
+                    im.load()
             except BaseException:
                 im.close()
                 raise
@@ -272,6 +275,12 @@ def _open_image(path: PathLike) -> Image.Image:
     except _DECODE_ERRORS as e:
         raise _damaged(p, e) from e
     return im
+
+
+def _deep_colour(im: Image.Image) -> bool:
+    """Whether an opened, undecoded image is a PNG or TIFF of 16-bit colour (its raw mode says so)."""
+    return (im.format in ("PNG", "TIFF") and im.mode in ("RGB", "RGBA")
+            and any(";16" in str(tile.args[0] if isinstance(tile.args, tuple) else tile.args) for tile in im.tile))
 
 
 def _check_full_image(im: Image.Image, path: PathLike) -> None:
