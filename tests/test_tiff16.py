@@ -247,3 +247,14 @@ def test_damaged_image_data_is_refused_with_the_file_named(tmp_path, damage, lzw
     if damage != "truncated data":  # the decoder's own refusal, whatever Pillow made of the file
         with pytest.raises((ValueError, zlib.error)):
             read_tiff16(path)
+
+
+def test_a_sixteen_bit_tiff_is_decoded_once_by_our_reader(tmp_path, monkeypatch):
+    """Pillow's 8-bit decode of the same pixels would be thrown away: it is not asked for."""
+    from PIL import TiffImagePlugin
+
+    path = write_tiff(tmp_path / "t.tif", pattern(12, 16), compression=8, orientation=6)
+    monkeypatch.setattr(TiffImagePlugin.TiffImageFile, "load", lambda self: pytest.fail("Pillow decoded it"))
+    photo = io.read_photo(path)
+    assert photo.bits == 16 and photo.pixels.shape == (16, 12, 3)
+    np.testing.assert_allclose(io.load_image(path), photo.pixels)
