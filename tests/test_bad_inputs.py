@@ -89,6 +89,17 @@ def snapshot(folder: Path) -> dict[str, bytes]:
     return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+def failed_batch(inputs, folder: Path, rows: list[str]) -> dict[str, dict]:
+    """Run `batch` on a manifest of `rows` (content,style,output) in `folder`, where some item
+    fails (exit code 3); its summary's items by output."""
+    manifest = folder / "m.csv"
+    manifest.write_text("content,style,output\n" + "".join(f"{row}\n" for row in rows))
+    result = runner.invoke(cli.app, ["batch", str(manifest), "-o", str(folder / "out"), "--config",
+                                     str(inputs["config"]), "-q"])
+    assert result.exit_code == 3, (result.output, result.exception)
+    return {e["key"]: e for e in R.read_summary(folder / "out")["items"]}
+
+
 def paint(path: Path, h: int, w: int, top, bottom) -> Path:
     mask = np.empty((h, w, 3), np.uint8)
     mask[: h // 2], mask[h // 2:] = top, bottom
@@ -219,12 +230,7 @@ def test_a_photo_too_thin_for_the_network_is_refused_before_any_work(inputs, tmp
 
 def test_a_batch_item_too_thin_for_the_network_fails_before_any_work(inputs, tmp_path, no_steps):
     io.save_image(synthetic_photo(600, 12, 5), tmp_path / "thin.png")
-    manifest = tmp_path / "m.csv"
-    manifest.write_text("content,style,output\nthin.png,style.png,a.png\ncontent.png,thin.png,b.png\n")
-    result = runner.invoke(cli.app, ["batch", str(manifest), "-o", str(tmp_path / "out"), "--config",
-                                     str(inputs["config"]), "-q"])
-    assert result.exit_code == 3, (result.output, result.exception)
-    items = {e["key"]: e for e in R.read_summary(tmp_path / "out")["items"]}
+    items = failed_batch(inputs, tmp_path, ["thin.png,style.png,a.png", "content.png,thin.png,b.png"])
     assert "the content image is 1x64 px" in items["a.png"]["reason"]
     assert "the style image is 1x64 px" in items["b.png"]["reason"]
     assert no_steps == []
@@ -258,12 +264,7 @@ def test_a_raw_files_preview_is_refused_before_any_work(inputs, tmp_path, no_ste
 
 def test_a_raw_preview_in_a_batch_fails_alone(inputs, tmp_path, no_steps):
     raw_like(tmp_path / "photo.nef")
-    manifest = tmp_path / "m.csv"
-    manifest.write_text("content,style,output\nphoto.nef,style.png,a.png\n")
-    result = runner.invoke(cli.app, ["batch", str(manifest), "-o", str(tmp_path / "out"), "--config",
-                                     str(inputs["config"]), "-q"])
-    assert result.exit_code == 3, (result.output, result.exception)
-    items = {e["key"]: e for e in R.read_summary(tmp_path / "out")["items"]}
+    items = failed_batch(inputs, tmp_path, ["photo.nef,style.png,a.png"])
     assert "preview of a larger one" in items["a.png"]["reason"] and no_steps == []
 
 
