@@ -1,4 +1,5 @@
-"""Test helper: ICC profiles written byte by byte from the specification (ICC.1:2010).
+"""Test helpers: ICC profiles written byte by byte from the specification (ICC.1:2010), and
+colour conversions to sRGB written from the formulas, to check `jaxstyle.icc` against.
 
 A matrix/TRC RGB display profile: the 128-byte header (size, version 2.1, class 'mntr', data
 colour space 'RGB ', connection space 'XYZ ', 'acsp', the D50 illuminant), the tag count and
@@ -80,21 +81,53 @@ def display_p3() -> bytes:
     return profile(DISPLAY_P3, [parametric_tag(3, SRGB_PARAMETERS)] * 3, "Display P3 as written by the test")
 
 
+def quantised(values: Sequence[float] | np.ndarray) -> np.ndarray:
+    """Values as an s15Fixed16 field stores them."""
+    return np.round(np.asarray(values, np.float64) * 65536) / 65536
+
+
 def srgb_encode(x: np.ndarray) -> np.ndarray:
     """IEC 61966-2-1: linear light -> sRGB values, clipped to [0, 1]."""
     x = np.clip(x, 0.0, 1.0)
     return np.where(x <= 0.0031308, 12.92 * x, 1.055 * x ** (1 / 2.4) - 0.055)
 
 
-def p3_to_srgb(pixels: np.ndarray) -> np.ndarray:
-    """`display_p3()`'s numbers -> sRGB, from the formulas: its curve (sRGB's), its matrix as the
-    profile stores it, and sRGB's primaries adapted to D50 by Bradford."""
-    x = np.asarray(pixels, np.float64)
-    linear = np.where(x >= 0.04045, ((x + 0.055) / 1.055) ** 2.4, x / 12.92)
+def srgb_decode(x: np.ndarray) -> np.ndarray:
+    """IEC 61966-2-1: sRGB values -> linear light."""
+    x = np.asarray(x, np.float64)
+    return np.where(x >= 0.04045, ((x + 0.055) / 1.055) ** 2.4, x / 12.92)
+
+
+def bradford_to_d50(white_xy: tuple[float, float]) -> np.ndarray:
+    """The Bradford chromatic adaptation from a white point given by its xy to the ICC's D50."""
     bradford = np.array([[0.8951, 0.2664, -0.1614], [-0.7502, 1.7135, 0.0367], [0.0389, -0.0685, 1.0296]])
-    d65 = np.array([0.3127 / 0.3290, 1.0, (1 - 0.3127 - 0.3290) / 0.3290])
-    adapt = np.linalg.inv(bradford) @ np.diag((bradford @ np.array(D50)) / (bradford @ d65)) @ bradford
-    columns = np.array([[x / y, 1.0, (1 - x - y) / y] for x, y in [(0.64, 0.33), (0.30, 0.60), (0.15, 0.06)]]).T
-    srgb = adapt @ (columns * np.linalg.solve(columns, d65))
-    p3 = np.round(np.asarray(DISPLAY_P3) * 65536) / 65536
-    return srgb_encode(linear @ np.linalg.solve(srgb, p3).T)
+    x, y = white_xy
+    source = np.array([x / y, 1.0, (1 - x - y) / y])
+    gain = (bradford @ np.array(D50)) / (bradford @ source)
+    return np.linalg.inv(bradford) @ np.diag(gain) @ bradford
+
+
+def rgb_to_xyz(primaries_xy: Sequence[tuple[float, float]], white_xy: tuple[float, float]) -> np.ndarray:
+    """Linear RGB -> XYZ from the primaries' and the white's chromaticities (columns R, G, B)."""
+    columns = np.array([[x / y, 1.0, (1 - x - y) / y] for x, y in primaries_xy]).T
+    wx, wy = white_xy
+    white = np.array([wx / wy, 1.0, (1 - wx - wy) / wy])
+    return columns * np.linalg.solve(columns, white)
+
+
+def srgb_to_xyz_d50() -> np.ndarray:
+    """sRGB's primaries and D65 white, adapted to D50 by Bradford."""
+    d65 = (0.3127, 0.3290)
+    return bradford_to_d50(d65) @ rgb_to_xyz([(0.64, 0.33), (0.30, 0.60), (0.15, 0.06)], d65)
+
+
+def to_srgb_reference(pixels: np.ndarray, matrix: Sequence[Sequence[float]], curve) -> np.ndarray:
+    """`pixels` encoded in a profile (`matrix` rows X, Y, Z as the profile stores it; `curve`:
+    encoded -> linear) -> sRGB, from the formulas."""
+    linear = curve(np.asarray(pixels, np.float64))
+    return srgb_encode(linear @ np.linalg.solve(srgb_to_xyz_d50(), quantised(matrix)).T)
+
+
+def p3_to_srgb(pixels: np.ndarray) -> np.ndarray:
+    """`display_p3()`'s numbers -> sRGB, from the formulas (its curve is sRGB's)."""
+    return to_srgb_reference(pixels, DISPLAY_P3, srgb_decode)
