@@ -72,10 +72,16 @@ class SmoothConfig:
     refine_radius: int = 8
     refine_eps: float = 0.01
 
-    def __post_init__(self) -> None:
+    def __post_init__(self) -> None:  # checked here, not after the optimisation has run
         if self.radius < 0 or self.reference_side < 0:
             raise JaxstyleError(f"smooth.radius and smooth.reference_side must be >= 0, got "
                                 f"{self.radius} and {self.reference_side}")
+        for name, value in (("patch_radius", self.patch_radius), ("refine_radius", self.refine_radius)):
+            if value < 0:
+                raise JaxstyleError(f"smooth.{name} must be >= 0, got {value}")
+        for name, value in (("edge", self.edge), ("eps", self.eps), ("refine_eps", self.refine_eps)):
+            if not value > 0:
+                raise JaxstyleError(f"smooth.{name} must be > 0, got {value}")
 
     def radius_for(self, shape: tuple[int, ...]) -> int:
         """The filter's radius at an image of `shape` `[H, W, ...]` (see reference_side);
@@ -208,18 +214,24 @@ def _coerce(hint: Any, value: Any, name: str) -> Any:
             raise JaxstyleError(f"setting {name} must be true or false, got {value!r}")
         return value
     if hint in (int, float):
+        lowest, highest = -(2**31), 2**31 - 1  # whole-number settings (counts, sizes, the seed) are JAX's int32
+        shown = repr(value) if len(repr(value)) <= 40 else f"{repr(value)[:40]}... ({len(repr(value))} characters)"
         try:
             number = float(value)
+        except OverflowError:  # a whole number past float's range: TOML integers have any size
+            number = math.inf
         except (TypeError, ValueError):
-            raise JaxstyleError(f"setting {name} must be a number, got {value!r}") from None
+            raise JaxstyleError(f"setting {name} must be a number, got {shown}") from None
+        if hint is int and not lowest <= number <= highest:
+            raise JaxstyleError(f"setting {name} must be a whole number from {lowest} to {highest}, got {shown}")
         if not math.isfinite(number):  # TOML reads nan and inf; no setting means anything with them
-            raise JaxstyleError(f"setting {name} must be a finite number, got {value!r}")
+            raise JaxstyleError(f"setting {name} must be a finite number, got {shown}")
         try:
             number = hint(value)
         except (TypeError, ValueError):
-            raise JaxstyleError(f"setting {name} must be a number, got {value!r}") from None
+            raise JaxstyleError(f"setting {name} must be a number, got {shown}") from None
         if hint is int and isinstance(value, float) and value != int(value):
-            raise JaxstyleError(f"setting {name} must be a whole number, got {value!r}")
+            raise JaxstyleError(f"setting {name} must be a whole number, got {shown}")
         return number
     return str(value) if hint is str else value
 
@@ -230,9 +242,13 @@ def preset_names() -> tuple[str, ...]:
     return tuple(sorted(p.name[:-5] for p in root.iterdir() if p.name.endswith(".toml")))
 
 
-def _read_toml(text: str, where: str) -> dict[str, Any]:
+def _read_toml(text: str | bytes, where: str) -> dict[str, Any]:
+    """The TOML document `text` (bytes: a file's, which TOML requires to be UTF-8)."""
     try:
-        return tomllib.loads(text)
+        return tomllib.loads(text.decode("utf-8") if isinstance(text, bytes) else text)
+    except UnicodeDecodeError as e:
+        raise JaxstyleError(f"{where} is not UTF-8 text (byte {e.start} is {text[e.start]:#04x}); save it "
+                            "as UTF-8, as TOML requires") from None
     except tomllib.TOMLDecodeError as e:
         raise JaxstyleError(f"{where} is not valid TOML: {e}") from None
 
@@ -276,11 +292,14 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
 def _load_layers(name_or_path: str, depth: int = 0) -> dict[str, Any]:
     if depth > 4:
         raise JaxstyleError("config files name each other as 'base' in a cycle")
+    if not isinstance(name_or_path, str):  # a file's `base = 5`
+        raise JaxstyleError(f"base must be a preset name ({', '.join(preset_names())}) or the path of a .toml "
+                            f"file, in quotes; got base = {name_or_path!r}")
     path = Path(name_or_path).expanduser()
     if name_or_path.endswith(".toml") or path.is_file():
         if not path.is_file():
             raise JaxstyleError(f"config file {path} does not exist")
-        data = _read_toml(path.read_text(), str(path))
+        data = _read_toml(path.read_bytes(), f"config file {path}")
         base = data.pop("base", "default")
         merged = _load_layers(base, depth + 1) if base else {}
         return _merge(merged, data)

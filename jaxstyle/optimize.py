@@ -81,6 +81,8 @@ class OptimConfig:
         if self.iterations < 0 or self.chunk_size < 1:
             raise JaxstyleError(f"iterations must be >= 0 and chunk_size >= 1, got {self.iterations}, "
                                 f"{self.chunk_size}")
+        if self.memory_size < 1:
+            raise JaxstyleError(f"memory_size must be >= 1 (the past steps L-BFGS keeps), got {self.memory_size}")
 
     @property
     def uses_zoom(self) -> bool:

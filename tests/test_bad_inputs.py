@@ -374,3 +374,40 @@ def test_transparent_pixels_put_on_white_come_with_a_note(tmp_path):
     assert "transparent" in load_inputs(rgba, tmp_path / "style.png")[4][0]
     rgba[..., 3] = 255
     assert load_inputs(rgba, tmp_path / "style.png")[4] == ()
+
+
+# ============================================================================= issue 29's sweep (on 4a9cf82)
+
+
+# ----------------------------------------------------------------------------- settings
+
+
+HUGE = "9" * 400  # past float's range: TOML integers have any size
+
+
+@pytest.mark.parametrize("setting, message", [
+    (f"stage1.iterations={HUGE}", "setting stage1.iterations must be a whole number from -2147483648 to 2147483647"),
+    ("seed=99999999999999999999", "setting seed must be a whole number from -2147483648 to 2147483647"),
+    (f"loss.style_weight={HUGE}", "setting loss.style_weight must be a finite number, got 99999"),
+    ("stage1.memory_size=0", "memory_size must be >= 1"),
+    ("smooth.patch_radius=-1", "smooth.patch_radius must be >= 0, got -1"),
+    ("smooth.edge=-1", "smooth.edge must be > 0, got -1"),
+    ("smooth.refine_eps=0", "smooth.refine_eps must be > 0, got 0"),
+])
+def test_bad_settings_from_set_are_refused_before_any_work(inputs, tmp_path, no_steps, setting, message):
+    before = snapshot(tmp_path)
+    line = error_line(transfer(inputs, tmp_path / "out.png", "--set", setting))
+    assert message in line and len(line) < 300  # a 400-digit number is not printed whole
+    assert snapshot(tmp_path) == before and no_steps == []
+
+
+@pytest.mark.parametrize("text, message", [
+    (f"seed = {HUGE}\n{TINY_TOML}".encode(), "setting seed must be a whole number from"),
+    (b"base = 5\n", "or the path of a .toml file, in quotes; got base = 5"),
+    (TINY_TOML.encode() + "# the caf\xe9's photos\n".encode("latin-1"), "is not UTF-8 text (byte "),
+])
+def test_bad_settings_files_are_refused_before_any_work(inputs, tmp_path, no_steps, text, message):
+    inputs["config"].write_bytes(text)
+    before = snapshot(tmp_path)
+    assert message in error_line(transfer(inputs, tmp_path / "out.png"))
+    assert snapshot(tmp_path) == before and no_steps == []
