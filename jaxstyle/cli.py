@@ -445,10 +445,12 @@ def run_transfer(content: str, style: str, output: str, *, content_mask: str | N
         raise typer.Exit(EXIT_INTERRUPTED) from None
     finally:
         printer.close()
-    metadata = {**described, **result.metadata(), "weights": identity}
+    # `stylize` sees the photo's pixels already on white: the note of their transparency comes from here
+    notes = [*([io.transparency_note("content", content)] if photo.transparent else []), *result.notes]
+    metadata = {**described, **result.metadata(), "notes": notes, "weights": identity}
     io.save_image(result.image, out, metadata=metadata, overwrite=force, protect=inputs, quality=jpeg_quality,
                   bits=io.output_bits(bits, photo, out), icc_profile=photo.icc_profile, exif=photo.exif)
-    for note in result.notes:
+    for note in notes:
         typer.echo(f"note: {note}", err=True)
     return result
 

@@ -19,6 +19,7 @@ as JSON (`read_metadata` reads them back).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import importlib.resources
 import json
@@ -27,7 +28,7 @@ import secrets
 import struct
 import warnings
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -117,12 +118,15 @@ class Photo:
     exif: the EXIF block (bytes, orientation reset to 1) or None.
     bits: the file's depth as read, 16 (a 16-bit, 32-bit integer or float file) or 8; a result
       written as PNG keeps it unless told otherwise.
+    transparent: whether the file had transparent pixels, put on the background as it was read
+      (the user should hear of it: `transparency_note`).
     """
 
     pixels: np.ndarray
     icc_profile: bytes | None = None
     exif: bytes | None = None
     bits: int = 8
+    transparent: bool = False
 
     @property
     def size(self) -> tuple[int, int]:
@@ -138,7 +142,7 @@ def read_photo(path: PathLike, *, alpha: str = "composite", background: Sequence
         try:
             profile = _rgb_profile(im)
             exif = im.getexif()
-            decoded, bits = _decode(im, path, alpha=alpha, background=bg)
+            decoded, bits, transparent = _decode(im, path, alpha=alpha, background=bg)
             pixels = _to_srgb(decoded, profile)
         except JaxstyleError:
             raise
@@ -148,7 +152,15 @@ def read_photo(path: PathLike, *, alpha: str = "composite", background: Sequence
     if len(exif):
         exif[EXIF_ORIENTATION] = 1  # the pixels are upright now
         exif_bytes = exif.tobytes()
-    return Photo(pixels, profile, exif_bytes, bits)
+    return Photo(pixels, profile, exif_bytes, bits, transparent)
+
+
+def transparency_note(which: str, path: PathLike | None = None) -> str:
+    """The note for the user when the `which` photo ("content", "style") had transparent
+    pixels, put on white as it was read."""
+    named = f" {path}" if path is not None else ""
+    return (f"the {which} image{named} has transparent pixels: they were put on white "
+            "(flatten it onto the background you want first to choose another)")
 
 
 def _rgb_profile(im: Image.Image) -> bytes | None:
@@ -168,11 +180,9 @@ def _to_srgb(pixels: np.ndarray, profile: bytes | None) -> np.ndarray:
 
 def photo_size(path: PathLike) -> tuple[int, int]:
     """(H, W) of an image file after its EXIF orientation, read from the header only."""
-    p = Path(path)
-    if not p.is_file():
-        raise JaxstyleError(f"{p}: no such file; check the path (relative paths are from {Path.cwd()})")
+    p = _existing_file(path)
     try:
-        with Image.open(p) as im:
+        with _bomb_guard(p), Image.open(p) as im:
             _check_full_image(im, p)
             w, h = im.size
             if im.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):  # a quarter turn
@@ -244,15 +254,9 @@ def _open_image(path: PathLike, *, deep_lazily: bool = False) -> Image.Image:
     """Open and fully decode `path`, turning every failure into a `JaxstyleError`. With
     `deep_lazily`, a 16-bit colour PNG or TIFF is left undecoded: `_decode` reads it at its full
     depth itself (Pillow's decode would be 8 bits, thrown away)."""
-    p = Path(path)
-    if p.is_dir():
-        raise JaxstyleError(f"{p} is a directory, not an image file; pass an image file "
-                            "(PNG, JPEG, TIFF, BMP, WebP, GIF)")
-    if not p.exists():
-        raise JaxstyleError(f"{p}: no such file; check the path (relative paths are from {Path.cwd()})")
+    p = _existing_file(path)
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        with _bomb_guard(p):
             im = Image.open(p)
             try:
                 _check_full_image(im, p)
@@ -263,11 +267,6 @@ def _open_image(path: PathLike, *, deep_lazily: bool = False) -> Image.Image:
                 raise
     except JaxstyleError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
-        raise JaxstyleError(
-            f"{p}: too many pixels for a safe decode ({e}); downscale the image first "
-            "(e.g. `magick in.jpg -resize 4000x4000 out.jpg`), or, if you trust the file, raise "
-            "PIL.Image.MAX_IMAGE_PIXELS in Python before loading it") from e
     except UnidentifiedImageError as e:
         raise _unreadable(p) from e
     except PermissionError as e:
@@ -275,6 +274,34 @@ def _open_image(path: PathLike, *, deep_lazily: bool = False) -> Image.Image:
     except _DECODE_ERRORS as e:
         raise _damaged(p, e) from e
     return im
+
+
+def _existing_file(path: PathLike) -> Path:
+    """`path` as a `Path`, refused unless it names a file (saying what it names instead)."""
+    p = Path(path)
+    if p.is_dir():
+        raise JaxstyleError(f"{p} is a directory, not an image file; pass an image file "
+                            "(PNG, JPEG, TIFF, BMP, WebP, GIF)")
+    if not p.exists():
+        raise JaxstyleError(f"{p}: no such file; check the path (relative paths are from {Path.cwd()})")
+    if not p.is_file():
+        raise JaxstyleError(f"{p} is not a regular file (a pipe or a device?); pass an image file")
+    return p
+
+
+@contextlib.contextmanager
+def _bomb_guard(p: Path) -> Iterator[None]:
+    """Pillow's decompression-bomb guard (its warning too) as a `JaxstyleError`, for opening
+    `p`: a header that claims too many pixels is refused before anything is decoded."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as e:
+        raise JaxstyleError(
+            f"{p}: too many pixels for a safe decode ({e}); downscale the image first "
+            "(e.g. `magick in.jpg -resize 4000x4000 out.jpg`), or, if you trust the file, raise "
+            "PIL.Image.MAX_IMAGE_PIXELS in Python before loading it") from e
 
 
 def _deep_colour(im: Image.Image) -> bool:
@@ -312,10 +339,12 @@ def _damaged(path: PathLike, e: BaseException) -> JaxstyleError:
                          "re-export or re-download the file")
 
 
-def _decode(im: Image.Image, path: PathLike, *, alpha: str, background: np.ndarray) -> tuple[np.ndarray, int]:
+def _decode(im: Image.Image, path: PathLike, *, alpha: str,
+            background: np.ndarray) -> tuple[np.ndarray, int, bool]:
     """(An opened image file as float32 `[H, W, 3]` in [0, 1], upright (EXIF orientation applied),
-    transparency handled; its bits per channel, 8 or 16). A 16-bit colour PNG or TIFF is read at
-    its full depth (Pillow's pixels have 8 bits)."""
+    transparency handled; its bits per channel, 8 or 16; whether transparent pixels were put on
+    `background`). A 16-bit colour PNG or TIFF is read at its full depth (Pillow's pixels have 8
+    bits)."""
     deep, premultiplied, orientation = None, False, im.getexif().get(EXIF_ORIENTATION, 1)
     if im.format == "PNG" and im.mode in ("RGB", "RGBA"):
         deep = read_png16(path)
@@ -323,13 +352,16 @@ def _decode(im: Image.Image, path: PathLike, *, alpha: str, background: np.ndarr
         deep, premultiplied, orientation = read_tiff16(path) or (None, False, 1)
     if deep is None:
         bits = 16 if im.mode in (*_16BIT_MODES, "I", "F") else 8
-        return _pil_to_float(ImageOps.exif_transpose(im), alpha=alpha, background=background, source=str(path)), bits
+        image, composited = _pil_to_float(ImageOps.exif_transpose(im), alpha=alpha, background=background,
+                                          source=str(path))
+        return image, bits, composited
     unit = orient(deep, orientation).astype(np.float32) / MAX_16BIT
     a = unit[..., 3] if unit.shape[-1] == 4 else None
     rgb = np.ascontiguousarray(unit[..., :3])
     if premultiplied:  # colour times alpha, as TIFF's associated alpha stores it
         rgb = np.where(a[..., None] > 0, rgb / np.maximum(a[..., None], 1e-12), 0.0).astype(np.float32)
-    return _with_alpha(rgb, a, alpha=alpha, background=background, source=str(path)), 16
+    image, composited = _with_alpha(rgb, a, alpha=alpha, background=background, source=str(path))
+    return image, 16, composited
 
 
 def orient(image: np.ndarray, orientation: int) -> np.ndarray:
@@ -341,26 +373,28 @@ def orient(image: np.ndarray, orientation: int) -> np.ndarray:
 
 
 def _pil_to_float(im: Image.Image, *, alpha: str, background: np.ndarray,
-                  source: str) -> np.ndarray:
-    """A decoded Pillow image as float32 `[H, W, 3]` in [0, 1], transparency handled."""
+                  source: str) -> tuple[np.ndarray, bool]:
+    """A decoded Pillow image as float32 `[H, W, 3]` in [0, 1], transparency handled (see
+    `_with_alpha`)."""
     rgb, a = _float_rgb_and_alpha(im, source)
     return _with_alpha(rgb, a, alpha=alpha, background=background, source=source)
 
 
 def _with_alpha(rgb: np.ndarray, a: np.ndarray | None, *, alpha: str, background: np.ndarray,
-                source: str) -> np.ndarray:
-    """`rgb` `[H, W, 3]` with straight alpha `a` `[H, W]` (or None) composited or refused."""
+                source: str) -> tuple[np.ndarray, bool]:
+    """(`rgb` `[H, W, 3]` with straight alpha `a` `[H, W]` (or None) composited or refused,
+    whether any pixel was transparent)."""
     if a is None:
-        return rgb
+        return rgb, False
     transparent = int(np.count_nonzero(a < 1.0))
     if transparent == 0:
-        return rgb
+        return rgb, False
     if alpha == "refuse":
         raise JaxstyleError(f"{source} has transparent pixels ({transparent} of {a.size}); "
                             "flatten it onto a background first, or composite it "
                             "(alpha='composite', optionally with a background colour)")
     a = a[..., None]  # [H, W, 1]
-    return (rgb * a + background * (1.0 - a)).astype(np.float32)
+    return (rgb * a + background * (1.0 - a)).astype(np.float32), True
 
 
 def _float_rgb_and_alpha(im: Image.Image, source: str) -> tuple[np.ndarray, np.ndarray | None]:
@@ -489,7 +523,7 @@ def to_numpy_image(x: Any, *, alpha: str = "composite",
     if isinstance(x, Image.Image):
         try:
             return _to_srgb(_pil_to_float(ImageOps.exif_transpose(x), alpha=alpha, background=bg,
-                                          source="PIL image"), _rgb_profile(x))
+                                          source="PIL image")[0], _rgb_profile(x))
         except JaxstyleError:
             raise
         except _DECODE_ERRORS as e:

@@ -3,11 +3,14 @@ exit code 2 (a batch item: failed, with its reason) before any optimisation step
 nothing the user had is changed. `no_steps` makes every optimisation step fail the test."""
 
 import errno
+import importlib
 import os
 import signal
+import struct
 import subprocess
 import sys
 import time
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +77,11 @@ def transfer(inputs, output, *extra, content=None, style=None):
     args = ["transfer", content or inputs["content"], style or inputs["style"], "-o", output,
             "--config", inputs["config"], "-q", *extra]
     return runner.invoke(cli.app, [str(a) for a in args])
+
+
+def batch(inputs, manifest: Path, outdir: Path, *extra):
+    return runner.invoke(cli.app, ["batch", str(manifest), "-o", str(outdir), "--config", str(inputs["config"]),
+                                   "-q", *extra])
 
 
 def error_line(result, code: int = 2) -> str:
@@ -377,6 +385,89 @@ def test_transparent_pixels_put_on_white_come_with_a_note(tmp_path):
 
 
 # ============================================================================= issue 29's sweep (on 4a9cf82)
+
+
+# ----------------------------------------------------------------------------- transparent content photos
+
+
+def transparent_photo(path: Path) -> Path:
+    rgba = (np.concatenate([synthetic_photo(H, W, 0), np.ones((H, W, 1), np.float32)], -1) * 255).astype(np.uint8)
+    rgba[:4, :4, 3] = 0  # a transparent corner
+    Image.fromarray(rgba).save(path)
+    return path
+
+
+def test_transfer_says_a_transparent_content_photo_was_put_on_white(inputs, tmp_path, monkeypatch):
+    """`transfer` reads the photo once and gives `stylize` its pixels, already on white: the note
+    comes from the reading. (`stylize` is replaced: its solve is not what is tested.)"""
+    S = importlib.import_module("jaxstyle.stylize")  # the module (the package exports the function)
+
+    def solved(content, style, *, config, **kwargs):
+        return S.Result(image=content, stages={}, history={}, terms={}, status={}, seconds={"total": 0.0},
+                        notes=(), config=config, working_size=content.shape[:2])
+
+    monkeypatch.setattr(S, "stylize", solved)
+    clear = transparent_photo(tmp_path / "clear.png")
+    result = transfer(inputs, tmp_path / "out.png", content=clear)
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert f"note: the content image {clear} has transparent pixels: they were put on white" in result.stderr
+    assert any("transparent pixels" in note for note in io.read_metadata(tmp_path / "out.png")["notes"])
+
+
+def test_batch_says_a_transparent_content_photo_was_put_on_white(inputs, tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    def solved(*stacked, contents_full, **kwargs):
+        n = len(contents_full)
+        return SimpleNamespace(images=contents_full, failed=[None] * n, status=[{}] * n, notes=[()] * n)
+
+    monkeypatch.setattr(R, "stylize_batch", solved)
+    transparent_photo(tmp_path / "clear.png")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("content,style,output\nclear.png,style.png,a.png\n")
+    result = batch(inputs, manifest, tmp_path / "out")
+    assert result.exit_code == 0, (result.output, result.exception)
+    (item,) = R.read_summary(tmp_path / "out")["items"]
+    assert item["status"] == "done" and any("has transparent pixels" in note for note in item["notes"])
+
+
+# ----------------------------------------------------------------------------- photos that are not photos
+
+
+def png_header(w: int, h: int) -> bytes:
+    """A PNG of 41 bytes: the signature, a header claiming w x h RGB pixels, and the start of an
+    empty data chunk, where Pillow stops reading to open it."""
+    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    ihdr = struct.pack(">I", len(header)) + b"IHDR" + header + struct.pack(">I", zlib.crc32(b"IHDR" + header))
+    return b"\x89PNG\r\n\x1a\n" + ihdr + struct.pack(">I", 0) + b"IDAT"
+
+
+@pytest.mark.parametrize("which", ["content", "style"])
+def test_a_png_claiming_too_many_pixels_is_refused_from_its_header(inputs, tmp_path, no_steps, which):
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_header(100_000, 100_000))
+    before = snapshot(tmp_path)
+    line = error_line(transfer(inputs, tmp_path / "out.png", **{which: bomb}))
+    assert f"{bomb}: too many pixels for a safe decode" in line and "downscale the image first" in line
+    assert snapshot(tmp_path) == before and no_steps == []
+
+
+def test_a_folder_given_as_the_content_is_said_to_be_one(inputs, tmp_path, no_steps):
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    before = snapshot(tmp_path)
+    line = error_line(transfer(inputs, tmp_path / "out.png", content=folder))
+    assert f"{folder} is a directory, not an image file; pass an image file" in line
+    assert snapshot(tmp_path) == before and no_steps == []
+
+
+def test_batch_items_whose_content_is_a_bomb_or_a_folder_fail_alone(inputs, tmp_path, no_steps):
+    (tmp_path / "bomb.png").write_bytes(png_header(100_000, 100_000))
+    (tmp_path / "photos").mkdir()
+    items = failed_batch(inputs, tmp_path, ["bomb.png,style.png,a.png", "photos,style.png,b.png"])
+    assert "too many pixels for a safe decode" in items["a.png"]["reason"]
+    assert "is a directory, not an image file" in items["b.png"]["reason"]
+    assert no_steps == []
 
 
 # ----------------------------------------------------------------------------- settings
