@@ -590,10 +590,13 @@ def demo(
     content photo's own size and sheet.png (content | style | result)."""
     from pathlib import Path
 
-    from jaxstyle import io
+    with interrupts_deferred():  # the pipeline's modules: see `load_libraries`
+        from jaxstyle import io
+        from jaxstyle.config import load_config
 
     if masks not in ("auto", "none"):
         fail(f"--masks {masks!r}: the demo takes auto or none")
+    load_config(config, None if max_side is None else {"max_side": max_side})  # refused before the folder is made
     content, style = io.demo_paths()
     folder = Path(output_dir)
     folder.mkdir(parents=True, exist_ok=True)
@@ -674,6 +677,8 @@ def evaluate(
     if not (given or manifest) and (json_path or sheet):
         fail("--json and --sheet need --content/--style/--output or --manifest")
     inputs = [p for p in (*single.values(), manifest, plot) if p]
+    if manifest:  # the files it lists are inputs too
+        inputs += [item[k] for item in E.read_items(manifest) for k in E.PATH_FIELDS if item[k]]
     for path, what in ((json_path, "--json"), (sheet, "--sheet")):
         if path:
             _report_target(path, what, inputs)

@@ -154,8 +154,8 @@ def read_manifest(path: str | os.PathLike[str]) -> list[ManifestItem]:
 
     Raises `JaxstyleError` when the manifest itself is unusable (missing, unreadable, no
     header or a bad one, invalid JSON, no items). Problems with one row (a missing field,
-    bad overrides, an output already used by another row) are recorded in that item's
-    `problem` instead, so the other items still run.
+    bad overrides) are recorded in that item's `problem` instead, so the other items still
+    run. Rows that write one file are found against the output folder: `check_distinct_outputs`.
     """
     path = Path(path)
     rows = read_rows(path, fields=MANIFEST_FIELDS, required=REQUIRED_FIELDS,
@@ -164,7 +164,7 @@ def read_manifest(path: str | os.PathLike[str]) -> list[ManifestItem]:
     if not items:
         raise JaxstyleError(f"manifest {path} has no items; add one line per pair "
                             "(CSV header: content,style[,content_mask,style_mask,output,overrides])")
-    return _mark_duplicates(items)
+    return items
 
 
 def _item(index: int, line: int, row: Mapping[str, Any], base: Path) -> ManifestItem:
@@ -204,19 +204,23 @@ def _item(index: int, line: int, row: Mapping[str, Any], base: Path) -> Manifest
     return ManifestItem(index, line, **paths, output=output, overrides=overrides)
 
 
-def _mark_duplicates(items: list[ManifestItem]) -> list[ManifestItem]:
+def check_distinct_outputs(items: Sequence[ManifestItem], outdir: Path) -> None:
+    """Raise `JaxstyleError` when two rows of a manifest, good or bad, write one file in
+    `outdir`: the same name, or two names that lead to one file (through a symbolic link
+    inside it), compared as `safe_output_path` resolves them. A row whose output name is
+    unusable is left out: it fails alone."""
     first: dict[str, ManifestItem] = {}
-    out = []
     for item in items:
-        name = os.path.normcase(os.path.normpath(item.output)) if item.output else None
-        if name in first and item.problem is None:
-            item = dataclasses.replace(item, problem=(
-                f"line {item.line}: output {item.output!r} is also the output of line {first[name].line}; "
-                "give each item its own output name"), output=f"{item.output} (line {item.line})")
-        elif name is not None:
-            first.setdefault(name, item)
-        out.append(item)
-    return out
+        try:
+            target = safe_output_path(outdir, item.output)
+        except JaxstyleError:
+            continue
+        other = first.setdefault(os.path.normcase(target), item)
+        if other is not item:
+            names = (f"{other.output!r}" if other.output == item.output
+                     else f"{other.output!r} and {item.output!r}, which name one file")
+            raise JaxstyleError(f"lines {other.line} and {item.line} of the manifest both write {names}; give "
+                                "each row its own output name")
 
 
 def process_share(items: Sequence[ManifestItem], process_index: int, process_count: int) -> list[ManifestItem]:
@@ -244,5 +248,5 @@ def safe_output_path(outdir: Path, name: str) -> Path:
 
 __all__ = [
     "DEFAULT_OUTPUT_SUFFIX", "JSON_LINES_SUFFIXES", "MANIFEST_FIELDS", "ManifestItem", "PROBLEM", "REQUIRED_FIELDS",
-    "process_share", "read_manifest", "read_rows", "safe_output_path",
+    "check_distinct_outputs", "process_share", "read_manifest", "read_rows", "safe_output_path",
 ]

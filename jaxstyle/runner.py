@@ -13,7 +13,8 @@ buckets: items are grouped by their full config, content and style shape (after 
 size cap) and label count (rounded up to a power of two); one bucket compiles once and runs
 through `jaxstyle.batch.stylize_batch` in batches of `batch_size` (the last padded by
 repeating an item). Items whose output exists are skipped, so a rerun resumes. An item
-whose output is one of its own inputs fails before any work, with or without `force`.
+whose output is one of its own inputs fails before any work, with or without `force`; two
+rows that write one file refuse the whole manifest before any work.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from jaxstyle import io
 from jaxstyle.batch import stylize_batch
 from jaxstyle.config import Config, load_config
 from jaxstyle.errors import JaxstyleError
-from jaxstyle.manifest import ManifestItem, process_share, read_manifest, safe_output_path
+from jaxstyle.manifest import ManifestItem, check_distinct_outputs, process_share, read_manifest, safe_output_path
 from jaxstyle.masks import parse_mask_pair
 from jaxstyle.optimize import Progress
 from jaxstyle.stylize import check_result_memory, full_size_content, load_inputs
@@ -207,7 +208,8 @@ def run_manifest(manifest: str | os.PathLike[str], outdir: str | os.PathLike[str
     passed to `stylize_batch`.
     `process_index`/`process_count` default to `jax.process_index()`/`jax.process_count()`.
     With `progress`, a progress bar goes to `stream` (default: stderr).
-    Raises `JaxstyleError` when the manifest or the base config is unusable.
+    Raises `JaxstyleError` when the manifest or the base config is unusable, or two rows write
+    one file (`jaxstyle.manifest.check_distinct_outputs`), before anything is written.
     """
     manifest = Path(manifest)
     outdir = Path(outdir)
@@ -226,6 +228,7 @@ def run_manifest(manifest: str | os.PathLike[str], outdir: str | os.PathLike[str
         raise JaxstyleError(f"batch size must be at least 1, got {batch_size}")
     if outdir.exists() and not outdir.is_dir():
         raise JaxstyleError(f"{outdir} exists and is not a folder; choose another output folder (-o)")
+    check_distinct_outputs(items, outdir)  # every process checks the whole manifest, so all refuse alike
     outdir.mkdir(parents=True, exist_ok=True)
     io.check_writable(outdir / SUMMARY_NAME, what="the summary in the output folder")
     index = jax.process_index() if process_index is None else process_index

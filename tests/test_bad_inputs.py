@@ -1,6 +1,7 @@
-"""Bad inputs to `transfer` and `batch` (issue 19's sweep): each is refused in one line with
-exit code 2 (a batch item: failed, with its reason) before any optimisation step runs, and
-nothing the user had is changed. `no_steps` makes every optimisation step fail the test."""
+"""Bad inputs to `transfer`, `batch`, `demo` and `evaluate` (the sweeps of issues 19 and 29):
+each is refused in one line with exit code 2 (a batch item: failed, with its reason) before any
+optimisation step runs, and nothing the user had is changed. `no_steps` makes every
+optimisation step fail the test."""
 
 import errno
 import importlib
@@ -385,6 +386,67 @@ def test_transparent_pixels_put_on_white_come_with_a_note(tmp_path):
 
 
 # ============================================================================= issue 29's sweep (on 4a9cf82)
+
+
+# ----------------------------------------------------------------------------- evaluate's reports over its inputs
+
+
+@pytest.mark.parametrize("option", ["--sheet", "--json"])
+def test_an_evaluate_report_over_an_output_its_manifest_lists_is_refused(inputs, tmp_path, monkeypatch, option):
+    from jaxstyle import evaluate as E
+
+    io.save_image(synthetic_photo(H, W, 1), tmp_path / "result.png")
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("content,style,output\ncontent.png,style.png,result.png\n")
+    monkeypatch.setattr(E, "evaluate_files", lambda *a, **k: pytest.fail("an item was scored"))
+    before = snapshot(tmp_path)
+    result = runner.invoke(cli.app, ["evaluate", "--manifest", str(manifest), option, str(tmp_path / "result.png")])
+    line = error_line(result)
+    assert f"refusing to write {option} {tmp_path / 'result.png'} over one of the inputs" in line
+    assert snapshot(tmp_path) == before
+
+
+# ----------------------------------------------------------------------------- batch rows that write one file
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_batch_rows_whose_outputs_are_one_file_through_a_link_are_refused(inputs, tmp_path, no_steps, force):
+    """`lnk -> .` inside the output folder: `a.png` and `lnk/a.png` are one file. The second row
+    was "skipped" (or, with --force, would have overwritten the first)."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "lnk").symlink_to(".", target_is_directory=True)
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("content,style,output\ncontent.png,style.png,a.png\ncontent.png,style.png,lnk/a.png\n")
+    before = snapshot(tmp_path)
+    line = error_line(batch(inputs, manifest, out, *(["--force"] if force else [])))
+    assert "lines 2 and 3 of the manifest both write 'a.png' and 'lnk/a.png', which name one file" in line
+    assert "give each row its own output name" in line
+    assert snapshot(tmp_path) == before and no_steps == []
+
+
+def test_a_bad_row_sharing_a_good_rows_output_is_refused_before_any_work(inputs, tmp_path, no_steps):
+    """The bad row's "failed" used to replace the good row's "done" in summary.json."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "summary.json").write_text('{"items": [{"key": "a.png", "index": 0, "status": "done"}]}\n')
+    manifest = tmp_path / "m.csv"
+    manifest.write_text("content,style,output\ncontent.png,style.png,a.png\ncontent.png,,a.png\n")
+    before = snapshot(tmp_path)
+    line = error_line(batch(inputs, manifest, out))
+    assert "lines 2 and 3 of the manifest both write 'a.png'" in line
+    assert snapshot(tmp_path) == before and no_steps == []
+
+
+# ----------------------------------------------------------------------------- demo
+
+
+@pytest.mark.parametrize("extra, message", [(["--max-side", "0"], "must be at least 1 (pixels), got 0"),
+                                            (["--config", "fastest"], "unknown preset 'fastest'")])
+def test_a_refused_demo_leaves_no_output_folder(tmp_path, no_steps, extra, message):
+    result = runner.invoke(cli.app, ["demo", "-o", str(tmp_path / "new"), "-q", *extra])
+    assert message in error_line(result)
+    assert list(tmp_path.iterdir()) == [] and no_steps == []
 
 
 # ----------------------------------------------------------------------------- transparent content photos

@@ -17,7 +17,7 @@ from conftest import synthetic_photo, two_region_mask
 from jaxstyle.batch import resolve_strategy, stylize_batch
 from jaxstyle.config import Config, SmoothConfig
 from jaxstyle.errors import JaxstyleError
-from jaxstyle.manifest import ManifestItem, process_share, read_manifest, safe_output_path
+from jaxstyle.manifest import ManifestItem, check_distinct_outputs, process_share, read_manifest, safe_output_path
 from jaxstyle.objective import LossConfig
 from jaxstyle.optimize import OptimConfig
 from jaxstyle.runner import initialize_distributed
@@ -243,18 +243,38 @@ def test_missing_manifest_raises(tmp_path):
 
 def test_bad_rows_become_item_problems_not_manifest_errors(tmp_path):
     (tmp_path / "m.csv").write_text("content,style,output,overrides\n"
-                                    "a.png,b.png,same.png,\n"
+                                    "a.png,b.png,y.png,\n"
                                     "c.png,,x.png,\n"
-                                    "d.png,e.png,same.png,\n"
                                     "f.png,g.png,z.png,{nope\n"
                                     "h.png,i.png,w.png,,extra\n")
     items = read_manifest(tmp_path / "m.csv")
     assert items[0].problem is None
     assert "no style path" in items[1].problem
-    assert "also the output of line 2" in items[2].problem and items[2].key != items[0].key
-    assert "not valid JSON" in items[3].problem
-    assert "more cells" in items[4].problem
+    assert "not valid JSON" in items[2].problem
+    assert "more cells" in items[3].problem
     assert len({i.key for i in items}) == len(items)
+    check_distinct_outputs(items, tmp_path / "out")  # no two rows write one file
+
+
+def test_rows_that_write_one_file_refuse_the_manifest(tmp_path):
+    """Good or bad, two rows with one output would overwrite (or replace in summary.json) each
+    other's result: the manifest is refused before any work. Names are compared as resolved."""
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "lnk").symlink_to(".", target_is_directory=True)
+    for rows, message in [
+        ("a.png,b.png,same.png\nc.png,,same.png\n", "lines 2 and 3 of the manifest both write 'same.png'"),
+        ("a.png,b.png,\na.png,b.png,\n", "both write 'a-b.png'"),  # the default output name
+        ("a.png,b.png,x.png\nc.png,d.png,lnk/x.png\n", "'x.png' and 'lnk/x.png', which name one file"),
+        ("a.png,b.png,x.png\nc.png,d.png,sub/../x.png\n", None),  # '..' is refused, for its row alone
+    ]:
+        (tmp_path / "m.csv").write_text("content,style,output\n" + rows)
+        items = read_manifest(tmp_path / "m.csv")
+        if message is None:
+            check_distinct_outputs(items, out)
+            continue
+        with pytest.raises(JaxstyleError, match=message):
+            check_distinct_outputs(items, out)
 
 
 @pytest.mark.parametrize("count", [1, 2, 3, 5])
