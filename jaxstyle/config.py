@@ -53,6 +53,26 @@ class UpsampleConfig:
 
 
 @dataclasses.dataclass(frozen=True)
+class GridConfig:
+    """The look as the unknown (`jaxstyle.grid`): with `enabled`, every stage optimises a
+    bilateral grid of affine colour maps sliced under the content, nodes about `cell`
+    working-size pixels apart over `depth` luma levels, instead of the pixels; the grid,
+    sliced under the photo at its own size, is the full-size result. `fit_ridge`: the
+    start's per-node fit leans toward the global affine map by this much."""
+
+    enabled: bool = False
+    cell: int = 16
+    depth: int = 8
+    fit_ridge: float = 1e-2
+
+    def __post_init__(self) -> None:
+        if self.cell < 1 or self.depth < 2:
+            raise JaxstyleError(f"grid.cell must be >= 1 and grid.depth >= 2, got {self.cell} and {self.depth}")
+        if not self.fit_ridge > 0:
+            raise JaxstyleError(f"grid.fit_ridge must be > 0, got {self.fit_ridge}")
+
+
+@dataclasses.dataclass(frozen=True)
 class SmoothConfig:
     """The final smooth-local-affine filter (the original: radius 15, edge 0.01, and a fixed
     ridge of 1e-3 in its affine fits; see `jaxstyle.smoothing`), then optionally the original's
@@ -100,7 +120,9 @@ class Config:
     "coarse_to_fine" (stage 1 at `coarse_scale` of the size, upsampled, then stage 2).
     max_side: the working size (the optimisation's longer side, px); max_output_side: a cap on
     the result's longer side (0: the content photo's own size; `upsample` carries the result
-    there).
+    there). bucket > 0: both photos' working sides are rounded to multiples of `bucket` px
+    (`io.bucket_shape`), so photos of any size and aspect share a few compiled shapes; the
+    full-size stage restores the photo's exact aspect (0: the photo's own aspect).
     backbone: "vgg16" (bundled), "vgg19" or a path to a canonical .npz;
     allow_fallback lets a missing VGG-19 fall back to the bundled VGG-16 (with a warning).
     init: the first stage's start. "content" (the content photo), "mean_pixel" (what the
@@ -129,6 +151,7 @@ class Config:
     mode: str = "two_stage"
     max_side: int = 512
     max_output_side: int = 0
+    bucket: int = 0
     coarse_scale: float = 0.5
     seed: int = 0
     init: str = "content"
@@ -141,8 +164,11 @@ class Config:
     stage2: OptimConfig = OptimConfig()
     smooth: SmoothConfig = SmoothConfig()
     upsample: UpsampleConfig = UpsampleConfig()
+    grid: GridConfig = GridConfig()
 
     def __post_init__(self) -> None:
+        if self.grid.enabled and self.stage2_start != "stage1":
+            raise JaxstyleError("grid.enabled carries the grid from stage to stage: set stage2_start = \"stage1\"")
         if self.mode not in MODES:
             raise JaxstyleError(f"unknown mode {self.mode!r}{did_you_mean(self.mode, MODES)}; "
                                 f"choose one of {', '.join(MODES)}")
@@ -169,6 +195,8 @@ class Config:
             raise JaxstyleError(f"coarse_scale must be in (0, 1], got {self.coarse_scale}")
         if self.max_side < 1:
             raise JaxstyleError(f"max_side must be at least 1 (pixels), got {self.max_side}")
+        if self.bucket < 0:
+            raise JaxstyleError(f"bucket must be >= 0 (0: the photo's own aspect), got {self.bucket}")
         if self.max_output_side < 0:
             raise JaxstyleError(f"max_output_side must be >= 0 (0: the photo's own size), got {self.max_output_side}")
 
@@ -309,9 +337,9 @@ def _load_layers(name_or_path: str, depth: int = 0) -> dict[str, Any]:
                             f"presets: {', '.join(names)}, or give a path to a .toml file")
     text = importlib.resources.files("jaxstyle.configs").joinpath(f"{name_or_path}.toml").read_text()
     data = _read_toml(text, f"preset {name_or_path}")
-    data.pop("base", None)
-    data.setdefault("name", name_or_path)
-    return data
+    base = data.pop("base", None)  # a preset may be its base plus differences
+    data["name"] = data.get("name", name_or_path)
+    return _merge(_load_layers(base, depth + 1), data) if base else data
 
 
 def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:

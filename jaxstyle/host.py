@@ -24,7 +24,8 @@ from jaxstyle.errors import DivergenceError, Interrupted
 from jaxstyle.itemwise import Items
 from jaxstyle.objective import Objective
 from jaxstyle.optimize import DIVERGED, STATUS_NAMES, Progress, State
-from jaxstyle.pipeline import Inputs, Stage, leave, run_plan, setup, upsample, upsample_settings
+from jaxstyle.grid import slice_grid_host
+from jaxstyle.pipeline import Inputs, Stage, filters, leave, render, run_plan, setup, upsample, upsample_settings
 from jaxstyle.upsample import upsample_affine_host
 from jaxstyle.vgg import VGGWeights
 
@@ -127,7 +128,9 @@ def run_host(weights: VGGWeights, inputs: Inputs, *, config: Config, items: Item
                              **{k: np.asarray(v)[:count] if items.batched else np.asarray(v) for k, v in
                                 (("best_loss", state.best_loss), ("steps", state.step), ("status", state.status))},
                              terms={k: np.asarray(v) for k, v in jax.device_get(terms).items()})
-        if stage.scale >= 1:
+        if stage.grid:
+            record.image = _host_image(_stage_image(state.best_x, stage, inputs, config, opt_items), count, items)
+        elif stage.scale >= 1:
             record.image = _host_image(state.best_x, count, items)
         stages[stage.name] = record
         _check_divergence(stage.name, record, failed, notes)
@@ -156,22 +159,37 @@ def _phase(fn: Callable, stage: Stage | None, config: Config) -> str:
         return stage.name
     if fn is upsample:
         return "upsample"
+    if fn is render:
+        return "render"
     return "smooth" if config.smooth.enabled else "finish"
 
 
 def _upsample_items(item: Any, config: Config, count: int | None) -> Any:
     """The upsampling stage on the host, per item (photos of any size share one tile program)."""
-    full, content, x = item
+    full, content, x, look = item
     settings = upsample_settings(config)
+    sliced = look is not None and not filters(config)
 
-    def one(full_i: np.ndarray, content_i: Any, x_i: Any) -> np.ndarray:
+    def one(full_i: np.ndarray, content_i: Any, x_i: Any, look_i: Any) -> np.ndarray:
+        if sliced:
+            return slice_grid_host(look_i, full_i)
         if tuple(np.shape(full_i)) == tuple(content_i.shape):
             return np.asarray(x_i)
         return np.clip(upsample_affine_host(full_i, np.asarray(content_i), np.asarray(x_i), **settings), 0.0, 1.0)
 
     if count is None:
-        return one(full, content, x)
-    return [one(full[i], content[i], x[i]) for i in range(count)]
+        return one(full, content, x, look)
+    return [one(full[i], content[i], x[i], None if look is None else look[i]) for i in range(count)]
+
+
+def _stage_image(best: Any, stage: Stage, inputs: Inputs, config: Config, items: Items) -> jax.Array:
+    """A stage's best iterate as an image at the working size: a grid rendered under the
+    content, a coarse stage's image resized, else the iterate itself."""
+    if stage.grid:
+        return _program(render, (), (best, inputs.content), items=items, static=(("config", config), ("stage", None)))
+    if stage.scale < 1:
+        return _program(leave, (), (best, inputs), items=items, static=(("config", config), ("stage", stage)))
+    return best
 
 
 def _host_image(x: jax.Array, count: int, items: Items) -> np.ndarray:
@@ -238,9 +256,6 @@ class _Reporter:
         state = self.latest
         if state is None or not np.all(np.isfinite(np.asarray(state.best_loss))):
             return None
-        best = state.best_x
-        if self.stage.scale < 1:
-            best = _program(leave, (), (best, self.inputs), items=self.items,
-                            static=(("config", self.config), ("stage", self.stage)))
+        best = _stage_image(state.best_x, self.stage, self.inputs, self.config, self.items)
         return np.clip(np.asarray(best), 0.0, 1.0)
 

@@ -446,6 +446,14 @@ def fit_max_side(h: int, w: int, max_side: int) -> tuple[int, int]:
     return max(1, round(h * scale)), max_side
 
 
+def bucket_shape(h: int, w: int, step: int) -> tuple[int, int]:
+    """`(h, w)` with each side rounded to the nearest multiple of `step` (at least `step`): a
+    working size that photos of nearby aspects share (0: `(h, w)` as it is)."""
+    if step <= 0:
+        return h, w
+    return max(step, step * round(h / step)), max(step, step * round(w / step))
+
+
 # float32 [H, W, 3] copies of a full-size photo that a run holds at once (decoded pixels, their
 # device copy, the result on the device and on the host, the written 8/16-bit pixels), rounded up
 FULL_SIZE_COPIES = 6

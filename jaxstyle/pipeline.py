@@ -9,8 +9,14 @@ functions, each of the form `fn(shared, item, *, config, stage)`:
     enter   weights, (inputs, targets, x)          -> (x0, stage targets)   per stage
     [solve] the stage's optimisation                -> best iterate          (the caller's)
     leave   (), (x, inputs)                         -> x at working size     coarse stages
+    render  (), (look, content)                     -> x at working size     grid runs
     finish  (), (x, content)                        -> the image
-    upsample (), (content_full, content, x)         -> the image at the content photo's own size
+    upsample (), (content_full, content, x, look)   -> the image at the content photo's own size
+
+With `config.grid.enabled` the unknown of every stage is the look, a bilateral grid of affine
+colour maps (`jaxstyle.grid`): `setup` fits it to the start, the stages optimise it (the grid
+does not depend on the stage's size), `render` slices it under the content, and `upsample`
+slices it under the photo at its own size.
 
 It takes how to run an item function (`call`) and how to solve a stage (`solve`):
 `jaxstyle.stylize_image` calls the functions directly and solves with
@@ -29,8 +35,9 @@ import jax.numpy as jnp
 
 from jaxstyle.color import linear_color_transfer
 from jaxstyle.config import Config
+from jaxstyle import grid
 from jaxstyle.errors import JaxstyleError
-from jaxstyle.objective import Objective, prepare_targets
+from jaxstyle.objective import GridObjective, Objective, prepare_targets
 from jaxstyle.optimize import OptimConfig
 from jaxstyle.smoothing import refine_detail, smooth_local_affine
 from jaxstyle.upsample import upsample_affine
@@ -57,16 +64,18 @@ class Inputs(NamedTuple):
 @dataclasses.dataclass(frozen=True)
 class Stage:
     """One optimisation stage: its name, whether the photorealism term is on, its optimiser,
-    the scale it works at (coarse stages < 1) and whether it starts from the smoothed result."""
+    the scale it works at (coarse stages < 1), whether it starts from the smoothed result and
+    whether its unknown is a grid of affine maps (`jaxstyle.grid`) rather than the pixels."""
 
     name: str
     use_photo: bool
     opt: OptimConfig
     scale: float = 1.0
     smoothed_start: bool = False
+    grid: bool = False
 
     def objective(self, config: Config) -> Objective:
-        return Objective(config.loss, self.use_photo)
+        return (GridObjective if self.grid else Objective)(config.loss, self.use_photo)
 
     @property
     def enters(self) -> bool:
@@ -76,11 +85,12 @@ class Stage:
 
 def plan(config: Config) -> tuple[Stage, ...]:
     """The stages of `config.mode`, in order."""
-    stage2 = Stage("stage2", True, config.stage2, smoothed_start=config.stage2_start == "smoothed")
+    on_grid = config.grid.enabled
+    stage2 = Stage("stage2", True, config.stage2, smoothed_start=config.stage2_start == "smoothed", grid=on_grid)
     if config.mode == "single":
         return (stage2,)
     scale = config.coarse_scale if config.mode == "coarse_to_fine" else 1.0
-    return Stage("stage1", False, config.stage1, scale=scale), stage2
+    return Stage("stage1", False, config.stage1, scale=scale, grid=on_grid), stage2
 
 
 def resize(image: jax.Array, shape: tuple[int, int]) -> jax.Array:
@@ -151,8 +161,19 @@ def coarse_targets(weights: VGGWeights, inputs: Inputs, config: Config, shape: t
     sm = None if inputs.style_mask is None else resize(inputs.style_mask, style_shape)
     feather = config.loss.mask_feather and max(1, round(config.loss.mask_feather * config.coarse_scale))
     no_photo = dataclasses.replace(config.loss, photo_weight=0.0, mask_feather=feather)
-    return prepare_targets(weights, resize(inputs.content, shape), resize(inputs.style, style_shape), cm, sm,
-                           cfg=no_photo)
+    content = resize(inputs.content, shape)
+    return with_guide(prepare_targets(weights, content, resize(inputs.style, style_shape), cm, sm, cfg=no_photo),
+                      content, config)
+
+
+def with_guide(targets: dict[str, Any], content: jax.Array, config: Config) -> dict[str, Any]:
+    """`targets` with the content `[H, W, 3]` a grid is sliced under (`GridObjective`), for grid runs."""
+    return {**targets, "guide": content} if config.grid.enabled else targets
+
+
+def grid_shape(config: Config, content_shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """Nodes of the look of `config` over a working size `(H, W, ...)`."""
+    return grid.grid_shape(content_shape[:2], cell=config.grid.cell, depth=config.grid.depth)
 
 
 def setup(shared: tuple[VGGWeights, jax.Array | None], item: tuple[Inputs, Mapping[str, jax.Array]], *,
@@ -160,9 +181,12 @@ def setup(shared: tuple[VGGWeights, jax.Array | None], item: tuple[Inputs, Mappi
     """Full-size targets (with `loss_weights` overriding the term weights) and the start."""
     weights, key = shared
     inputs, loss_weights = item
-    targets = prepare_targets(weights, *inputs, cfg=config.loss)
+    targets = with_guide(prepare_targets(weights, *inputs, cfg=config.loss), inputs.content, config)
     targets["weights"] = {**targets["weights"], **loss_weights}
-    return targets, initial_image(*inputs, config=config, key=key)
+    x = initial_image(*inputs, config=config, key=key)
+    if config.grid.enabled:  # the look that reproduces the start best
+        x = grid.fit_grid(inputs.content, x, grid_shape(config, inputs.content.shape), ridge=config.grid.fit_ridge)
+    return targets, x
 
 
 def enter(weights: VGGWeights, item: tuple[Inputs, dict[str, Any], jax.Array], *, config: Config,
@@ -173,7 +197,7 @@ def enter(weights: VGGWeights, item: tuple[Inputs, dict[str, Any], jax.Array], *
         shape = scaled_shape(inputs.content.shape, stage.scale)
         small = coarse_targets(weights, inputs, config, shape)
         small["weights"] = targets["weights"]  # the run's term weights (overrides included)
-        return resize(x, shape), small
+        return (x if stage.grid else resize(x, shape)), small
     if stage.smoothed_start:
         x = smooth(jnp.clip(x, 0.0, 1.0), inputs.content, config)
         if config.start_recolor > 0:
@@ -187,6 +211,13 @@ def leave(shared: Any, item: tuple[jax.Array, Inputs], *, config: Config, stage:
     """A stage's result at the content's size."""
     x, inputs = item
     return x if x.shape == inputs.content.shape else resize(x, inputs.content.shape[:2])
+
+
+def render(shared: Any, item: tuple[jax.Array, jax.Array], *, config: Config, stage: Stage | None = None
+           ) -> jax.Array:
+    """The look `[gh, gw, gd, 3, 4]` sliced under the content at the working size -> `[H, W, 3]`."""
+    look, content = item
+    return grid.slice_grid(look, content)
 
 
 def finish(shared: Any, item: tuple[jax.Array, jax.Array], *, config: Config, stage: Stage | None = None
@@ -208,11 +239,19 @@ def upsample_settings(config: Config) -> dict[str, Any]:
             "support": u.support, "tile": u.tile}
 
 
-def upsample(shared: Any, item: tuple[jax.Array, jax.Array, jax.Array], *, config: Config,
+def filters(config: Config) -> bool:
+    """Whether `finish` changes more than the range (the final filter or the detail refinement)."""
+    return config.smooth.enabled or config.smooth.refine
+
+
+def upsample(shared: Any, item: tuple[jax.Array, jax.Array, jax.Array, jax.Array | None], *, config: Config,
              stage: Stage | None = None) -> jax.Array:
     """The last stage: the working-size image `[h, w, 3]` carried to `content_full`'s size
-    `[H, W, 3]` as local affine colour maps of the content (the identity when H, W == h, w)."""
-    full, content, x = item
+    `[H, W, 3]`: the look sliced under it (grid runs without a final filter), else local affine
+    colour maps of the content fitted to the image (the identity when H, W == h, w)."""
+    full, content, x, look = item
+    if look is not None and not filters(config):
+        return jnp.clip(grid.slice_grid(look, full), 0.0, 1.0)
     if full.shape == content.shape:
         return x
     return upsample_affine(full, content, x, **upsample_settings(config))
@@ -238,9 +277,12 @@ def run_plan(weights: VGGWeights, inputs: Inputs, key: jax.Array | None, loss_we
         if stage.enters:
             x0, stage_targets = call(enter, weights, (inputs, targets, x), config=config, stage=stage)
         x = solve(stage, x0, (weights, stage_targets))
-        if stage.scale < 1:
+        if stage.scale < 1 and not stage.grid:
             x = call(leave, (), (x, inputs), config=config, stage=stage)
+    look = None
+    if config.grid.enabled:
+        look, x = x, call(render, (), (x, inputs.content), config=config)
     x = call(finish, (), (x, inputs.content), config=config)
     if content_full is not None:
-        x = call(upsample, (), (content_full, inputs.content, x), config=config)
+        x = call(upsample, (), (content_full, inputs.content, x, look), config=config)
     return x

@@ -93,9 +93,10 @@ def stylize_image(weights: VGGWeights, content: jax.Array, style: jax.Array,
 
 
 def load_inputs(content: Any, style: Any, content_mask: Any = None, style_mask: Any = None, *,
-                max_side: int | None = None, num_labels: int | None = None
+                max_side: int | None = None, num_labels: int | None = None, bucket: int = 0
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, tuple[str, ...]]:
-    """Host-side preparation: images to float32 `[H, W, 3]` capped at `max_side`, masks parsed.
+    """Host-side preparation: images to float32 `[H, W, 3]` capped at `max_side` (sides then
+    rounded to multiples of `bucket` px, `io.bucket_shape`, when it is > 0), masks parsed.
 
     Accepts paths, numpy/JAX arrays and PIL images. Returns (content, style, content_mask
     `[H, W, K]` or None, style_mask `[Hs, Ws, K]` or None, notes for the user). Transparent
@@ -118,6 +119,8 @@ def load_inputs(content: Any, style: Any, content_mask: Any = None, style_mask: 
 
     content = read(content, "content")
     style = read(style, "style")
+    if bucket:
+        content, style = (io.resize_image(a, io.bucket_shape(*a.shape[:2], bucket)) for a in (content, style))
     check_sizes(content.shape, style.shape)
     if content_mask is None and style_mask is None:
         return content, style, None, None, tuple(notes)
@@ -190,7 +193,7 @@ def stylize(content: Any, style: Any, *, content_mask: Any = None, style_mask: A
         cap = cfg.max_output_side if max_output_side is None else max_output_side
         full = content = full_size_content(content, max_output_side=cap)
     content_a, style_a, cmask, smask, notes = load_inputs(
-        content, style, content_mask, style_mask, max_side=max_side or cfg.max_side)
+        content, style, content_mask, style_mask, max_side=max_side or cfg.max_side, bucket=cfg.bucket)
     weights = weights if weights is not None else resolve_weights(cfg.backbone, allow_fallback=cfg.allow_fallback)
     inputs = Inputs(*(None if a is None else jnp.asarray(a) for a in (content_a, style_a, cmask, smask)))
     loaded = time.perf_counter() - start

@@ -34,6 +34,7 @@ MEAN_ATOL = 1e-4
 TINY = """base = "{preset}"
 backbone = "vgg16"
 max_side = 48
+bucket = 0
 [loss]
 content_layers = ["relu1_2"]
 style_layers = ["relu1_1", "relu1_2"]
@@ -98,7 +99,7 @@ def assert_same(image, reference, name):
 
 # paper and default compile their own programs (~20 s each on 2 cores): with the slow tests.
 @pytest.mark.parametrize("preset", [pytest.param("paper", marks=pytest.mark.slow),
-                                    pytest.param("default", marks=pytest.mark.slow), "fast"])
+                                    pytest.param("default", marks=pytest.mark.slow), "fast", "grid"])
 def test_library_entry_points_give_the_same_image(preset, vgg16, tmp_path):
     (tmp_path / "tiny.toml").write_text(TINY.format(preset=preset))
     cfg = load_config(tmp_path / "tiny.toml")
@@ -114,7 +115,8 @@ def test_library_entry_points_give_the_same_image(preset, vgg16, tmp_path):
 
 
 @pytest.mark.parametrize("preset", [pytest.param("paper", marks=pytest.mark.slow),
-                                    pytest.param("default", marks=pytest.mark.slow), "fast"])
+                                    pytest.param("default", marks=pytest.mark.slow), "fast",
+                                    pytest.param("grid", marks=pytest.mark.slow)])
 def test_a_batch_sharded_over_two_devices_gives_the_same_image(preset, tmp_path):
     (tmp_path / "tiny.toml").write_text(TINY.format(preset=preset))
     script = tmp_path / "paths.py"
@@ -131,15 +133,16 @@ def test_a_batch_sharded_over_two_devices_gives_the_same_image(preset, tmp_path)
     assert_same(images["sharded"], reference, "sharded")
 
 
-def test_transfer_and_batch_commands_write_the_same_image(vgg16, tmp_path):
-    """`jaxstyle transfer` and `jaxstyle batch --config fast` on the same files: the same PNG, the library's."""
+@pytest.mark.parametrize("preset", ["fast", pytest.param("grid", marks=pytest.mark.slow)])
+def test_transfer_and_batch_commands_write_the_same_image(preset, vgg16, tmp_path):
+    """`jaxstyle transfer` and `jaxstyle batch` on the same files: the same PNG, the library's."""
     from PIL import Image
     from typer.testing import CliRunner
 
     from jaxstyle import io
     from jaxstyle.cli import app
 
-    (tmp_path / "tiny.toml").write_text(TINY.format(preset="fast"))
+    (tmp_path / "tiny.toml").write_text(TINY.format(preset=preset))
     config = str(tmp_path / "tiny.toml")
     pairs = tiny_pairs()
     colours = np.array([[0, 0, 255], [0, 255, 0]], np.uint8)
@@ -176,11 +179,11 @@ FULL_CFG = {"max_side": 48, "loss.content_layers": ["relu1_2"], "loss.style_laye
             "smooth.radius": 2}  # TINY's fast
 
 
-def full_size_case(weights):
+def full_size_case(weights, preset="fast"):
     """(config, working-size inputs per pair, full-size contents, `stylize`'s images `[2, 64, 96, 3]`)."""
     from jaxstyle.stylize import load_inputs
 
-    cfg = load_config("fast", FULL_CFG)
+    cfg = load_config(preset, {**FULL_CFG, "bucket": 0})
     pairs = tiny_pairs()
     fulls = [(np.round(synthetic_photo(64, 96, i) * 255) / 255).astype(np.float32) for i in range(2)]
     reference = np.stack([stylize(f, s, content_mask=cm, style_mask=sm, config=cfg, weights=weights).image
@@ -190,17 +193,19 @@ def full_size_case(weights):
     return cfg, small, fulls, reference
 
 
-def test_the_batch_agrees_with_stylize_at_the_photos_own_size(vgg16):
+@pytest.mark.parametrize("preset", ["fast", "grid"])
+def test_the_batch_agrees_with_stylize_at_the_photos_own_size(preset, vgg16):
     """Contents larger than the working size come back at their own size by the same last stage."""
-    cfg, small, fulls, reference = full_size_case(vgg16)
+    cfg, small, fulls, reference = full_size_case(vgg16, preset)
     batch = stylize_batch(*(np.stack(a) for a in zip(*small)), config=cfg, weights=vgg16, contents_full=fulls)
     assert_same(np.stack([np.asarray(b) for b in batch.images]), reference, "stylize_batch")
 
 
-@pytest.mark.slow  # compiles the whole pipeline with the traced tile loop as one program (~20 s on 2 cores)
-def test_the_pure_pipeline_agrees_with_stylize_at_the_photos_own_size(vgg16):
-    """`stylize_image(content_full=)` (tiles in a traced loop) against `stylize` (host tile loop)."""
-    cfg, small, fulls, reference = full_size_case(vgg16)
+# fast compiles the whole pipeline with the traced tile loop as one program (~20 s on 2 cores)
+@pytest.mark.parametrize("preset", [pytest.param("fast", marks=pytest.mark.slow), "grid"])
+def test_the_pure_pipeline_agrees_with_stylize_at_the_photos_own_size(preset, vgg16):
+    """`stylize_image(content_full=)` (traced) against `stylize` (host tile loop)."""
+    cfg, small, fulls, reference = full_size_case(vgg16, preset)
     pure = jax.jit(lambda c, s, cm, sm, full: stylize_image(vgg16, c, s, cm, sm, config=cfg, content_full=full))
     assert_same(np.stack([pure(*(jnp.asarray(a) for a in p), jnp.asarray(f)) for p, f in zip(small, fulls)]),
                 reference, "stylize_image")

@@ -1,0 +1,167 @@
+"""The look as an object: a bilateral grid of affine colour maps, sliced under the content.
+
+Images are float32 `[H, W, 3]` RGB in [0, 1]. A grid is float32 `[gh, gw, gd, 3, 4]`: at each
+node (row, column, guide level) an affine colour map `[A | b]` (Chen et al. 2016, bilateral
+guided upsampling; Gharbi et al. 2017, HDRNet; Xia et al. 2020, joint bilateral learning).
+
+Slicing a grid under a photo gives every pixel p the map interpolated at its position and its
+guide value (the content's luma), and applies it to the pixel's own colour:
+
+    out_p = M(p, g(p)) [c_p; 1],   M = sum_n tent_y tent_x tent_g M_n   (trilinear)
+
+so the output is, around every pixel, an affine function of the content's colours by
+construction (the paper's photorealism model, Luan et al. 2017), wherever the guide varies
+slowly. Node positions are normalised to the photo (pixel centres `(i + 1/2) / H` span the
+rows' nodes 0..gh-1), so one grid slices under the photo at any size: the working size the
+optimisation sees, and the photo's own size (`slice_grid_host`, tile by tile).
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxstyle.errors import JaxstyleError
+
+LUMA = (0.299, 0.587, 0.114)  # the guide: Rec. 601 luma of the content
+# The start's fit (`fit_grid`): a node's 4x4 normal equations get this ridge times its weight,
+# toward the photo's global affine map, so nodes with few or flat pixels keep the global map.
+FIT_RIDGE = 1e-2
+EMPTY_NODE = 1e-6  # the ridge's floor, in pixels' worth of weight
+TILE = 256  # full-size slicing works in TILE x TILE tiles: one program for every photo size
+
+
+def grid_shape(hw: tuple[int, int], *, cell: int, depth: int) -> tuple[int, int, int]:
+    """Nodes (rows, columns, guide levels) of a grid over a working size `hw` with nodes
+    about `cell` px apart (at least two per axis)."""
+    if cell < 1 or depth < 2:
+        raise JaxstyleError(f"grid.cell must be >= 1 and grid.depth >= 2, got {cell} and {depth}")
+    return max(2, round(hw[0] / cell) + 1), max(2, round(hw[1] / cell) + 1), depth
+
+
+def identity_grid(shape: tuple[int, int, int], dtype=jnp.float32) -> jax.Array:
+    """The grid `[*shape, 3, 4]` whose every node is the identity map."""
+    eye = jnp.eye(3, 4, dtype=dtype)
+    return jnp.broadcast_to(eye, (*shape, 3, 4))
+
+
+def guide(image: jax.Array) -> jax.Array:
+    """The guide `[H, W]` in [0, 1]: the image's luma."""
+    return jnp.clip(image @ jnp.asarray(LUMA, image.dtype), 0.0, 1.0)
+
+
+def tent_weights(start, count: int, total, nodes: int, dtype=jnp.float32) -> jax.Array:
+    """`[count, nodes]` linear-interpolation weights of pixels `start .. start+count-1` of an
+    axis of `total` pixels onto `nodes` evenly spread nodes (`start`, `total` may be traced)."""
+    pos = (start + jnp.arange(count, dtype=dtype) + 0.5) / total * (nodes - 1)
+    return jnp.maximum(0.0, 1.0 - jnp.abs(pos[:, None] - jnp.arange(nodes, dtype=dtype)))
+
+
+def _level_weights(g: jax.Array, depth: int) -> jax.Array:
+    """`[..., depth]` tent weights of guide values `g` in [0, 1] onto `depth` levels."""
+    z = g[..., None] * (depth - 1)
+    return jnp.maximum(0.0, 1.0 - jnp.abs(z - jnp.arange(depth, dtype=g.dtype)))
+
+
+def interpolate(values: jax.Array, g: jax.Array, wy: jax.Array, wx: jax.Array) -> jax.Array:
+    """Trilinear interpolation of node values `[gh, gw, gd, K]` at every pixel: rows' weights
+    `wy [H, gh]`, columns' `wx [W, gw]`, guide `g [H, W]` -> `[H, W, K]`. Linear in `values`."""
+    rows = jnp.einsum("yi,ijzk->yjzk", wy, values)  # [H, gw, gd, K]
+    spatial = jnp.einsum("xj,yjzk->yxzk", wx, rows)  # [H, W, gd, K]
+    return jnp.einsum("yxz,yxzk->yxk", _level_weights(g, values.shape[2]), spatial)
+
+
+def _check(grid: jax.Array, image: jax.Array) -> None:
+    if grid.ndim != 5 or grid.shape[-2:] != (3, 4):
+        raise JaxstyleError(f"a grid is [gh, gw, gd, 3, 4], got shape {tuple(grid.shape)}; batch with jax.vmap")
+    if image.ndim != 3 or image.shape[-1] != 3:
+        raise JaxstyleError(f"the guide photo must be [H, W, 3] RGB, got shape {tuple(image.shape)}; "
+                            "batch with jax.vmap")
+
+
+def apply_maps(maps: jax.Array, image: jax.Array) -> jax.Array:
+    """Per-pixel affine maps `[H, W, 3, 4]` applied to `image [H, W, 3]` -> `[H, W, 3]`."""
+    return jnp.einsum("yxcj,yxj->yxc", maps[..., :3], image) + maps[..., 3]
+
+
+def slice_grid(grid: jax.Array, image: jax.Array) -> jax.Array:
+    """The grid's maps sliced under `image [H, W, 3]` and applied to it -> `[H, W, 3]`
+    (not clipped). Pure: jit, vmap and grad with respect to both."""
+    _check(grid, image)
+    (h, w, _), (gh, gw, gd) = image.shape, grid.shape[:3]
+    wy, wx = tent_weights(0, h, h, gh, image.dtype), tent_weights(0, w, w, gw, image.dtype)
+    maps = interpolate(grid.reshape(gh, gw, gd, 12), guide(image), wy, wx)
+    return apply_maps(maps.reshape(h, w, 3, 4), image)
+
+
+def global_affine(content: jax.Array, target: jax.Array, *, ridge: float = 1e-6) -> jax.Array:
+    """The least-squares affine map `[3, 4]` from `content` to `target` (both `[H, W, 3]`),
+    with a small ridge on its colour part toward the identity (for a photo of one colour)."""
+    c1 = jnp.concatenate([content, jnp.ones_like(content[..., :1])], -1).reshape(-1, 4)
+    n = c1.shape[0]
+    reg = ridge * jnp.diag(jnp.asarray([1.0, 1.0, 1.0, 0.0], content.dtype))
+    lhs = c1.T @ c1 / n + reg
+    rhs = c1.T @ target.reshape(-1, 3) / n + reg @ jnp.eye(4, 3, dtype=content.dtype)
+    return jnp.linalg.solve(lhs, rhs).T
+
+
+def fit_grid(content: jax.Array, target: jax.Array, shape: tuple[int, int, int], *,
+             ridge: float = FIT_RIDGE) -> jax.Array:
+    """A grid `[*shape, 3, 4]` whose slice under `content` approximates `target` (`[H, W, 3]`):
+    each node solves the least-squares fit of its pixels, weighted by their interpolation
+    weights onto it, with a ridge (times the node's weight) toward the global affine map."""
+    h, w, _ = content.shape
+    gh, gw, gd = shape
+    wy, wx = tent_weights(0, h, h, gh, content.dtype), tent_weights(0, w, w, gw, content.dtype)
+    g = guide(content)
+    c1 = jnp.concatenate([content, jnp.ones_like(content[..., :1])], -1)  # [H, W, 4]
+    per_pixel = jnp.concatenate([
+        (c1[..., :, None] * c1[..., None, :]).reshape(h, w, 16),
+        (c1[..., :, None] * target[..., None, :]).reshape(h, w, 12),
+        jnp.ones((h, w, 1), content.dtype)], -1)  # [H, W, 29]
+    splat = jax.linear_transpose(lambda v: interpolate(v, g, wy, wx),
+                                 jax.ShapeDtypeStruct((gh, gw, gd, 29), content.dtype))
+    (sums,) = splat(per_pixel)
+    # A node no pixel reaches (a guide level the photo lacks there) takes the global map.
+    reg = (ridge * sums[..., 28:] + EMPTY_NODE)[..., None]  # [gh, gw, gd, 1, 1]
+    lhs = sums[..., :16].reshape(gh, gw, gd, 4, 4) + reg * jnp.eye(4, dtype=content.dtype)
+    prior = global_affine(content, target)  # [3, 4]
+    rhs = sums[..., 16:28].reshape(gh, gw, gd, 4, 3) + reg * prior.T
+    return jnp.linalg.solve(lhs, rhs).swapaxes(-1, -2)  # [gh, gw, gd, 3, 4]
+
+
+@jax.jit
+def _slice_tile(grid: jax.Array, tile: jax.Array, y0, x0, hw) -> jax.Array:
+    """`slice_grid` of one `[T, T', 3]` tile at `(y0, x0)` of a photo of size `hw`."""
+    gh, gw, gd = grid.shape[:3]
+    dtype = tile.dtype
+    wy = tent_weights(y0.astype(dtype), tile.shape[0], hw[0].astype(dtype), gh, dtype)
+    wx = tent_weights(x0.astype(dtype), tile.shape[1], hw[1].astype(dtype), gw, dtype)
+    maps = interpolate(grid.reshape(gh, gw, gd, 12).astype(dtype), guide(tile), wy, wx)
+    return jnp.clip(apply_maps(maps.reshape(*tile.shape[:2], 3, 4), tile), 0.0, 1.0)
+
+
+def slice_grid_host(grid, photo) -> np.ndarray:
+    """`slice_grid` under a photo of any size, clipped to [0, 1]: numpy `[H, W, 3]` in and out,
+    in `TILE x TILE` tiles (one compiled program per grid shape, whatever the photo's size)."""
+    full = np.asarray(photo)
+    grid = jnp.asarray(grid)
+    _check(grid, full)
+    h, w, _ = full.shape
+    th, tw = min(TILE, h), min(TILE, w)
+    hw = np.asarray([h, w], np.int32)
+    out = np.empty((h, w, 3), np.float32)
+    for y0 in _origins(h, th):
+        for x0 in _origins(w, tw):
+            tile = np.ascontiguousarray(full[y0:y0 + th, x0:x0 + tw], np.float32)
+            out[y0:y0 + th, x0:x0 + tw] = np.asarray(_slice_tile(grid, tile, np.int32(y0), np.int32(x0), hw))
+    return out
+
+
+def _origins(n: int, size: int) -> list[int]:
+    """Tile starts covering `n` pixels with tiles of `size`, the last flush with the end."""
+    return sorted({min(i * size, n - size) for i in range(math.ceil(n / size))})
+

@@ -1,0 +1,173 @@
+"""The bilateral grid of affine maps (`jaxstyle.grid`) against a numpy reference written from
+its formula, under jit, vmap and grad, and its properties: a grid holding one map reproduces
+that map, a fit of an affine target recovers it, and slicing on the host tile by tile equals
+the traced slice."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from conftest import synthetic_photo
+from jaxstyle import grid as G
+from jaxstyle.errors import JaxstyleError
+
+
+def reference_slice(grid: np.ndarray, image: np.ndarray) -> np.ndarray:
+    """out_p = sum over the 8 surrounding nodes of tent weights times the node's map, applied
+    to [c_p; 1]; node coordinates (i + 1/2) / H * (gh - 1) per axis and luma * (gd - 1)."""
+    h, w, _ = image.shape
+    gh, gw, gd = grid.shape[:3]
+    luma = np.clip(image @ np.array(G.LUMA), 0, 1)
+    out = np.zeros((h, w, 3))
+    for y, x in itertools.product(range(h), range(w)):
+        pos = ((y + 0.5) / h * (gh - 1), (x + 0.5) / w * (gw - 1), luma[y, x] * (gd - 1))
+        maps = np.zeros((3, 4))
+        for i, j, k in itertools.product(range(gh), range(gw), range(gd)):
+            weight = np.prod([max(0.0, 1 - abs(p - n)) for p, n in zip(pos, (i, j, k))])
+            maps += weight * grid[i, j, k]
+        out[y, x] = maps @ np.append(image[y, x], 1.0)
+    return out
+
+
+def random_grid(shape, seed=0, scale=0.2):
+    rng = np.random.default_rng(seed)
+    return (np.eye(3, 4) + scale * rng.standard_normal((*shape, 3, 4))).astype(np.float32)
+
+
+CASES = [((2, 2, 2), (5, 7)), ((3, 4, 5), (9, 6)), ((4, 2, 3), (8, 11))]
+
+
+@pytest.mark.parametrize("shape,hw", CASES)
+def test_slice_matches_the_formula(shape, hw):
+    grid = random_grid(shape)
+    image = synthetic_photo(*hw, seed=1)
+    expected = reference_slice(grid.astype(np.float64), image.astype(np.float64))
+    np.testing.assert_allclose(G.slice_grid(jnp.asarray(grid), jnp.asarray(image)), expected, atol=2e-5)
+    np.testing.assert_allclose(jax.jit(G.slice_grid)(grid, image), expected, atol=2e-5)
+
+
+def test_slice_under_vmap_equals_each_item():
+    grids = np.stack([random_grid((3, 4, 5), seed) for seed in range(2)])
+    images = np.stack([synthetic_photo(9, 6, seed) for seed in range(2)])
+    batched = jax.vmap(G.slice_grid)(grids, images)
+    for i in range(2):
+        np.testing.assert_allclose(batched[i], G.slice_grid(grids[i], images[i]), atol=1e-6)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_a_grid_holding_one_map_reproduces_that_map_exactly(seed):
+    rng = np.random.default_rng(seed)
+    shape = tuple(int(n) for n in rng.integers(2, 6, size=3))
+    hw = tuple(int(n) for n in rng.integers(3, 40, size=2))
+    affine = rng.uniform(-1, 1, (3, 4)).astype(np.float32)
+    image = rng.uniform(0, 1, (*hw, 3)).astype(np.float32)
+    grid = np.broadcast_to(affine, (*shape, 3, 4))
+    np.testing.assert_allclose(G.slice_grid(grid, image), image @ affine[:, :3].T + affine[:, 3], atol=1e-5)
+    np.testing.assert_array_equal(G.slice_grid(G.identity_grid(shape), image), image)
+
+
+def test_fit_of_an_affine_target_recovers_it():
+    image = synthetic_photo(24, 32, seed=2)
+    affine = np.array([[0.8, 0.1, 0.0, 0.05], [0.0, 0.6, 0.2, 0.1], [0.1, 0.0, 0.5, -0.02]], np.float32)
+    target = image @ affine[:, :3].T + affine[:, 3]
+    grid = G.fit_grid(jnp.asarray(image), jnp.asarray(target), (3, 4, 4))
+    np.testing.assert_allclose(G.slice_grid(grid, image), target, atol=1e-4)
+
+
+def test_fit_of_a_local_look_beats_the_global_map():
+    """A target made by a grid is fitted closer than the best single affine map can."""
+    image = jnp.asarray(synthetic_photo(32, 48, seed=3))
+    target = G.slice_grid(random_grid((3, 4, 4), seed=4, scale=0.1), image)
+    fitted = G.slice_grid(G.fit_grid(image, target, (3, 4, 4)), image)
+    affine = G.global_affine(image, target)
+    best_global = image @ affine[:, :3].T + affine[:, 3]
+    rmse = lambda x: float(jnp.sqrt(jnp.mean((x - target) ** 2)))  # noqa: E731
+    assert rmse(fitted) < 0.6 * rmse(best_global)
+
+
+def test_gradient_matches_central_differences():
+    with jax.enable_x64(True):
+        grid = jnp.asarray(random_grid((3, 3, 4), seed=5), jnp.float64)
+        image = jnp.asarray(synthetic_photo(7, 9, seed=5), jnp.float64)
+        weights = jnp.asarray(np.random.default_rng(6).standard_normal((7, 9, 3)))
+
+        def loss(g, im):
+            return jnp.sum(weights * G.slice_grid(g, im) ** 2)
+
+        dg, dim = jax.grad(loss, argnums=(0, 1))(grid, image)
+        rng = np.random.default_rng(7)
+        for _ in range(4):
+            direction = jnp.asarray(rng.standard_normal(grid.shape))
+            step = 1e-6
+            numeric = (loss(grid + step * direction, image) - loss(grid - step * direction, image)) / (2 * step)
+            np.testing.assert_allclose(jnp.vdot(dg, direction), numeric, rtol=1e-6)
+        # the image is the guide too: away from a luma level, the slice is smooth in it
+        direction = jnp.asarray(rng.standard_normal(image.shape))
+        step = 1e-7
+        numeric = (loss(grid, image + step * direction) - loss(grid, image - step * direction)) / (2 * step)
+        np.testing.assert_allclose(jnp.vdot(dim, direction), numeric, rtol=1e-5)
+
+
+@pytest.mark.parametrize("hw", [(300, 530), (40, 700), (256, 256)])
+def test_host_tiles_equal_the_traced_slice(hw):
+    grid = random_grid((5, 6, 8), seed=8)
+    photo = synthetic_photo(*hw, seed=8)
+    np.testing.assert_allclose(G.slice_grid_host(grid, photo), np.clip(G.slice_grid(grid, photo), 0, 1), atol=2e-6)
+
+
+def test_one_grid_slices_the_same_look_at_any_size():
+    """Node positions are normalised: a downscaled photo gets the downscaled result."""
+    grid = random_grid((3, 5, 4), seed=9, scale=0.05)
+    photo = synthetic_photo(64, 96, seed=9)
+    small = photo.reshape(32, 2, 48, 2, 3).mean((1, 3))
+    big = np.asarray(G.slice_grid(grid, photo)).reshape(32, 2, 48, 2, 3).mean((1, 3))
+    assert np.abs(np.asarray(G.slice_grid(grid, small)) - big).mean() < 2e-3
+
+
+def test_bad_shapes_are_refused_with_the_shapes():
+    with pytest.raises(JaxstyleError, match=r"\[gh, gw, gd, 3, 4\], got shape \(2, 2, 2, 3, 3\)"):
+        G.slice_grid(np.zeros((2, 2, 2, 3, 3)), np.zeros((4, 4, 3)))
+    with pytest.raises(JaxstyleError, match=r"\[H, W, 3\] RGB, got shape \(2, 4, 4, 3\)"):
+        G.slice_grid(G.identity_grid((2, 2, 2)), np.zeros((2, 4, 4, 3)))
+    with pytest.raises(JaxstyleError, match="grid.cell"):
+        G.grid_shape((10, 10), cell=0, depth=8)
+
+
+def test_bucket_shape_rounds_each_side():
+    from jaxstyle.io import bucket_shape
+
+    assert bucket_shape(341, 512, 32) == (352, 512)
+    assert bucket_shape(288, 512, 32) == (288, 512)
+    assert bucket_shape(10, 700, 32) == (32, 704)
+    assert bucket_shape(341, 512, 0) == (341, 512)
+
+
+def test_a_second_photo_of_another_size_and_aspect_traces_nothing_new(vgg16):
+    """With working-size buckets, a grid run on a 3:2 photo after a 4:3 one reuses every program
+    (no new trace, so no compile), and each result has its photo's own size (photos of at least
+    `grid.TILE` px a side share the full-size tile program)."""
+    from jaxstyle.config import load_config
+    from jaxstyle.stylize import stylize
+
+    cfg = load_config("grid", {"max_side": 48, "bucket": 16, "loss.content_layers": ["relu1_2"],
+                               "loss.style_layers": ["relu1_1", "relu1_2"], "stage1.iterations": 2,
+                               "stage2.iterations": 2, "stage1.chunk_size": 2, "stage2.chunk_size": 2})
+    style = synthetic_photo(40, 40, seed=1)
+    first = stylize(synthetic_photo(264, 352, seed=2), style, config=cfg, weights=vgg16)
+    traces = []
+
+    def listener(name, secs, **kwargs):
+        if name == "/jax/core/compile/jaxpr_trace_duration":
+            traces.append(kwargs.get("fun_name"))
+
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    try:
+        second = stylize(synthetic_photo(260, 390, seed=3), style, config=cfg, weights=vgg16)
+    finally:
+        jax.monitoring.unregister_event_duration_listener(listener)
+    assert first.image.shape == (264, 352, 3) and second.image.shape == (260, 390, 3)
+    assert first.working_size == second.working_size == (32, 48)
+    assert traces == []
