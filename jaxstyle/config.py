@@ -57,10 +57,12 @@ class GridConfig:
     """The look as the unknown (`jaxstyle.grid`): with `enabled`, every stage optimises a
     bilateral grid of affine colour maps sliced under the content, nodes about `cell`
     working-size pixels apart over `depth` luma levels, instead of the pixels; the grid,
-    sliced under the photo at its own size, is the full-size result. `fit_ridge`: the
-    start's per-node fit leans toward the global affine map by this much."""
+    sliced under the photo at its own size, is the full-size result. `project`: the finished
+    image is replaced by its fit on such a grid, which no speckle survives (for pixel solves).
+    `fit_ridge`: a fit's per-node least squares lean toward the global affine map by this much."""
 
     enabled: bool = False
+    project: bool = False
     cell: int = 16
     depth: int = 8
     fit_ridge: float = 1e-2

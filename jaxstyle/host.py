@@ -25,7 +25,7 @@ from jaxstyle.itemwise import Items
 from jaxstyle.objective import Objective
 from jaxstyle.optimize import DIVERGED, STATUS_NAMES, Progress, State
 from jaxstyle.grid import slice_grid_host
-from jaxstyle.pipeline import Inputs, Stage, filters, leave, render, run_plan, setup, upsample, upsample_settings
+from jaxstyle.pipeline import Inputs, Stage, fit, leave, render, run_plan, setup, upsample, upsample_settings
 from jaxstyle.upsample import upsample_affine_host
 from jaxstyle.vgg import VGGWeights
 
@@ -159,8 +159,8 @@ def _phase(fn: Callable, stage: Stage | None, config: Config) -> str:
         return stage.name
     if fn is upsample:
         return "upsample"
-    if fn is render:
-        return "render"
+    if fn in (render, fit):
+        return fn.__name__
     return "smooth" if config.smooth.enabled else "finish"
 
 
@@ -168,7 +168,7 @@ def _upsample_items(item: Any, config: Config, count: int | None) -> Any:
     """The upsampling stage on the host, per item (photos of any size share one tile program)."""
     full, content, x, look = item
     settings = upsample_settings(config)
-    sliced = look is not None and not filters(config)
+    sliced = look is not None
 
     def one(full_i: np.ndarray, content_i: Any, x_i: Any, look_i: Any) -> np.ndarray:
         if sliced:

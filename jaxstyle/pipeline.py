@@ -10,13 +10,16 @@ functions, each of the form `fn(shared, item, *, config, stage)`:
     [solve] the stage's optimisation                -> best iterate          (the caller's)
     leave   (), (x, inputs)                         -> x at working size     coarse stages
     render  (), (look, content)                     -> x at working size     grid runs
+    fit     (), (x, content)                        -> (the look of x, its slice)   grid.project
     finish  (), (x, content)                        -> the image
     upsample (), (content_full, content, x, look)   -> the image at the content photo's own size
 
 With `config.grid.enabled` the unknown of every stage is the look, a bilateral grid of affine
 colour maps (`jaxstyle.grid`): `setup` fits it to the start, the stages optimise it (the grid
 does not depend on the stage's size), `render` slices it under the content, and `upsample`
-slices it under the photo at its own size.
+slices it under the photo at its own size. With `config.grid.project` the finished image is
+replaced by its fit on the grid, so that no pixel leaves the affine model (a pixel solve's
+speckles are not representable), and that look is carried to full size.
 
 It takes how to run an item function (`call`) and how to solve a stage (`solve`):
 `jaxstyle.stylize_image` calls the functions directly and solves with
@@ -220,6 +223,15 @@ def render(shared: Any, item: tuple[jax.Array, jax.Array], *, config: Config, st
     return grid.slice_grid(look, content)
 
 
+def fit(shared: Any, item: tuple[jax.Array, jax.Array], *, config: Config, stage: Stage | None = None
+        ) -> tuple[jax.Array, jax.Array]:
+    """The look `[gh, gw, gd, 3, 4]` that reproduces the image `x` `[H, W, 3]` from the content
+    best, and its slice under the content, clipped to [0, 1] (the image it stands for)."""
+    x, content = item
+    look = grid.fit_grid(content, x, grid_shape(config, content.shape), ridge=config.grid.fit_ridge)
+    return look, jnp.clip(grid.slice_grid(look, content), 0.0, 1.0)
+
+
 def finish(shared: Any, item: tuple[jax.Array, jax.Array], *, config: Config, stage: Stage | None = None
            ) -> jax.Array:
     """The final image `[H, W, 3]`: clipped, smooth-local-affine filtered, optionally refined."""
@@ -247,10 +259,10 @@ def filters(config: Config) -> bool:
 def upsample(shared: Any, item: tuple[jax.Array, jax.Array, jax.Array, jax.Array | None], *, config: Config,
              stage: Stage | None = None) -> jax.Array:
     """The last stage: the working-size image `[h, w, 3]` carried to `content_full`'s size
-    `[H, W, 3]`: the look sliced under it (grid runs without a final filter), else local affine
-    colour maps of the content fitted to the image (the identity when H, W == h, w)."""
+    `[H, W, 3]`: the look, when the image is one, sliced under it; else local affine colour maps
+    of the content fitted to the image (the identity when H, W == h, w)."""
     full, content, x, look = item
-    if look is not None and not filters(config):
+    if look is not None:
         return jnp.clip(grid.slice_grid(look, full), 0.0, 1.0)
     if full.shape == content.shape:
         return x
@@ -283,6 +295,10 @@ def run_plan(weights: VGGWeights, inputs: Inputs, key: jax.Array | None, loss_we
     if config.grid.enabled:
         look, x = x, call(render, (), (x, inputs.content), config=config)
     x = call(finish, (), (x, inputs.content), config=config)
+    if filters(config):  # the filtered image is no longer the look's slice
+        look = None
+    if config.grid.project:
+        look, x = call(fit, (), (x, inputs.content), config=config)
     if content_full is not None:
         x = call(upsample, (), (content_full, inputs.content, x, look), config=config)
     return x

@@ -221,6 +221,20 @@ def jax_runtime() -> dict[str, Any]:
             "default_matmul_precision": jax.config.jax_default_matmul_precision}
 
 
+def conv_gflops(*, side: int = 128, channels: int = 128, repeats: int = 5) -> float:
+    """The machine's speed: XLA's GFLOP/s on a VGG-like 3x3 convolution (`channels` in and out,
+    `side` x `side`, forward only, 2 FLOP per multiply-add), the median of `repeats` calls."""
+    import jax
+    import jax.numpy as jnp
+
+    x = jnp.ones((1, side, side, channels), jnp.float32)
+    k = jnp.ones((3, 3, channels, channels), jnp.float32) * 1e-3
+    conv = jax.jit(lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), "SAME",
+                                                              dimension_numbers=("NHWC", "HWIO", "NHWC")))
+    stats, _ = time_call(lambda: conv(x, k), repeats=repeats)
+    return 2 * side * side * channels * channels * 9 / stats["steady"]["median"] / 1e9
+
+
 def jax_device_peak_mb() -> float | None:
     """Peak bytes in use on JAX's first device (GPU/TPU allocators), in MiB; None on CPU."""
     import jax

@@ -83,6 +83,11 @@ from jaxstyle.weights import resolve_weights
 
 DEFAULT_EXAMPLES = Path(__file__).resolve().parents[2] / "shared" / "dpst-examples"
 PAIRS = (1, 4, 9, 13, 20, 39)
+# The development set of recombined pairs (automatic masks): every content with four styles of the
+# other pairs, like and unlike (a flower under a church interior, a city under a sunset).
+RECOMBINED = tuple(f"in{c}:tar{s}" for c, styles in ((1, (4, 9, 13, 39)), (4, (1, 9, 20, 39)), (9, (1, 4, 13, 20)),
+                                                      (13, (1, 4, 20, 39)), (20, (1, 9, 13, 39)), (39, (4, 9, 13, 20)))
+                   for s in styles)
 STYLISED = ("auto", "none", "hand")  # masks given to jaxstyle.stylize
 SCORED = ("final", "stage1", "content")  # images scored as they are
 ARMS = STYLISED + SCORED
@@ -96,6 +101,7 @@ FINISH_KEYS = ("edge_ssim", "laplacian_residual", "gram_distance", "lab_w2", "lp
 _gram = jax.jit(metrics.gram_distance)
 _gram_by_layer = jax.jit(metrics.gram_distance_by_layer)
 _residual = jax.jit(metrics.laplacian_residual)
+_residual_map = jax.jit(metrics.laplacian_residual_map)
 _finish = jax.jit(finish, static_argnames=("config", "stage"))  # the pipeline's own final step
 _upsample = jax.jit(upsample, static_argnames=("config", "stage"))  # and its last stage
 
@@ -239,6 +245,8 @@ def score(weights: VGGWeights, pair: Pair, image: np.ndarray, regions: masks.Mas
         out["gram_distance_hand_regions"] = float(_gram(weights, image, pair.style, pair.hand.content, pair.hand.style))
     out["gram_distance_auto_regions"] = float(_gram(weights, image, pair.style, auto.content, auto.style))
     out["laplacian_residual"] = float(_residual(pair.content, image))
+    # speckles show in the worst windows first: the 99.9th percentile of each window's residual
+    out["residual_p999"] = float(np.percentile(np.asarray(_residual_map(pair.content, image)), 99.9))
     if triple:
         out["metrics"] = metrics.evaluate_triple(weights, pair.content, pair.style, image, content_mask=regions.content,
                                                  style_mask=regions.style, reference=reference)
@@ -483,7 +491,7 @@ def cmd_finish(args: argparse.Namespace) -> int:
         for name, cfg in variants.items():
             image = _finish((), (stage, content), config=cfg)
             if args.working_side:
-                image = _upsample((), (pair.content, content, image), config=cfg)
+                image = _upsample((), (pair.content, content, image, None), config=cfg)
             image = np.asarray(image)
             record = metrics.evaluate_triple(weights, pair.content, pair.style, image, content_mask=regions.content,
                                              style_mask=regions.style, reference=reference)
@@ -584,6 +592,8 @@ def parse_labelled(items: Sequence[str], option: str, form: str) -> list[tuple[s
 
 
 def selected_pairs(args: argparse.Namespace) -> list[int | str]:
+    if getattr(args, "recombined", False):
+        return list(dict.fromkeys([*(args.pairs or []), *RECOMBINED]))
     if args.pairs:
         return list(dict.fromkeys(args.pairs))
     if args.default_pairs is None:
@@ -595,6 +605,8 @@ def add_pair_args(parser: argparse.ArgumentParser, *, default: Sequence[int] | N
     parser.add_argument("--examples", default=str(DEFAULT_EXAMPLES),
                         help="folder with inN.png, tarN.png, inN_mask.png, tarN_mask.png, final_N.png, stage1_N.png "
                              "(default: ../shared/dpst-examples beside this checkout)")
+    parser.add_argument("--recombined", action="store_true",
+                        help=f"the {len(RECOMBINED)} recombined pairs of the development set (with any --pairs)")
     parser.add_argument("--pairs", type=parse_pair, nargs="+", action="extend", metavar="PAIR",
                         help="pairs: N (the paper's pair N) or CONTENT:STYLE"
                              + (f" (default: {' '.join(map(str, default))})" if default else ""))

@@ -171,3 +171,20 @@ def test_a_second_photo_of_another_size_and_aspect_traces_nothing_new(vgg16):
     assert first.image.shape == (264, 352, 3) and second.image.shape == (260, 390, 3)
     assert first.working_size == second.working_size == (32, 48)
     assert traces == []
+
+
+def test_projection_keeps_a_pixel_solve_on_the_affine_model(vgg16):
+    """`grid.project` replaces a pixel solve's result by its fit on the grid: the result is that
+    look's slice (what the full-size stage carries), and no more locally non-affine than before."""
+    from jaxstyle import metrics
+    from jaxstyle.config import load_config
+    from jaxstyle.stylize import stylize_image
+
+    tiny = {"max_side": 48, "loss.content_layers": ["relu1_2"], "loss.style_layers": ["relu1_1", "relu1_2"],
+            "stage1.iterations": 4, "stage2.iterations": 4, "smooth.enabled": False}
+    content, style = jnp.asarray(synthetic_photo(32, 48, seed=4)), jnp.asarray(synthetic_photo(36, 40, seed=5))
+    plain = stylize_image(vgg16, content, style, config=load_config("fast", tiny))
+    projected = stylize_image(vgg16, content, style, config=load_config("fast", {**tiny, "grid.project": True}))
+    look = G.fit_grid(content, plain, G.grid_shape((32, 48), cell=16, depth=8))
+    np.testing.assert_allclose(projected, np.clip(G.slice_grid(look, content), 0, 1), atol=1e-5)
+    assert float(metrics.laplacian_residual(content, projected)) <= float(metrics.laplacian_residual(content, plain))

@@ -321,6 +321,33 @@ def test_laplacian_residual_zero_for_affine_positive_for_noise():
     assert affine_v < 1e-3 * noisy_v < noisy_v < noise_v
 
 
+def test_residual_map_is_each_windows_affine_fit_residual():
+    """Per window: min over A, b of sum |v_i - A c_i - b|^2 + eps |A|^2 (least squares in numpy);
+    summed, the matting-Laplacian energy of the dense reference; jit and vmap agree."""
+    rng = np.random.default_rng(8)
+    content = synthetic_photo(9, 8, 1)
+    output = np.float32(rng.random((9, 8, 3)))
+    eps, n = 1e-5, 9
+    expected = np.zeros((7, 6))
+    for y, x in itertools.product(range(7), range(6)):
+        c = np.float64(content[y:y + 3, x:x + 3]).reshape(n, 3)
+        v = np.float64(output[y:y + 3, x:x + 3]).reshape(n, 3)
+        design = np.vstack([np.hstack([c, np.ones((n, 1))]), np.hstack([np.sqrt(eps) * np.eye(3), np.zeros((3, 1))])])
+        target = np.vstack([v, np.zeros((3, 3))])
+        coef = np.linalg.lstsq(design, target, rcond=None)[0]
+        expected[y, x] = np.sum((design @ coef - target) ** 2)
+    got = m.laplacian_residual_map(content, output, eps=eps)
+    np.testing.assert_allclose(got, expected, rtol=2e-3, atol=1e-6)
+    np.testing.assert_allclose(jax.jit(m.laplacian_residual_map, static_argnames="eps")(content, output, eps=eps),
+                               got, rtol=2e-3, atol=1e-6)  # float32 variances: fused sums round otherwise
+    lap = dense_laplacian(content, eps=eps)
+    v = np.float64(output).reshape(-1, 3)
+    assert float(got.sum()) == pytest.approx(np.trace(v.T @ lap @ v), rel=1e-3)
+    stacked = jax.vmap(lambda o: m.laplacian_residual_map(content, o, eps=eps))(np.stack([output, content]))
+    np.testing.assert_allclose(stacked[0], got, rtol=2e-3, atol=1e-6)
+    assert float(stacked[1].max()) <= 3 * eps * 1.01  # the content is itself: only the ridge on |I|^2 = 3
+
+
 # ----------------------------------------------------------------------------- Gram distance
 
 SMALL_LAYERS = ("relu1_1", "relu2_1", "relu3_1")
