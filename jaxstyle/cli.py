@@ -507,7 +507,7 @@ def _auto_mask_inputs(content: Any, style: str, cfg: Any, *, max_side: int | Non
     from jaxstyle.weights import resolve_weights
 
     side = max_side or cfg.max_side
-    content_image, style_image, _, _, loaded_notes = load_inputs(content, style, max_side=side, bucket=cfg.bucket)
+    content_image, style_image, _, _, loaded_notes = load_inputs(content, style, max_side=side, buckets=cfg.buckets)
     images = (content_image, style_image)
     weights = resolve_weights(cfg.backbone, allow_fallback=cfg.allow_fallback)
     pair = auto_masks(weights, *images, regions=regions, seed=cfg.seed)

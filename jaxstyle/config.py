@@ -122,9 +122,9 @@ class Config:
     "coarse_to_fine" (stage 1 at `coarse_scale` of the size, upsampled, then stage 2).
     max_side: the working size (the optimisation's longer side, px); max_output_side: a cap on
     the result's longer side (0: the content photo's own size; `upsample` carries the result
-    there). bucket > 0: both photos' working sides are rounded to multiples of `bucket` px
-    (`io.bucket_shape`), so photos of any size and aspect share a few compiled shapes; the
-    full-size stage restores the photo's exact aspect (0: the photo's own aspect).
+    there). buckets: both photos are stretched at the working size to the nearest of a few
+    aspects (`io.bucket_shape`, at most 16% apart), so photos of any size share a few
+    compiled shapes; the full-size stage restores the photo's exact aspect.
     backbone: "vgg16" (bundled), "vgg19" or a path to a canonical .npz;
     allow_fallback lets a missing VGG-19 fall back to the bundled VGG-16 (with a warning).
     init: the first stage's start. "content" (the content photo), "mean_pixel" (what the
@@ -153,7 +153,7 @@ class Config:
     mode: str = "two_stage"
     max_side: int = 512
     max_output_side: int = 0
-    bucket: int = 0
+    buckets: bool = False
     coarse_scale: float = 0.5
     seed: int = 0
     init: str = "content"
@@ -197,8 +197,6 @@ class Config:
             raise JaxstyleError(f"coarse_scale must be in (0, 1], got {self.coarse_scale}")
         if self.max_side < 1:
             raise JaxstyleError(f"max_side must be at least 1 (pixels), got {self.max_side}")
-        if self.bucket < 0:
-            raise JaxstyleError(f"bucket must be >= 0 (0: the photo's own aspect), got {self.bucket}")
         if self.max_output_side < 0:
             raise JaxstyleError(f"max_output_side must be >= 0 (0: the photo's own size), got {self.max_output_side}")
 

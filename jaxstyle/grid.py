@@ -133,15 +133,34 @@ def fit_grid(content: jax.Array, target: jax.Array, shape: tuple[int, int, int],
     return jnp.linalg.solve(lhs, rhs).swapaxes(-1, -2)  # [gh, gw, gd, 3, 4]
 
 
+def _corners(pos: jax.Array, nodes: int) -> tuple[jax.Array, jax.Array]:
+    """The lower of the two nodes around each position (clamped) and the weight of the upper."""
+    low = jnp.clip(jnp.floor(pos), 0, nodes - 2)
+    return low.astype(jnp.int32), jnp.clip(pos - low, 0.0, 1.0)
+
+
 @jax.jit
 def _slice_tile(grid: jax.Array, tile: jax.Array, y0, x0, hw) -> jax.Array:
-    """`slice_grid` of one `[T, T', 3]` tile at `(y0, x0)` of a photo of size `hw`."""
+    """`slice_grid` of one `[T, T', 3]` tile at `(y0, x0)` of a photo of size `hw`, clipped.
+
+    The same tent weights as `slice_grid`, but each pixel gathers only its 2 x 2 column and
+    level neighbours (a photo is far larger than the grid, so dense weights would waste most
+    of the work on zeros)."""
     gh, gw, gd = grid.shape[:3]
     dtype = tile.dtype
-    wy = tent_weights(y0.astype(dtype), tile.shape[0], hw[0].astype(dtype), gh, dtype)
-    wx = tent_weights(x0.astype(dtype), tile.shape[1], hw[1].astype(dtype), gw, dtype)
-    maps = interpolate(grid.reshape(gh, gw, gd, 12).astype(dtype), guide(tile), wy, wx)
-    return jnp.clip(apply_maps(maps.reshape(*tile.shape[:2], 3, 4), tile), 0.0, 1.0)
+    t, u = tile.shape[:2]
+    wy = tent_weights(y0.astype(dtype), t, hw[0].astype(dtype), gh, dtype)
+    rows = jnp.einsum("yi,ijk->yjk", wy, grid.reshape(gh, gw, gd * 12).astype(dtype))  # [T, gw, gd * 12]
+    rows = rows.reshape(t * gw * gd, 12)
+    xpos = (x0.astype(dtype) + jnp.arange(u, dtype=dtype) + 0.5) / hw[1].astype(dtype) * (gw - 1)
+    j, fx = _corners(xpos, gw)  # [T']
+    k, fz = _corners(guide(tile) * (gd - 1), gd)  # [T, T']
+    base = (jnp.arange(t, dtype=jnp.int32)[:, None] * gw + j[None, :]) * gd + k  # [T, T']
+    maps = 0.0
+    for dj, wj in ((0, 1 - fx), (1, fx)):
+        for dk, wk in ((0, 1 - fz), (1, fz)):
+            maps = maps + (wj[None, :] * wk)[..., None] * jnp.take(rows, base + dj * gd + dk, axis=0)
+    return jnp.clip(apply_maps(maps.reshape(t, u, 3, 4), tile), 0.0, 1.0)
 
 
 def slice_grid_host(grid, photo) -> np.ndarray:

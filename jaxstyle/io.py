@@ -23,6 +23,7 @@ import contextlib
 import dataclasses
 import importlib.resources
 import json
+import math
 import os
 import secrets
 import struct
@@ -446,12 +447,19 @@ def fit_max_side(h: int, w: int, max_side: int) -> tuple[int, int]:
     return max(1, round(h * scale)), max_side
 
 
-def bucket_shape(h: int, w: int, step: int) -> tuple[int, int]:
-    """`(h, w)` with each side rounded to the nearest multiple of `step` (at least `step`): a
-    working size that photos of nearby aspects share (0: `(h, w)` as it is)."""
-    if step <= 0:
-        return h, w
-    return max(step, step * round(h / step)), max(step, step * round(w / step))
+BUCKET_RATIO = 0.75  # the bucket aspects: shorter / longer side = 0.75 ** k (1, 3:4, 9:16, ...)
+BUCKET_STEP = 8  # px
+
+
+def bucket_shape(h: int, w: int) -> tuple[int, int]:
+    """The working size photos of nearby aspects share: the longer side kept, the shorter one
+    snapped to the nearest (in log scale) of longer x `BUCKET_RATIO ** k`, a multiple of
+    `BUCKET_STEP` px (a stretch of at most 16%: 4:3 and 3:2 share 4:3, 16:9 has its own)."""
+    long, short = max(h, w), min(h, w)
+    k = round(math.log(short / long) / math.log(BUCKET_RATIO))
+    short = max(BUCKET_STEP, BUCKET_STEP * round(long * BUCKET_RATIO ** k / BUCKET_STEP))
+    long = max(BUCKET_STEP, BUCKET_STEP * round(long / BUCKET_STEP))
+    return (long, short) if h >= w else (short, long)
 
 
 # float32 [H, W, 3] copies of a full-size photo that a run holds at once (decoded pixels, their

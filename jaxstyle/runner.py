@@ -326,7 +326,7 @@ def run_manifest(manifest: str | os.PathLike[str], outdir: str | os.PathLike[str
                 photo = dataclasses.replace(photo, pixels=full_size_content(photo, max_output_side=cfg.max_output_side))
                 content, style, cmask, smask, notes = load_inputs(
                     photo.pixels, item.style, item.content_mask, item.style_mask, max_side=cfg.max_side,
-                    bucket=cfg.bucket)
+                    buckets=cfg.buckets)
                 if photo.transparent:  # `load_inputs` sees its pixels already on white
                     notes = (io.transparency_note("content", item.content), *notes)
             except (JaxstyleError, OSError) as e:

@@ -93,10 +93,10 @@ def stylize_image(weights: VGGWeights, content: jax.Array, style: jax.Array,
 
 
 def load_inputs(content: Any, style: Any, content_mask: Any = None, style_mask: Any = None, *,
-                max_side: int | None = None, num_labels: int | None = None, bucket: int = 0
+                max_side: int | None = None, num_labels: int | None = None, buckets: bool = False
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, tuple[str, ...]]:
     """Host-side preparation: images to float32 `[H, W, 3]` capped at `max_side` (sides then
-    rounded to multiples of `bucket` px, `io.bucket_shape`, when it is > 0), masks parsed.
+    stretched to the nearest shared aspect, `io.bucket_shape`, with `buckets`), masks parsed.
 
     Accepts paths, numpy/JAX arrays and PIL images. Returns (content, style, content_mask
     `[H, W, K]` or None, style_mask `[Hs, Ws, K]` or None, notes for the user). Transparent
@@ -115,25 +115,39 @@ def load_inputs(content: Any, style: Any, content_mask: Any = None, style_mask: 
             notes.append(f"the {which} image{named} has transparent pixels: they were put on white "
                          "(flatten it onto the background you want first to choose another)")
             return composited
-        return opaque if is_path else _as_image(opaque, max_side)
+        return opaque if is_path else _capped(opaque, max_side)
 
     content = read(content, "content")
     style = read(style, "style")
-    if bucket:
-        content, style = (io.resize_image(a, io.bucket_shape(*a.shape[:2], bucket)) for a in (content, style))
+    pair = None
+    if content_mask is not None or style_mask is not None:  # matched to the photos' own aspect
+        pair = masks_lib.parse_mask_pair(_as_mask(content_mask), _as_mask(style_mask),
+                                         content_shape=content.shape[:2], style_shape=style.shape[:2],
+                                         num_labels=num_labels)
+    if buckets:  # then everything stretched to the bucket's shape
+        content, style = (io.resize_image(a, io.bucket_shape(*a.shape[:2])) for a in (content, style))
     check_sizes(content.shape, style.shape)
-    if content_mask is None and style_mask is None:
+    if pair is None:
         return content, style, None, None, tuple(notes)
-    pair = masks_lib.parse_mask_pair(_as_mask(content_mask), _as_mask(style_mask),
-                                     content_shape=content.shape[:2], style_shape=style.shape[:2],
-                                     num_labels=num_labels)
-    return content, style, pair.content, pair.style, (*notes, *pair.notes)
+    cmask, smask = (_nearest(m, a.shape[:2]) for m, a in ((pair.content, content), (pair.style, style)))
+    return content, style, cmask, smask, (*notes, *pair.notes)
+
+
+def _nearest(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """A mask stack `[h, w, K]` resampled to `shape` by the nearest pixel (one-hot stays one-hot)."""
+    rows = (np.arange(shape[0]) + 0.5) * mask.shape[0] // shape[0]
+    cols = (np.arange(shape[1]) + 0.5) * mask.shape[1] // shape[1]
+    return mask[rows.astype(int)[:, None], cols.astype(int)[None, :]]
 
 
 def _as_image(image: Any, max_side: int | None) -> np.ndarray:
     if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"):
         return io.load_image(image, max_side=max_side)
-    array = io.to_numpy_image(image)
+    return _capped(io.to_numpy_image(image), max_side)
+
+
+def _capped(array: np.ndarray, max_side: int | None) -> np.ndarray:
+    """A float32 `[H, W, 3]` image resized to at most `max_side` on its longer side."""
     if max_side and max(array.shape[:2]) > max_side:
         array = io.resize_image(array, io.fit_max_side(*array.shape[:2], max_side))
     return array
@@ -193,7 +207,7 @@ def stylize(content: Any, style: Any, *, content_mask: Any = None, style_mask: A
         cap = cfg.max_output_side if max_output_side is None else max_output_side
         full = content = full_size_content(content, max_output_side=cap)
     content_a, style_a, cmask, smask, notes = load_inputs(
-        content, style, content_mask, style_mask, max_side=max_side or cfg.max_side, bucket=cfg.bucket)
+        content, style, content_mask, style_mask, max_side=max_side or cfg.max_side, buckets=cfg.buckets)
     weights = weights if weights is not None else resolve_weights(cfg.backbone, allow_fallback=cfg.allow_fallback)
     inputs = Inputs(*(None if a is None else jnp.asarray(a) for a in (content_a, style_a, cmask, smask)))
     loaded = time.perf_counter() - start

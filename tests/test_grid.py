@@ -136,13 +136,21 @@ def test_bad_shapes_are_refused_with_the_shapes():
         G.grid_shape((10, 10), cell=0, depth=8)
 
 
-def test_bucket_shape_rounds_each_side():
-    from jaxstyle.io import bucket_shape
+@pytest.mark.parametrize("long", [48, 256, 384, 512])
+def test_buckets_share_few_shapes_and_stretch_little(long):
+    from jaxstyle.io import bucket_shape, fit_max_side
 
-    assert bucket_shape(341, 512, 32) == (352, 512)
-    assert bucket_shape(288, 512, 32) == (288, 512)
-    assert bucket_shape(10, 700, 32) == (32, 704)
-    assert bucket_shape(341, 512, 0) == (341, 512)
+    shapes = set()
+    for ratio in np.linspace(0.3, 1, 50):
+        for h, w in ((round(long * ratio), long), (long, round(long * ratio))):
+            bh, bw = bucket_shape(h, w)
+            assert ((bh >= bw) == (h >= w) or bh == bw) and max(bh, bw) == 8 * round(long / 8)
+            if long >= 256:  # at most ~16% (+ px rounding, which dominates at tiny sizes)
+                assert abs(np.log((bh / bw) / (h / w))) <= np.log(1 / 0.75) / 2 + 0.04
+            shapes.add((bh, bw))
+    assert len(shapes) <= 10
+    assert bucket_shape(*fit_max_side(3000, 4000, 384)) == bucket_shape(*fit_max_side(2000, 3000, 384)) == (288, 384)
+    assert bucket_shape(*fit_max_side(2160, 3840, 384)) == (216, 384)
 
 
 def test_a_second_photo_of_another_size_and_aspect_traces_nothing_new(vgg16):
@@ -152,7 +160,7 @@ def test_a_second_photo_of_another_size_and_aspect_traces_nothing_new(vgg16):
     from jaxstyle.config import load_config
     from jaxstyle.stylize import stylize
 
-    cfg = load_config("grid", {"max_side": 48, "bucket": 16, "loss.content_layers": ["relu1_2"],
+    cfg = load_config("grid", {"max_side": 48, "buckets": True, "loss.content_layers": ["relu1_2"],
                                "loss.style_layers": ["relu1_1", "relu1_2"], "stage1.iterations": 2,
                                "stage2.iterations": 2, "stage1.chunk_size": 2, "stage2.chunk_size": 2})
     style = synthetic_photo(40, 40, seed=1)

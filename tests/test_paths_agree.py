@@ -34,7 +34,7 @@ MEAN_ATOL = 1e-4
 TINY = """base = "{preset}"
 backbone = "vgg16"
 max_side = 48
-bucket = 0
+buckets = false
 [loss]
 content_layers = ["relu1_2"]
 style_layers = ["relu1_1", "relu1_2"]
@@ -183,7 +183,7 @@ def full_size_case(weights, preset="fast"):
     """(config, working-size inputs per pair, full-size contents, `stylize`'s images `[2, 64, 96, 3]`)."""
     from jaxstyle.stylize import load_inputs
 
-    cfg = load_config(preset, {**FULL_CFG, "bucket": 0})
+    cfg = load_config(preset, {**FULL_CFG, "buckets": False})
     pairs = tiny_pairs()
     fulls = [(np.round(synthetic_photo(64, 96, i) * 255) / 255).astype(np.float32) for i in range(2)]
     reference = np.stack([stylize(f, s, content_mask=cm, style_mask=sm, config=cfg, weights=weights).image
