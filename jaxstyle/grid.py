@@ -7,7 +7,7 @@ guided upsampling; Gharbi et al. 2017, HDRNet; Xia et al. 2020, joint bilateral 
 Slicing a grid under a photo gives every pixel p the map interpolated at its position and its
 guide value (the content's luma), and applies it to the pixel's own colour:
 
-    out_p = M(p, g(p)) [c_p; 1],   M = sum_n tent_y tent_x tent_g M_n   (trilinear)
+    out_p = M(p, g(p)) [c_p - 1/2; 1],   M = sum_n tent_y tent_x tent_g M_n   (trilinear)
 
 so the output is, around every pixel, an affine function of the content's colours by
 construction (the paper's photorealism model, Luan et al. 2017), wherever the guide varies
@@ -31,7 +31,10 @@ LUMA = (0.299, 0.587, 0.114)  # the guide: Rec. 601 luma of the content
 # toward the photo's global affine map, so nodes with few or flat pixels keep the global map.
 FIT_RIDGE = 1e-2
 EMPTY_NODE = 1e-6  # the ridge's floor, in pixels' worth of weight
-TILE = 256  # full-size slicing works in TILE x TILE tiles: one program for every photo size
+TILE = 256
+# Maps act on colours centred here, `out = A (c - CENTRE) + b`: the offset then no longer moves
+# with the colour part, which conditions the optimisation.
+CENTRE = 0.5  # full-size slicing works in TILE x TILE tiles: one program for every photo size
 
 
 def grid_shape(hw: tuple[int, int], *, cell: int, depth: int) -> tuple[int, int, int]:
@@ -44,7 +47,7 @@ def grid_shape(hw: tuple[int, int], *, cell: int, depth: int) -> tuple[int, int,
 
 def identity_grid(shape: tuple[int, int, int], dtype=jnp.float32) -> jax.Array:
     """The grid `[*shape, 3, 4]` whose every node is the identity map."""
-    eye = jnp.eye(3, 4, dtype=dtype)
+    eye = jnp.eye(3, 4, dtype=dtype).at[:, 3].set(CENTRE)
     return jnp.broadcast_to(eye, (*shape, 3, 4))
 
 
@@ -83,8 +86,8 @@ def _check(grid: jax.Array, image: jax.Array) -> None:
 
 
 def apply_maps(maps: jax.Array, image: jax.Array) -> jax.Array:
-    """Per-pixel affine maps `[H, W, 3, 4]` applied to `image [H, W, 3]` -> `[H, W, 3]`."""
-    return jnp.einsum("yxcj,yxj->yxc", maps[..., :3], image) + maps[..., 3]
+    """Per-pixel affine maps `[H, W, 3, 4]` applied to `image [H, W, 3]` (centred) -> `[H, W, 3]`."""
+    return jnp.einsum("yxcj,yxj->yxc", maps[..., :3], image - CENTRE) + maps[..., 3]
 
 
 def slice_grid(grid: jax.Array, image: jax.Array) -> jax.Array:
@@ -100,7 +103,7 @@ def slice_grid(grid: jax.Array, image: jax.Array) -> jax.Array:
 def global_affine(content: jax.Array, target: jax.Array, *, ridge: float = 1e-6) -> jax.Array:
     """The least-squares affine map `[3, 4]` from `content` to `target` (both `[H, W, 3]`),
     with a small ridge on its colour part toward the identity (for a photo of one colour)."""
-    c1 = jnp.concatenate([content, jnp.ones_like(content[..., :1])], -1).reshape(-1, 4)
+    c1 = jnp.concatenate([content - CENTRE, jnp.ones_like(content[..., :1])], -1).reshape(-1, 4)
     n = c1.shape[0]
     reg = ridge * jnp.diag(jnp.asarray([1.0, 1.0, 1.0, 0.0], content.dtype))
     lhs = c1.T @ c1 / n + reg
@@ -117,7 +120,7 @@ def fit_grid(content: jax.Array, target: jax.Array, shape: tuple[int, int, int],
     gh, gw, gd = shape
     wy, wx = tent_weights(0, h, h, gh, content.dtype), tent_weights(0, w, w, gw, content.dtype)
     g = guide(content)
-    c1 = jnp.concatenate([content, jnp.ones_like(content[..., :1])], -1)  # [H, W, 4]
+    c1 = jnp.concatenate([content - CENTRE, jnp.ones_like(content[..., :1])], -1)  # [H, W, 4]
     per_pixel = jnp.concatenate([
         (c1[..., :, None] * c1[..., None, :]).reshape(h, w, 16),
         (c1[..., :, None] * target[..., None, :]).reshape(h, w, 12),

@@ -6,12 +6,14 @@ Per preset, with a compilation cache of its own that starts empty:
   cold    the first photo (`--cold-mp`, 4:3), compiles included;
   second  a photo of another size and aspect right after it (3:2), as a user's next photo;
   then each of `--megapixels` (16:9, 1:1 and 2:3 in turn) with the cache warm.
-Per run: wall seconds from the process's start to its exit (Python start and imports
-included), the phases from the result's metadata, peak resident memory (ru_maxrss). Photos
+The command runs as people type it (progress and loss terms printed, to a pipe). Per run: wall
+seconds from the process's start to its exit (Python start and imports included), the phases from the result's metadata, peak resident memory (ru_maxrss). Photos
 are the bundled demo content resized (Lanczos) and written as JPEGs; the style is the demo
 style. The machine's speed (XLA convolution GFLOP/s) is measured in the same run.
 
     python scripts/bench_command.py --presets default fast grid --json docs/bench/command.json
+    python scripts/bench_command.py --presets plain docs/bench/default_until_2026-12-07.toml fast \
+        --first-only docs/bench/default_until_2026-12-07.toml --json docs/bench/command.json
 """
 
 from __future__ import annotations
@@ -64,7 +66,7 @@ def make_photo(source: Path, megapixels: float, aspect: tuple[int, int], path: P
 
 def run(preset: str | None, content: Path, style: Path, folder: Path, label: str, cache: Path) -> dict:
     stats, out = folder / f"{label}.json", folder / f"{label}.jpg"
-    command = [sys.executable, "-c", WORKER, str(stats), "transfer", str(content), str(style), "-o", str(out), "-q"]
+    command = [sys.executable, "-c", WORKER, str(stats), "transfer", str(content), str(style), "-o", str(out)]
     if preset is not None:
         command += ["--config", preset]
     env = {**os.environ, "JAXSTYLE_COMPILE_CACHE": str(cache)}
@@ -84,6 +86,8 @@ def main() -> None:
     parser.add_argument("--cold-mp", type=float, default=12.0)
     parser.add_argument("--second-mp", type=float, default=8.0)
     parser.add_argument("--megapixels", type=float, nargs="*", default=[1, 24])
+    parser.add_argument("--first-only", nargs="*", default=[], metavar="PRESET",
+                        help="presets run on the first photo only (slow baselines)")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
@@ -104,9 +108,9 @@ def main() -> None:
             paths[name] = folder / f"{name}.jpg"
             make_photo(source, mp, aspect, paths[name])
         for preset in args.presets:
-            cache = folder / f"xla-{preset}"  # empty: the first run compiles everything
-            for name in photos:
-                label = f"{preset}-{name}"
+            cache = folder / f"xla-{Path(preset).stem}"  # empty: the first run compiles everything
+            for name in (["cold"] if preset in args.first_only else photos):
+                label = f"{Path(preset).stem}-{name}"
                 r = run(None if preset == "plain" else preset, paths[name], style, folder, label, cache)
                 rows.append({"preset": preset, "photo": name, "megapixels": r["size"][0] * r["size"][1] / 1e6, **r})
                 print(f"{label}: {r['wall']:.1f} s, {r['size'][1]}x{r['size'][0]}, working "

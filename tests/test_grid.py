@@ -17,7 +17,7 @@ from jaxstyle.errors import JaxstyleError
 
 def reference_slice(grid: np.ndarray, image: np.ndarray) -> np.ndarray:
     """out_p = sum over the 8 surrounding nodes of tent weights times the node's map, applied
-    to [c_p; 1]; node coordinates (i + 1/2) / H * (gh - 1) per axis and luma * (gd - 1)."""
+    to [c_p - 1/2; 1]; node coordinates (i + 1/2) / H * (gh - 1) per axis and luma * (gd - 1)."""
     h, w, _ = image.shape
     gh, gw, gd = grid.shape[:3]
     luma = np.clip(image @ np.array(G.LUMA), 0, 1)
@@ -28,13 +28,14 @@ def reference_slice(grid: np.ndarray, image: np.ndarray) -> np.ndarray:
         for i, j, k in itertools.product(range(gh), range(gw), range(gd)):
             weight = np.prod([max(0.0, 1 - abs(p - n)) for p, n in zip(pos, (i, j, k))])
             maps += weight * grid[i, j, k]
-        out[y, x] = maps @ np.append(image[y, x], 1.0)
+        out[y, x] = maps @ np.append(image[y, x] - G.CENTRE, 1.0)
     return out
 
 
 def random_grid(shape, seed=0, scale=0.2):
     rng = np.random.default_rng(seed)
-    return (np.eye(3, 4) + scale * rng.standard_normal((*shape, 3, 4))).astype(np.float32)
+    return (np.asarray(G.identity_grid((1, 1, 1)))[0, 0, 0] + scale * rng.standard_normal((*shape, 3, 4))
+            ).astype(np.float32)
 
 
 CASES = [((2, 2, 2), (5, 7)), ((3, 4, 5), (9, 6)), ((4, 2, 3), (8, 11))]
@@ -65,8 +66,9 @@ def test_a_grid_holding_one_map_reproduces_that_map_exactly(seed):
     affine = rng.uniform(-1, 1, (3, 4)).astype(np.float32)
     image = rng.uniform(0, 1, (*hw, 3)).astype(np.float32)
     grid = np.broadcast_to(affine, (*shape, 3, 4))
-    np.testing.assert_allclose(G.slice_grid(grid, image), image @ affine[:, :3].T + affine[:, 3], atol=1e-5)
-    np.testing.assert_array_equal(G.slice_grid(G.identity_grid(shape), image), image)
+    expected = (image - G.CENTRE) @ affine[:, :3].T + affine[:, 3]
+    np.testing.assert_allclose(G.slice_grid(grid, image), expected, atol=1e-5)
+    np.testing.assert_allclose(G.slice_grid(G.identity_grid(shape), image), image, rtol=0, atol=1e-7)
 
 
 def test_fit_of_an_affine_target_recovers_it():
@@ -83,7 +85,7 @@ def test_fit_of_a_local_look_beats_the_global_map():
     target = G.slice_grid(random_grid((3, 4, 4), seed=4, scale=0.1), image)
     fitted = G.slice_grid(G.fit_grid(image, target, (3, 4, 4)), image)
     affine = G.global_affine(image, target)
-    best_global = image @ affine[:, :3].T + affine[:, 3]
+    best_global = (image - G.CENTRE) @ affine[:, :3].T + affine[:, 3]
     rmse = lambda x: float(jnp.sqrt(jnp.mean((x - target) ** 2)))  # noqa: E731
     assert rmse(fitted) < 0.6 * rmse(best_global)
 
@@ -160,7 +162,7 @@ def test_a_second_photo_of_another_size_and_aspect_traces_nothing_new(vgg16):
     from jaxstyle.config import load_config
     from jaxstyle.stylize import stylize
 
-    cfg = load_config("grid", {"max_side": 48, "buckets": True, "loss.content_layers": ["relu1_2"],
+    cfg = load_config("default", {"max_side": 48, "buckets": True, "loss.content_layers": ["relu1_2"],
                                "loss.style_layers": ["relu1_1", "relu1_2"], "stage1.iterations": 2,
                                "stage2.iterations": 2, "stage1.chunk_size": 2, "stage2.chunk_size": 2})
     style = synthetic_photo(40, 40, seed=1)

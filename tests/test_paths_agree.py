@@ -4,8 +4,8 @@
 device, and the same two sharded over two devices), and the command line (`jaxstyle transfer`
 and `jaxstyle batch`) all run the one plan of `jaxstyle.pipeline`. The library paths run in
 this process; the sharded and command-line paths in a subprocess with two simulated CPU
-devices (its images come back in an .npz). `fast` in the default suite, every preset with the
-slow tests.
+devices (its images come back in an .npz). `default` (the grid solve) and `fast` in the default suite, every
+preset with the slow tests.
 """
 
 import os
@@ -97,9 +97,8 @@ def assert_same(image, reference, name):
     assert np.abs(image - reference).mean() < MEAN_ATOL, name
 
 
-# paper and default compile their own programs (~20 s each on 2 cores): with the slow tests.
-@pytest.mark.parametrize("preset", [pytest.param("paper", marks=pytest.mark.slow),
-                                    pytest.param("default", marks=pytest.mark.slow), "fast", "grid"])
+# paper compiles its own programs (~20 s on 2 cores): with the slow tests.
+@pytest.mark.parametrize("preset", [pytest.param("paper", marks=pytest.mark.slow), "default", "fast"])
 def test_library_entry_points_give_the_same_image(preset, vgg16, tmp_path):
     (tmp_path / "tiny.toml").write_text(TINY.format(preset=preset))
     cfg = load_config(tmp_path / "tiny.toml")
@@ -115,8 +114,7 @@ def test_library_entry_points_give_the_same_image(preset, vgg16, tmp_path):
 
 
 @pytest.mark.parametrize("preset", [pytest.param("paper", marks=pytest.mark.slow),
-                                    pytest.param("default", marks=pytest.mark.slow), "fast",
-                                    pytest.param("grid", marks=pytest.mark.slow)])
+                                    pytest.param("default", marks=pytest.mark.slow), "fast"])
 def test_a_batch_sharded_over_two_devices_gives_the_same_image(preset, tmp_path):
     (tmp_path / "tiny.toml").write_text(TINY.format(preset=preset))
     script = tmp_path / "paths.py"
@@ -133,7 +131,7 @@ def test_a_batch_sharded_over_two_devices_gives_the_same_image(preset, tmp_path)
     assert_same(images["sharded"], reference, "sharded")
 
 
-@pytest.mark.parametrize("preset", ["fast", pytest.param("grid", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("preset", ["fast", pytest.param("default", marks=pytest.mark.slow)])
 def test_transfer_and_batch_commands_write_the_same_image(preset, vgg16, tmp_path):
     """`jaxstyle transfer` and `jaxstyle batch` on the same files: the same PNG, the library's."""
     from PIL import Image
@@ -193,7 +191,7 @@ def full_size_case(weights, preset="fast"):
     return cfg, small, fulls, reference
 
 
-@pytest.mark.parametrize("preset", ["fast", "grid"])
+@pytest.mark.parametrize("preset", ["fast", "default"])
 def test_the_batch_agrees_with_stylize_at_the_photos_own_size(preset, vgg16):
     """Contents larger than the working size come back at their own size by the same last stage."""
     cfg, small, fulls, reference = full_size_case(vgg16, preset)
@@ -202,7 +200,7 @@ def test_the_batch_agrees_with_stylize_at_the_photos_own_size(preset, vgg16):
 
 
 # fast compiles the whole pipeline with the traced tile loop as one program (~20 s on 2 cores)
-@pytest.mark.parametrize("preset", [pytest.param("fast", marks=pytest.mark.slow), "grid"])
+@pytest.mark.parametrize("preset", [pytest.param("fast", marks=pytest.mark.slow), "default"])
 def test_the_pure_pipeline_agrees_with_stylize_at_the_photos_own_size(preset, vgg16):
     """`stylize_image(content_full=)` (traced) against `stylize` (host tile loop)."""
     cfg, small, fulls, reference = full_size_case(vgg16, preset)
