@@ -56,6 +56,7 @@ class HostRun:
     failed: list[str | None]
     notes: list[tuple[str, ...]]
     seconds: dict[str, float]
+    look: jax.Array | None = None  # the grid whose slice the image is (`pipeline.run_plan`), or None
 
 
 @functools.partial(jax.jit, static_argnames=("fn", "items", "static"))
@@ -140,7 +141,8 @@ def run_host(weights: VGGWeights, inputs: Inputs, *, config: Config, items: Item
 
     start = time.perf_counter()
     try:  # key None: each item draws from PRNGKey(config.seed) inside its program
-        image = run_plan(weights, inputs, None, {}, config=config, call=call, solve=solve, content_full=content_full)
+        image, look = run_plan(weights, inputs, None, {}, config=config, call=call, solve=solve,
+                               content_full=content_full, with_look=True)
     except KeyboardInterrupt:
         best = reporter[0].best_image() if reporter[0] is not None else None
         if best is None and stages:  # nothing better yet in this stage: the last stage's result
@@ -148,7 +150,7 @@ def run_host(weights: VGGWeights, inputs: Inputs, *, config: Config, items: Item
         where = {"smooth": "the final filter", "finish": "the final filter", "upsample": "the upsampling"}
         raise Interrupted(f"interrupted during {where.get(phase[0], phase[0])}", best) from None
     seconds["total"] = time.perf_counter() - start
-    return HostRun(image=image, stages=stages, failed=failed, notes=notes, seconds=seconds)
+    return HostRun(image=image, stages=stages, failed=failed, notes=notes, seconds=seconds, look=look)
 
 
 def _phase(fn: Callable, stage: Stage | None, config: Config) -> str:

@@ -279,9 +279,11 @@ def direct(fn: Callable, shared: Any, item: Any, **static: Any) -> Any:
 
 
 def run_plan(weights: VGGWeights, inputs: Inputs, key: jax.Array | None, loss_weights: Mapping[str, jax.Array],
-             *, config: Config, call: Call, solve: Solve, content_full: Any = None) -> jax.Array:
+             *, config: Config, call: Call, solve: Solve, content_full: Any = None, with_look: bool = False) -> Any:
     """The pipeline for one item (see the module docstring); returns the image `[H, W, 3]`,
-    at the size of `content_full` (the content photo at its own size) when it is given."""
+    at the size of `content_full` (the content photo at its own size) when it is given; with
+    `with_look`, `(image, look)`: the grid `[gh, gw, gd, 3, 4]` whose slice the image is (grid
+    runs and `grid.project`), else None."""
     check_sizes(inputs.content.shape[-3:], inputs.style.shape[-3:])
     targets, x = call(setup, (weights, key), (inputs, dict(loss_weights)), config=config)
     for stage in plan(config):
@@ -301,4 +303,4 @@ def run_plan(weights: VGGWeights, inputs: Inputs, key: jax.Array | None, loss_we
         look, x = call(fit, (), (x, inputs.content), config=config)
     if content_full is not None:
         x = call(upsample, (), (content_full, inputs.content, x, look), config=config)
-    return x
+    return (x, look) if with_look else x

@@ -43,7 +43,9 @@ class Result:
 
     stages holds the intermediate images at the working size `working_size` ("stage1",
     "stage2" before the final filter); history the per-iteration total loss of each stage; terms the weighted loss
-    terms at each stage's best iterate; status why each stage stopped.
+    terms at each stage's best iterate; status why each stage stopped; look the grid of affine
+    maps `[gh, gw, gd, 3, 4]` whose slice under the content the image is (`jaxstyle.grid`; grid
+    runs and `grid.project`, else None): it applies to other photos with `grid.slice_grid_host`.
     """
 
     image: np.ndarray
@@ -55,6 +57,7 @@ class Result:
     notes: tuple[str, ...]
     config: Config
     working_size: tuple[int, int] | None = None
+    look: np.ndarray | None = None
 
     def metadata(self) -> dict[str, Any]:
         """The settings and outcome of the run, as saved beside the image (JSON-friendly)."""
@@ -221,7 +224,7 @@ def stylize(content: Any, style: Any, *, content_mask: Any = None, style_mask: A
                   terms={k: {t: float(v) for t, v in r.terms.items()} for k, r in run.stages.items()},
                   status={k: status_names(r)[0] for k, r in run.stages.items()},
                   seconds=seconds, notes=tuple(notes) + run.notes[0], config=cfg,
-                  working_size=tuple(content_a.shape[:2]))
+                  working_size=tuple(content_a.shape[:2]), look=None if run.look is None else np.asarray(run.look))
 
 
 def check_result_memory(content: Any, *, max_output_side: int = 0) -> None:
