@@ -129,7 +129,8 @@ def main() -> None:
           f"{r['peak_rss_mb']:.0f}"] for r in rows]))
     if args.json:
         common.write_json(args.json, {"machine": machine, "conv_gflops": gflops, "baseline": baseline,
-                                      "settings": vars(args), "rows": rows})
+                                      "settings": {k: v if not isinstance(v, Path) else str(v) for k, v in vars(args).items()},
+                                      "rows": rows})
 
 
 if __name__ == "__main__":
