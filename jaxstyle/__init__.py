@@ -21,11 +21,13 @@ _EXPORTS = {
     "jaxstyle.batch": ("BatchResult", "stylize_batch"),
     "jaxstyle.color": ("linear_color_transfer",),
     "jaxstyle.config": ("Config", "load_config"),
+    "jaxstyle.cube": ("apply_cube", "fit_cube", "read_cube", "write_cube"),
     "jaxstyle.errors": ("DivergenceError", "Interrupted", "JaxstyleError", "WeightsError"),
     "jaxstyle.evaluate": ("evaluate_files",),
     "jaxstyle.io": ("Photo", "load_image", "read_metadata", "read_photo", "save_image", "to_numpy_image"),
     "jaxstyle.laplacian": ("build_laplacian", "laplacian_matvec", "laplacian_residual_map", "matting_laplacian",
                            "matting_operator", "photorealism_loss", "quadratic_energy"),
+    "jaxstyle.look": ("apply_look", "load_look", "save_look"),
     "jaxstyle.losses": ("content_loss", "gram", "masked_grams", "style_loss", "total_variation"),
     "jaxstyle.masks": ("MaskPair", "parse_mask_pair", "propagate_masks"),
     "jaxstyle.metrics": ("evaluate_triple",),
@@ -45,12 +47,14 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports
     from jaxstyle.batch import BatchResult, stylize_batch
     from jaxstyle.color import linear_color_transfer
     from jaxstyle.config import Config, load_config
+    from jaxstyle.cube import apply_cube, fit_cube, read_cube, write_cube
     from jaxstyle.errors import DivergenceError, Interrupted, JaxstyleError, WeightsError
     from jaxstyle.evaluate import evaluate_files
     from jaxstyle.io import Photo, load_image, read_metadata, read_photo, save_image, to_numpy_image
     from jaxstyle.laplacian import (build_laplacian, laplacian_matvec, laplacian_residual_map,
                                     matting_laplacian, matting_operator, photorealism_loss,
                                     quadratic_energy)
+    from jaxstyle.look import apply_look, load_look, save_look
     from jaxstyle.losses import content_loss, gram, masked_grams, style_loss, total_variation
     from jaxstyle.masks import MaskPair, parse_mask_pair, propagate_masks
     from jaxstyle.metrics import evaluate_triple

@@ -345,7 +345,8 @@ def run_transfer(content: str, style: str, output: str, *, content_mask: str | N
                  save_every: int = 0, log: str | None = None, quiet: bool = False,
                  force: bool = False, masks: str = "given", regions: int | None = None,
                  save_masks: str | None = None, max_output_side: int | None = None, bits: int | None = None,
-                 jpeg_quality: int | None = None) -> Any:
+                 jpeg_quality: int | None = None, save_look: str | None = None, cube: str | None = None,
+                 cube_size: int = 33) -> Any:
     """What `jaxstyle transfer` does, callable from tests: stylize, then write atomically.
 
     The result has the content photo's own size (after EXIF rotation), or at most
@@ -356,11 +357,17 @@ def run_transfer(content: str, style: str, output: str, *, content_mask: str | N
     masks: "given" (the mask files, or none), "auto" (derived from the photos by
     `jaxstyle.automask.auto_masks`, `regions` of them or chosen automatically, written to
     `save_masks` when given) or "none".
+
+    save_look: also write the look (the grid whose slice the result is) to this `.npz`
+    (`jaxstyle.look.save_look`); cube: also write the global 3D LUT that best reproduces the
+    result to this `.cube` file, `cube_size` nodes an axis (`jaxstyle.look.fit_result_cube`).
     """
     from pathlib import Path
 
     with interrupts_deferred():  # the pipeline's modules: see `load_libraries`
+        from jaxstyle import cube as cube_lib
         from jaxstyle import io
+        from jaxstyle import look as look_lib
         from jaxstyle.config import load_config
         from jaxstyle.errors import Interrupted
         from jaxstyle.stylize import check_result_memory, full_size_content, stylize
@@ -392,6 +399,14 @@ def run_transfer(content: str, style: str, output: str, *, content_mask: str | N
     io.check_write_options(bits, jpeg_quality, out.suffix)
     cfg = load_config(config, overrides)  # bad settings fail before any work
     _check_mask_options(masks, content_mask, style_mask, regions, save_masks, force)
+    if save_look:
+        if not (cfg.grid.enabled or cfg.grid.project):
+            raise JaxstyleError(f"--save-look: the config {config!r} solves the pixels, so its result has no look "
+                                "to save: use the default preset (-c default) or add --set grid.project=true")
+        _check_new_file(save_look, "--save-look", look_lib.LOOK_SUFFIX, [*inputs, output], force)
+    if cube:
+        cube_lib.check_size(cube_size)
+        _check_new_file(cube, "--cube", look_lib.CUBE_SUFFIX, [*inputs, output], force)
     if log:
         log_path = Path(log)
         for p in [*inputs, output]:
@@ -447,15 +462,47 @@ def run_transfer(content: str, style: str, output: str, *, content_mask: str | N
         printer.close()
     # `stylize` sees the photo's pixels already on white: the note of their transparency comes from here
     notes = [*([io.transparency_note("content", content)] if photo.transparent else []), *result.notes]
-    metadata = {**described, **result.metadata(), "notes": notes, "weights": identity}
+    extras: dict[str, Any] = {"look_file": save_look} if save_look else {}
+    if cube:
+        lut, cube_psnr = look_lib.fit_result_cube(full, result.image, size=cube_size)
+        extras["cube"] = {"path": cube, "size": cube_size, "psnr_db": round(cube_psnr, 2)}
+        notes.append(f"the LUT {cube} reproduces the result at {cube_psnr:.1f} dB PSNR (LUT of the content "
+                     "against the result; the rest is the look's local part)")
+    metadata = {**described, **result.metadata(), "notes": notes, "weights": identity, **extras}
     io.save_image(result.image, out, metadata=metadata, overwrite=force, protect=inputs, quality=jpeg_quality,
                   bits=io.output_bits(bits, photo, out), icc_profile=photo.icc_profile, exif=photo.exif)
+    if save_look:
+        look_lib.save_look(save_look, result.look, overwrite=force,
+                           metadata=look_lib.look_metadata(result, content=content, style=style))
+    if cube:
+        cube_lib.write_cube(cube, lut, overwrite=force, title=f"jaxstyle: {Path(style).name} on {Path(content).name}",
+                            comments=(f"jaxstyle {__version__}: the global part of the look of {style} on {content}",
+                                      f"PSNR of this LUT on the content against the result: {cube_psnr:.2f} dB"))
     for note in notes:
         typer.echo(f"note: {note}", err=True)
     return result
 
 
 MASK_MODES = ("given", "auto", "none")
+
+
+def _check_new_file(path: str, what: str, suffix: str, inputs: list[str], force: bool) -> None:
+    """Refuse, before any work, a file `transfer` also writes (`--save-look`, `--cube`) that it
+    cannot: a wrong suffix, a missing folder, an input, an existing file (without --force)."""
+    from pathlib import Path
+
+    from jaxstyle import io
+
+    target = Path(path)
+    if target.suffix.lower() != suffix:
+        raise JaxstyleError(f"{what} {path} must end in {suffix}")
+    if not target.parent.is_dir():
+        raise JaxstyleError(f"the folder of {what} {path} does not exist: create it first")
+    if any(_same_file(target, Path(p)) or target.resolve() == Path(p).resolve() for p in inputs):
+        raise JaxstyleError(f"refusing to write {what} {path} over an input or the result: choose another name")
+    if target.exists() and not force:
+        raise JaxstyleError(f"{path} exists: pass --force to replace it, or choose another {what}")
+    io.check_writable(target, what=what)
 
 
 def _same_file(a: Any, b: Any) -> bool:
@@ -553,6 +600,11 @@ def transfer(
     refine: bool | None = typer.Option(None, "--refine/--no-refine", help="Add the content's fine detail back "
                                        "after the filter (the original's de-posterisation; default: the preset's)."),
     set_: list[str] = typer.Option([], "--set", help="Override any setting: --set loss.style_weight=50."),
+    save_look: str | None = typer.Option(None, "--save-look", help="Also write the look to LOOK.npz, for "
+                                         "'jaxstyle apply' (grid runs: the default preset, or grid.project)."),
+    cube: str | None = typer.Option(None, "--cube", help="Also write the global 3D LUT that best reproduces the "
+                                    "result to LOOK.cube (ffmpeg lut3d, Resolve, Photoshop)."),
+    cube_size: int = typer.Option(33, "--cube-size", help="Nodes an axis of the --cube LUT."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
     force: bool = typer.Option(False, "--force", help="Replace an existing output (never an input)."),
 ) -> None:
@@ -570,10 +622,13 @@ def transfer(
                           config=config, overrides=overrides, max_side=max_side, save_every=save_every,
                           log=log, quiet=quiet, force=force, masks=masks, regions=regions,
                           save_masks=save_masks, max_output_side=max_output_side, bits=bits,
-                          jpeg_quality=jpeg_quality)
+                          jpeg_quality=jpeg_quality, save_look=save_look, cube=cube, cube_size=cube_size)
     if not quiet:
         (h, w), (hw, ww) = result.image.shape[:2], result.working_size or result.image.shape[:2]
         typer.echo(f"wrote {output} ({w}x{h}, solved at {ww}x{hw}) in {result.seconds['total']:.1f} s", err=True)
+        for path in (save_look, cube):
+            if path:
+                typer.echo(f"wrote {path}", err=True)
 
 
 @app.command()
@@ -768,3 +823,35 @@ def batch_command(
                f"summary: {report.summary_path}", err=True)
     if report.failed:
         raise typer.Exit(EXIT_SOME_FAILED)
+
+
+# ----------------------------------------------------------------------------- apply
+
+@app.command("apply")
+@friendly_errors
+def apply_command(
+    look: str = typer.Argument(..., help="A look (.npz, from 'transfer --save-look') or a 3D LUT (.cube)."),
+    photos: list[str] = typer.Argument(..., help="The photos to apply it to (each at its own size)."),
+    outdir: str = typer.Option(..., "-o", "--outdir", help="Folder for the results, DIR/<photo's stem>.<suffix>."),
+    fmt: str | None = typer.Option(None, "--format", help="png or jpg (default: each photo's own suffix)."),
+    bits: int | None = typer.Option(None, "--bits", help="8, or 16 for 16-bit PNGs (default: a PNG has its "
+                                    "photo's own depth, a JPEG 8 bits)."),
+    jpeg_quality: int = typer.Option(95, "--jpeg-quality", help="JPEG quality, 1 to 100."),
+    force: bool = typer.Option(False, "--force", help="Replace existing results (never an input)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+) -> None:
+    """Apply a saved look or a .cube LUT to many photos (a whole shoot), at full size, keeping
+    each photo's ICC profile and EXIF. Nothing is written unless every input is usable."""
+    with interrupts_deferred():  # the pipeline's modules: see `load_libraries`
+        from jaxstyle.look import apply_files
+
+    def report(index: int, total: int, source: Any, target: Any, seconds: float) -> None:
+        if not quiet:
+            typer.echo(f"[{index + 1}/{total}] {source} -> {target} ({seconds:.1f} s)", err=True)
+
+    try:
+        apply_files(look, photos, outdir, fmt=fmt, force=force, bits=bits, jpeg_quality=jpeg_quality,
+                    on_photo=report)
+    except KeyboardInterrupt:
+        typer.echo("\ninterrupted: the results written so far are kept", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
