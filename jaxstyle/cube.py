@@ -33,8 +33,9 @@ CUBE_SIZE = 33  # lattice nodes per axis, the common size (17 and 65 are the oth
 MAX_CUBE_SIZE = 65
 # The curvature term's weight against the data's mean squared error. Small: where the photo
 # has colours they decide; where it has none the lattice continues its neighbours' trend.
-SMOOTHNESS = 1e-3
-CG_ITERATIONS = 300
+SMOOTHNESS = 1e-2
+# From the affine start the fit is done by then; more steps only chase the sparsest colours.
+CG_ITERATIONS = 100
 FIT_PIXELS = 512 * 512  # a pair is fitted on about this many of its pixels (the working size)
 CHUNK = 1 << 18  # pixels per call when applying a LUT on the host: one program for every size
 DIGITS = 6  # decimals of each value in a .cube file
