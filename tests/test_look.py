@@ -114,7 +114,8 @@ def test_save_load_round_trip(tmp_path):
     lambda p: np.savez(p, a=np.zeros(3)),
     lambda p: np.savez(p, look=np.zeros((3, 3)), metadata=np.asarray(json.dumps({"format": look.FORMAT}))),
     lambda p: np.savez(p, look=np.zeros((2, 2, 2, 3, 4)), metadata=np.asarray("{}")),
-    lambda p: np.savez(p, look=np.full((2, 2, 2, 3, 4), np.nan), metadata=np.asarray(json.dumps({"format": look.FORMAT}))),
+    lambda p: np.savez(p, look=np.full((2, 2, 2, 3, 4), np.nan),
+                       metadata=np.asarray(json.dumps({"format": look.FORMAT}))),
     lambda p: p.write_text("not a zip"),
 ], ids=["other arrays", "wrong shape", "not a look's metadata", "NaN", "not an npz"])
 def test_not_a_look_refused(tmp_path, make):
@@ -211,7 +212,8 @@ def test_apply_cube_against_numpy(size, way):
     rng = np.random.default_rng(size)
     lut = rng.uniform(size=(size, size, size, 3)).astype(np.float32)
     colours = rng.uniform(-0.1, 1.1, size=(4, 50, 3)).astype(np.float32)  # some outside [0, 1]
-    colours[0, :8] = [[0, 0, 0], [1, 1, 1], [1, 0, 0], [0, 1, 0], [0, 0, 1], [0.5, 0.5, 0.5], [1, 0.5, 0], [0.25, 1, 0.75]]
+    colours[0, :8] = [[0, 0, 0], [1, 1, 1], [1, 0, 0], [0, 1, 0], [0, 0, 1], [0.5, 0.5, 0.5], [1, 0.5, 0],
+                      [0.25, 1, 0.75]]
     if way == "eager":
         got = cube.apply_cube(lut, colours)
     elif way == "jit":
