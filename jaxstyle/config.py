@@ -59,17 +59,22 @@ class GridConfig:
     working-size pixels apart over `depth` luma levels, instead of the pixels; the grid,
     sliced under the photo at its own size, is the full-size result. `project`: the finished
     image is replaced by its fit on such a grid, which no speckle survives (for pixel solves).
-    `fit_ridge`: a fit's per-node least squares lean toward the global affine map by this much."""
+    `smooth`: weight of the grid's spatial roughness in the objective (`jaxstyle.grid.roughness`),
+    which keeps the maps from painting shapes into flat areas. `fit_ridge`: a fit's per-node
+    least squares lean toward the global affine map by this much."""
 
     enabled: bool = False
     project: bool = False
     cell: int = 16
     depth: int = 8
+    smooth: float = 0.0
     fit_ridge: float = 1e-2
 
     def __post_init__(self) -> None:
         if self.cell < 1 or self.depth < 2:
             raise JaxstyleError(f"grid.cell must be >= 1 and grid.depth >= 2, got {self.cell} and {self.depth}")
+        if not self.smooth >= 0:
+            raise JaxstyleError(f"grid.smooth must be >= 0, got {self.smooth}")
         if not self.fit_ridge > 0:
             raise JaxstyleError(f"grid.fit_ridge must be > 0, got {self.fit_ridge}")
 
@@ -169,8 +174,6 @@ class Config:
     grid: GridConfig = GridConfig()
 
     def __post_init__(self) -> None:
-        if self.grid.enabled and self.stage2_start != "stage1":
-            raise JaxstyleError("grid.enabled carries the grid from stage to stage: set stage2_start = \"stage1\"")
         if self.mode not in MODES:
             raise JaxstyleError(f"unknown mode {self.mode!r}{did_you_mean(self.mode, MODES)}; "
                                 f"choose one of {', '.join(MODES)}")
@@ -184,6 +187,8 @@ class Config:
         if self.stage2_start != "stage1" and self.mode == "single":
             raise JaxstyleError(f"stage2_start = {self.stage2_start!r} needs a stage 1: use mode "
                                 "\"two_stage\" or \"coarse_to_fine\", or stage2_start = \"stage1\"")
+        if self.grid.enabled and self.stage2_start != "stage1":
+            raise JaxstyleError("grid.enabled carries the grid from stage to stage: set stage2_start = \"stage1\"")
         if not 0 <= self.start_recolor <= 1:
             raise JaxstyleError(f"start_recolor must be between 0 and 1, got {self.start_recolor}")
         if self.start_recolor > 0 and self.stage2_start != "smoothed":

@@ -100,6 +100,14 @@ def slice_grid(grid: jax.Array, image: jax.Array) -> jax.Array:
     return apply_maps(maps.reshape(h, w, 3, 4), image)
 
 
+def roughness(grid: jax.Array) -> jax.Array:
+    """Mean squared difference of the maps of spatially neighbouring nodes (rows and columns,
+    not luma levels): 0 for a grid that varies only with the guide, a tone curve per luma."""
+    rows = jnp.mean(jnp.square(grid[1:] - grid[:-1]))
+    cols = jnp.mean(jnp.square(grid[:, 1:] - grid[:, :-1]))
+    return rows + cols
+
+
 def global_affine(content: jax.Array, target: jax.Array, *, ridge: float = 1e-6) -> jax.Array:
     """The least-squares affine map `[3, 4]` from `content` to `target` (both `[H, W, 3]`),
     with a small ridge on its colour part toward the identity (for a photo of one colour)."""

@@ -22,7 +22,7 @@ from jaxstyle import laplacian as lap
 from jaxstyle import losses
 from jaxstyle.color import feather_masks
 from jaxstyle.errors import JaxstyleError, did_you_mean
-from jaxstyle.grid import slice_grid
+from jaxstyle.grid import roughness, slice_grid
 from jaxstyle.masks import propagate_masks, with_style_fallback
 from jaxstyle.vgg import CONTENT_LAYERS, STYLE_LAYERS, VGGWeights, check_layers, features
 
@@ -204,11 +204,18 @@ class Objective:
 @dataclasses.dataclass(frozen=True)
 class GridObjective(Objective):
     """`Objective` of a grid of affine maps `[gh, gw, gd, 3, 4]` (`jaxstyle.grid`): it scores
-    the grid sliced under the content at the stage's size, `targets["guide"]` `[H, W, 3]`."""
+    the grid sliced under the content at the stage's size, `targets["guide"]` `[H, W, 3]`, plus
+    `smooth` times the grid's spatial roughness (`jaxstyle.grid.roughness`, the term "grid"): where
+    the content is flat, maps that change from node to node paint shapes the content does not
+    have, which the 3x3 matting term barely sees."""
+
+    smooth: float = 0.0
 
     def __call__(self, look: jax.Array, args: tuple[VGGWeights, dict[str, Any]]
                  ) -> tuple[jax.Array, dict[str, jax.Array]]:
         # The barrier keeps XLA from fusing the slicing into the first convolution's input,
         # which made each evaluation about 1.5x slower on the CPU.
         image = jax.lax.optimization_barrier(slice_grid(look, args[1]["guide"]))
-        return super().__call__(image, args)
+        loss, terms = super().__call__(image, args)
+        terms["grid"] = self.smooth * roughness(look)
+        return loss + terms["grid"], terms

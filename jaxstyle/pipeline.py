@@ -78,7 +78,9 @@ class Stage:
     grid: bool = False
 
     def objective(self, config: Config) -> Objective:
-        return (GridObjective if self.grid else Objective)(config.loss, self.use_photo)
+        if self.grid:
+            return GridObjective(config.loss, self.use_photo, smooth=config.grid.smooth)
+        return Objective(config.loss, self.use_photo)
 
     @property
     def enters(self) -> bool:

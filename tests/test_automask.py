@@ -326,6 +326,9 @@ def test_refinement_moves_a_boundary_to_the_colour_edge(mode):
 
 TINY_TOML = """\
 base = "default"
+# the pixel solve these file-level tests were written for (default solves on a grid)
+mode = "two_stage"
+buckets = false
 max_side = 64
 [loss]
 content_layers = ["relu2_2"]
@@ -339,7 +342,10 @@ iterations = 2
 chunk_size = 2
 tol = 0.0
 [smooth]
+enabled = true
 radius = 3
+[grid]
+enabled = false
 """
 
 

@@ -29,6 +29,9 @@ runner = CliRunner()
 H, W = 32, 48
 TINY_TOML = """\
 base = "default"
+# the pixel solve these file-level tests were written for (default solves on a grid)
+mode = "two_stage"
+buckets = false
 max_side = 64
 [loss]
 content_layers = ["relu2_2"]
@@ -40,7 +43,10 @@ chunk_size = 2
 iterations = 4
 chunk_size = 2
 [smooth]
+enabled = true
 radius = 3
+[grid]
+enabled = false
 """
 BLUE, GREEN, RED, YELLOW = (0, 0, 255), (0, 255, 0), (255, 0, 0), (255, 255, 0)
 

@@ -19,6 +19,9 @@ from jaxstyle.weights import CACHE_ENV
 runner = CliRunner()
 H, W, HS, WS = 32, 48, 36, 40
 TINY_TOML = """base = "default"
+# the pixel solve these file-level tests were written for (default solves on a grid)
+mode = "two_stage"
+buckets = false
 max_side = 48
 [loss]
 content_layers = ["relu2_2"]
@@ -30,7 +33,10 @@ chunk_size = 3
 iterations = 3
 chunk_size = 3
 [smooth]
+enabled = true
 radius = 3
+[grid]
+enabled = false
 """
 BLUE_GREEN = np.array([[0, 0, 255], [0, 255, 0]], np.uint8)
 

@@ -36,6 +36,9 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TERM_KEYS = ("content", "style", "tv", "photo")
 TINY_TOML = """\
 base = "default"
+# the pixel solve these file-level tests were written for (default solves on a grid)
+mode = "two_stage"
+buckets = false
 max_side = 64
 seed = {seed}
 [loss]
@@ -50,7 +53,10 @@ iterations = {iterations}
 chunk_size = 2
 tol = 0.0
 [smooth]
+enabled = true
 radius = 3
+[grid]
+enabled = false
 """
 
 

@@ -198,3 +198,17 @@ def test_projection_keeps_a_pixel_solve_on_the_affine_model(vgg16):
     look = G.fit_grid(content, plain, G.grid_shape((32, 48), cell=16, depth=8))
     np.testing.assert_allclose(projected, np.clip(G.slice_grid(look, content), 0, 1), atol=1e-5)
     assert float(metrics.laplacian_residual(content, projected)) <= float(metrics.laplacian_residual(content, plain))
+
+
+def test_roughness_is_zero_along_luma_and_counts_spatial_changes():
+    """`roughness`: a grid that changes only from luma level to level is smooth (0); one node
+    changed by d in one coefficient adds d^2 over each of its spatial neighbours' edges."""
+    shape = (3, 4, 5)
+    tone = np.asarray(G.identity_grid(shape)).copy()
+    tone[:, :, :, 0, 3] += np.linspace(0, 0.3, 5)  # a tone curve: offset by luma level only
+    assert float(G.roughness(tone)) == pytest.approx(0.0, abs=1e-12)
+    bumped = tone.copy()
+    bumped[1, 1, 2, 0, 0] += 0.5  # an interior node: 2 row edges, 2 column edges
+    rows, cols = 2 * 4 * 5 * 12, 3 * 3 * 5 * 12  # coefficients of each direction's edges
+    expected = 2 * 0.25 / rows + 2 * 0.25 / cols
+    assert float(G.roughness(bumped)) == pytest.approx(expected, rel=1e-5)
