@@ -183,6 +183,7 @@ def test_a_second_photo_of_another_size_and_aspect_traces_nothing_new(vgg16):
     assert traces == []
 
 
+@pytest.mark.slow  # compiles the fast pipeline twice (~30 s on 2 cores)
 def test_projection_keeps_a_pixel_solve_on_the_affine_model(vgg16):
     """`grid.project` replaces a pixel solve's result by its fit on the grid: the result is that
     look's slice (what the full-size stage carries), and no more locally non-affine than before."""

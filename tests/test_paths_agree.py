@@ -199,8 +199,9 @@ def test_the_batch_agrees_with_stylize_at_the_photos_own_size(preset, vgg16):
     assert_same(np.stack([np.asarray(b) for b in batch.images]), reference, "stylize_batch")
 
 
-# fast compiles the whole pipeline with the traced tile loop as one program (~20 s on 2 cores)
-@pytest.mark.parametrize("preset", [pytest.param("fast", marks=pytest.mark.slow), "default"])
+# each compiles the whole pipeline with the full-size stage traced as one program (~20-40 s on 2 cores)
+@pytest.mark.parametrize("preset", [pytest.param("fast", marks=pytest.mark.slow),
+                                    pytest.param("default", marks=pytest.mark.slow)])
 def test_the_pure_pipeline_agrees_with_stylize_at_the_photos_own_size(preset, vgg16):
     """`stylize_image(content_full=)` (traced) against `stylize` (host tile loop)."""
     cfg, small, fulls, reference = full_size_case(vgg16, preset)
