@@ -18,13 +18,13 @@ optimisation sees, and the photo's own size (`slice_grid_host`, tile by tile).
 
 from __future__ import annotations
 
-import math
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxstyle.errors import JaxstyleError
+from jaxstyle.upsample import tile_origins
 
 LUMA = (0.299, 0.587, 0.114)  # the guide: Rec. 601 luma of the content
 # The start's fit (`fit_grid`): a node's 4x4 normal equations get this ridge times its weight,
@@ -184,14 +184,9 @@ def slice_grid_host(grid, photo) -> np.ndarray:
     th, tw = min(TILE, h), min(TILE, w)
     hw = np.asarray([h, w], np.int32)
     out = np.empty((h, w, 3), np.float32)
-    for y0 in _origins(h, th):
-        for x0 in _origins(w, tw):
+    for y0 in tile_origins(h, th):
+        for x0 in tile_origins(w, tw):
             tile = np.ascontiguousarray(full[y0:y0 + th, x0:x0 + tw], np.float32)
             out[y0:y0 + th, x0:x0 + tw] = np.asarray(_slice_tile(grid, tile, np.int32(y0), np.int32(x0), hw))
     return out
-
-
-def _origins(n: int, size: int) -> list[int]:
-    """Tile starts covering `n` pixels with tiles of `size`, the last flush with the end."""
-    return sorted({min(i * size, n - size) for i in range(math.ceil(n / size))})
 

@@ -284,7 +284,7 @@ def _tile_shape(full_hw: tuple[int, int], tile: int | None) -> tuple[int, int]:
     return full_hw if tile is None else (min(tile, full_hw[0]), min(tile, full_hw[1]))
 
 
-def _tile_origins(n_full: int, size: int) -> list[int]:
+def tile_origins(n_full: int, size: int) -> list[int]:
     """Tile starts along one axis: every `size`, the last one moved back to end at the border."""
     return [min(start, n_full - size) for start in range(0, n_full, size)]
 
@@ -314,8 +314,8 @@ def _tiled(values: jax.Array, guide_small: jax.Array, guide_full: jax.Array,
         guide = guide.transpose(2, 0, 1)  # [3, T, T']
         return finish(one_tile(samples, guide, y0, x0), guide).transpose(1, 2, 0)  # [T, T', C]
 
-    ys = jnp.asarray(_tile_origins(hf, th), jnp.int32)
-    xs = jnp.asarray(_tile_origins(wf, tw), jnp.int32)
+    ys = jnp.asarray(tile_origins(hf, th), jnp.int32)
+    xs = jnp.asarray(tile_origins(wf, tw), jnp.int32)
     if ys.size * xs.size == 1:
         return tile_at(0, 0)
 
@@ -450,8 +450,8 @@ def upsample_affine_host(content_full, content_small, result_small, *,
     small_hw = np.asarray([hs, ws], np.int32)
     steps = (np.asarray(hs / hf, dtype), np.asarray(ws / wf, dtype))
     out = np.empty((hf, wf, 3), dtype)
-    for y0 in _tile_origins(hf, th):
-        for x0 in _tile_origins(wf, tw):
+    for y0 in tile_origins(hf, th):
+        for x0 in tile_origins(wf, tw):
             guide = np.ascontiguousarray(full[y0:y0 + th, x0:x0 + tw], dtype)
             out[y0:y0 + th, x0:x0 + tw] = np.asarray(_host_tile(
                 samples, guide, np.int32(y0), np.int32(x0), small_hw, steps, sigma_range,
