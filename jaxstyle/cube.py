@@ -205,7 +205,7 @@ def write_cube(path, lut, *, title: str | None = None, comments: tuple[str, ...]
     rows = np.clip(lut, 0.0, 1.0).transpose(2, 1, 0, 3).reshape(-1, 3)  # [b, g, r]: red fastest
     body = "\n".join(" ".join(f"{v:.{DIGITS}f}" for v in row) for row in rows.tolist())
     text = "\n".join(lines) + "\n" + body + "\n"
-    io._write_atomically(path, lambda f: f.write(text.encode("ascii")))
+    io.write_atomically(path, lambda f: f.write(text.encode("ascii")))
     return path
 
 

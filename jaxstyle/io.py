@@ -666,7 +666,7 @@ def save_image(image: Any, path: PathLike, *, metadata: Mapping[str, Any] | None
     exif_block = _exif_block(exif, description if fmt == "JPEG" else None) if fmt == "JPEG" or exif else b""
     if fmt == "PNG" and bits == 16:
         chunks = _png16_chunks(pixels, description, icc_profile, exif_block)
-        _write_atomically(path, lambda f: f.write(chunks))
+        write_atomically(path, lambda f: f.write(chunks))
         return path
     options: dict[str, Any] = {"exif": exif_block} if exif_block else {}
     if icc_profile:
@@ -684,7 +684,7 @@ def save_image(image: Any, path: PathLike, *, metadata: Mapping[str, Any] | None
             raise JaxstyleError(f"{path}: the metadata ({len(exif_block)} bytes) does not fit in a JPEG's "
                                 f"EXIF block ({JPEG_MAX_EXIF_BYTES} bytes); save as .png instead")
         options.update(quality=quality, subsampling=0)  # 4:4:4 chroma
-    _write_atomically(path, lambda f: Image.fromarray(pixels).save(f, format=fmt, **options))
+    write_atomically(path, lambda f: Image.fromarray(pixels).save(f, format=fmt, **options))
     return path
 
 
@@ -779,7 +779,9 @@ def _metadata_json(metadata: Mapping[str, Any] | None) -> str | None:
         raise JaxstyleError(f"metadata must be JSON-serialisable (str, numbers, lists, dicts): {e}") from e
 
 
-def _same_file(a: Path, b: Path) -> bool:
+def same_file(a: Path, b: Path) -> bool:
+    """Whether paths `a` and `b` name one file (the same path, a symbolic or a hard link); for paths
+    that do not both exist, whether they resolve to the same place."""
     if a.exists() and b.exists():
         return os.path.samefile(a, b)
     return a.resolve() == b.resolve()
@@ -792,7 +794,7 @@ def _check_target(path: Path, *, overwrite: bool, force: bool, protect: Sequence
     if not path.parent.is_dir():
         raise JaxstyleError(f"{path}: the directory {path.parent} does not exist; create it first")
     for p in protect:
-        if _same_file(path, Path(p)):
+        if same_file(path, Path(p)):
             if force:
                 return
             raise JaxstyleError(f"{path} is one of the inputs ({p}); choose another output (-o) "
@@ -815,7 +817,7 @@ def check_writable(path: PathLike, *, what: str = "output") -> None:
     probe.unlink()
 
 
-def _write_atomically(path: Path, write: Any) -> None:
+def write_atomically(path: Path, write: Any) -> None:
     """Call `write(file)` on a new temporary file next to `path`, then rename it over `path`.
 
     Errors name `path`, never the temporary file."""

@@ -46,7 +46,7 @@ def save_look(path, look, *, metadata: Mapping[str, Any], overwrite: bool = Fals
         text = json.dumps(record, sort_keys=True)
     except (TypeError, ValueError) as e:
         raise JaxstyleError(f"the look's metadata must be JSON-serialisable (str, numbers, lists, dicts): {e}") from e
-    io._write_atomically(path, lambda f: np.savez_compressed(f, look=look, metadata=np.asarray(text)))
+    io.write_atomically(path, lambda f: np.savez_compressed(f, look=look, metadata=np.asarray(text)))
     return path
 
 
@@ -166,7 +166,7 @@ def apply_files(look_path, photos: Sequence[Any], outdir, *, fmt: str | None = N
         if target in targets:
             raise JaxstyleError(f"{targets[target]} and {source} would both be written to {target}: apply them "
                                 "in two runs with two output folders")
-        if any(io._same_file(target, p) for p in inputs):
+        if any(io.same_file(target, p) for p in inputs):
             raise JaxstyleError(f"refusing to write {target} over an input: choose another -o "
                                 "(--force never replaces an input)")
         if target.exists() and not force:
