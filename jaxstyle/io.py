@@ -1,26 +1,32 @@
-"""Reading and writing images (numpy + Pillow only).
+"""Reading and writing images (numpy and Pillow; field libraries for what Pillow cannot decode).
 
 Images are float32 `[H, W, 3]` RGB in [0, 1] (numpy, on the host). Label images for
 masks are returned raw: uint8 `[H, W, 3]` RGB, or integer `[H, W]` for single-channel
 files. Sizes are `(H, W)`; Pillow's own sizes are `(W, H)` and stay inside this module.
 
 Reading applies the EXIF orientation, composites (or refuses) transparency, expands
-grayscale and palette images, and scales 16-bit images by 65535 (16-bit colour PNGs and
-TIFFs are decoded by `jaxstyle.png16` and `jaxstyle.tiff16`, as Pillow keeps 8 of their
-bits). Pixels are sRGB: a photo with an RGB matrix/TRC ICC profile (Display P3, Adobe RGB,
-ProPhoto...) is converted to sRGB (`jaxstyle.icc`), and `save_image` converts back into the
-profile it embeds; other profiles are ignored (their pixels taken as sRGB). Pillow's
-decompression-bomb guard stays on; tripping it raises a `JaxstyleError`.
+grayscale and palette images, and scales 16-bit images by 65535. Pillow decodes what it
+keeps whole; deeper colour than its 8 bits comes from the field's libraries: 16-bit colour
+TIFFs from `tifffile` (with `imagecodecs` for LZW, Deflate and the rest), 16-bit colour
+PNGs from `imagecodecs` (libpng), 10- to 16-bit HEIC/HEIF from `pillow-heif` (which also
+opens 8-bit ones for Pillow), and camera RAW files (DNG, CR2, CR3, NEF, ARW, RAF, ORF...)
+are developed by `rawpy` (LibRaw) at 16 bits with the camera's white balance into sRGB.
+These libraries are imported when a file needs them. Pixels are sRGB: a photo with an RGB
+matrix/TRC ICC profile (Display P3, Adobe RGB, ProPhoto...) is converted to sRGB
+(`jaxstyle.icc`), and `save_image` converts back into the profile it embeds; other profiles
+are ignored (their pixels taken as sRGB). Pillow's decompression-bomb guard stays on;
+tripping it raises a `JaxstyleError`.
 
 Writing is atomic (a temporary file in the target directory, then `os.replace`) and never
 replaces one of the inputs unless forced. PNG and JPEG outputs carry the run's settings
-as JSON (`read_metadata` reads them back).
+as JSON (`read_metadata` reads them back); 16-bit PNGs are encoded by `imagecodecs`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import importlib.resources
 import json
 import math
@@ -39,8 +45,6 @@ from PIL import Image, ImageDraw, ImageFont, ImageOps, PngImagePlugin, Unidentif
 from jaxstyle import icc
 from jaxstyle._version import __version__
 from jaxstyle.errors import JaxstyleError, did_you_mean
-from jaxstyle.png16 import read_png16
-from jaxstyle.tiff16 import read_tiff16
 
 PathLike = str | os.PathLike[str]
 
@@ -62,10 +66,24 @@ JPEG_MAX_EXIF_BYTES = 65_533  # one JPEG APP1 segment, "Exif\0\0" header include
 # them to before reading the pixels.
 _ALPHA_CONVERSIONS = {"RGBA": "RGBA", "RGBa": "RGBA", "LA": "LA", "La": "LA", "PA": "RGBA"}
 _16BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
-# What can go wrong while decoding a file that Pillow recognised (truncated data, bad chunks).
-_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)
+# What can go wrong while decoding a file that Pillow recognised (truncated data, bad chunks);
+# the codec libraries' errors (imagecodecs', libheif's) are RuntimeErrors and ValueErrors.
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, RuntimeError, struct.error, zlib.error)
 _ROWS_PER_BLOCK = 256  # rows converted at a time when writing into an ICC profile
 _NEW_SUBFILE_TYPE = 254  # TIFF field; bit 0: a reduced-resolution version of another image
+# TIFF fields that tell a 16-bit colour TIFF (TIFF 6.0, section 8), and their values meant here
+_TIFF_BITS, _TIFF_PHOTOMETRIC, _TIFF_SAMPLES, _TIFF_SAMPLE_FORMAT, _TIFF_ORIENTATION = 258, 262, 277, 339, 274
+_TIFF_RGB, _TIFF_UNSIGNED = 2, 1
+_ASSOCIATED_ALPHA, _UNASSOCIATED_ALPHA = 1, 2  # TIFF ExtraSamples
+_PNG_HEAD = 8 + 25  # the signature and the IHDR chunk that every PNG begins with
+# LibRaw's development of a camera RAW file: the camera's white balance, sRGB primaries with the
+# sRGB curve (dcraw's -g 2.4 12.92), 16 bits a channel, LibRaw's own exposure.
+_RAW_GAMMA = (2.4, 12.92)
+_RAW_BITS = 16
+# From a RAW file's EXIF, what a result keeps: Make, Model, DateTime, Artist, Copyright, and the
+# Exif and GPS directories (not the fields that describe the RAW data's own layout).
+_EXIF_CAMERA_FIELDS = (0x010F, 0x0110, 0x0132, 0x013B, 0x8298)
+_EXIF_DIRECTORIES = (0x8769, 0x8825)
 _RAW_SUFFIXES = frozenset({".3fr", ".arw", ".cr2", ".cr3", ".crw", ".dcr", ".dng", ".erf", ".iiq", ".k25", ".kdc",
                            ".mef", ".mos", ".mrw", ".nef", ".nrw", ".orf", ".pef", ".raf", ".raw", ".rw2", ".rwl",
                            ".sr2", ".srf", ".srw", ".x3f"})
@@ -79,23 +97,17 @@ def load_image(path: PathLike, *, max_side: int | None = None, alpha: str = "com
                background: Sequence[float] = WHITE) -> np.ndarray:
     """Read an image file as float32 `[H, W, 3]` sRGB in [0, 1].
 
-    Any format Pillow reads (PNG, JPEG, TIFF, BMP, WebP, GIF's first frame). The EXIF
-    orientation is applied; an RGB matrix/TRC ICC profile's colours are converted to sRGB.
-    Transparency is composited over `background` (RGB in [0, 1]) with `alpha="composite"`,
-    or raises with `alpha="refuse"` (a fully opaque alpha channel is accepted either way). If `max_side` is given and the longer side exceeds it, the
-    image is downscaled (Lanczos, aspect kept) so that the longer side equals `max_side`.
+    Any format Pillow reads (PNG, JPEG, TIFF, BMP, WebP, GIF's first frame), HEIC/HEIF, and
+    camera RAW files (developed, see `read_photo`). The EXIF orientation is applied; an RGB
+    matrix/TRC ICC profile's colours are converted to sRGB. Transparency is composited over
+    `background` (RGB in [0, 1]) with `alpha="composite"`, or raises with `alpha="refuse"` (a
+    fully opaque alpha channel is accepted either way). If `max_side` is given and the longer
+    side exceeds it, the image is downscaled (Lanczos, aspect kept) so that the longer side
+    equals `max_side`.
     """
-    _check_alpha_mode(alpha)
-    bg = _check_background(background)
     if max_side is not None:
         _check_side(max_side, "max_side")
-    with _open_image(path, deep_lazily=True) as im:
-        try:
-            image = _to_srgb(_decode(im, path, alpha=alpha, background=bg)[0], _rgb_profile(im))
-        except JaxstyleError:
-            raise
-        except _DECODE_ERRORS as e:
-            raise _damaged(path, e) from e
+    image = read_photo(path, alpha=alpha, background=background).pixels
     if max_side is not None:
         size = fit_max_side(image.shape[0], image.shape[1], max_side)
         if size != image.shape[:2]:
@@ -117,8 +129,8 @@ class Photo:
       grey photo's profile cannot describe the RGB pixels made from it). `save_image` converts a
       result into it.
     exif: the EXIF block (bytes, orientation reset to 1) or None.
-    bits: the file's depth as read, 16 (a 16-bit, 32-bit integer or float file) or 8; a result
-      written as PNG keeps it unless told otherwise.
+    bits: the file's depth as read, 16 (a 16-bit, 32-bit integer or float file, a 10- to 16-bit
+      HEIF, a camera RAW file) or 8; a result written as PNG keeps it unless told otherwise.
     transparent: whether the file had transparent pixels, put on the background as it was read
       (the user should hear of it: `transparency_note`).
     """
@@ -136,19 +148,30 @@ class Photo:
 
 
 def read_photo(path: PathLike, *, alpha: str = "composite", background: Sequence[float] = WHITE) -> Photo:
-    """Read an image file at its own size (see `load_image`) with its ICC profile and EXIF."""
+    """Read an image file at its own size (see `load_image`) with its ICC profile and EXIF.
+
+    A camera RAW file (by its suffix: .dng, .cr2, .cr3, .nef, .arw, .raf, .orf...) is developed by
+    LibRaw (`rawpy`): 16 bits, the camera's white balance, sRGB, the file's orientation applied, its
+    camera EXIF kept. One LibRaw does not recognise is read as Pillow reads it, when it can.
+    """
     _check_alpha_mode(alpha)
     bg = _check_background(background)
-    with _open_image(path, deep_lazily=True) as im:
+    p = _existing_file(path)
+    if p.suffix.lower() in _RAW_SUFFIXES:
+        developed = _develop_raw(p)
+        if developed is not None:
+            return developed
+    with _open_image(p, deep_lazily=True) as im:
         try:
+            deep = _deep_colour(im)  # asked first: Pillow decodes a PNG to find its EXIF
             profile = _rgb_profile(im)
             exif = im.getexif()
-            decoded, bits, transparent = _decode(im, path, alpha=alpha, background=bg)
+            decoded, bits, transparent = _decode(im, p, deep=deep, alpha=alpha, background=bg)
             pixels = _to_srgb(decoded, profile)
         except JaxstyleError:
             raise
         except _DECODE_ERRORS as e:
-            raise _damaged(path, e) from e
+            raise _damaged(p, e) from e
     exif_bytes = None
     if len(exif):
         exif[EXIF_ORIENTATION] = 1  # the pixels are upright now
@@ -180,13 +203,20 @@ def _to_srgb(pixels: np.ndarray, profile: bytes | None) -> np.ndarray:
 
 
 def photo_size(path: PathLike) -> tuple[int, int]:
-    """(H, W) of an image file after its EXIF orientation, read from the header only."""
+    """(H, W) of an image file after its EXIF orientation, read from the header only (a camera
+    RAW file's: LibRaw's image size, turned as the file says)."""
     p = _existing_file(path)
+    if p.suffix.lower() in _RAW_SUFFIXES:
+        size = _raw_size(p)
+        if size is not None:
+            return size
     try:
+        _teach_pillow_heif(p)
         with _bomb_guard(p), Image.open(p) as im:
             _check_full_image(im, p)
             w, h = im.size
-            if im.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):  # a quarter turn
+            # a quarter turn (Pillow reports a TIFF's size turned already)
+            if im.format != "TIFF" and im.getexif().get(EXIF_ORIENTATION, 1) in (5, 6, 7, 8):
                 w, h = h, w
     except JaxstyleError:
         raise
@@ -253,10 +283,11 @@ def sample_paths() -> tuple[str, str]:
 
 def _open_image(path: PathLike, *, deep_lazily: bool = False) -> Image.Image:
     """Open and fully decode `path`, turning every failure into a `JaxstyleError`. With
-    `deep_lazily`, a 16-bit colour PNG or TIFF is left undecoded: `_decode` reads it at its full
-    depth itself (Pillow's decode would be 8 bits, thrown away)."""
+    `deep_lazily`, an image of deeper colour than Pillow's 8 bits (`_deep_colour`) is left
+    undecoded: `_decode` reads it at its full depth (Pillow's decode would be 8 bits, thrown away)."""
     p = _existing_file(path)
     try:
+        _teach_pillow_heif(p)
         with _bomb_guard(p):
             im = Image.open(p)
             try:
@@ -282,7 +313,7 @@ def _existing_file(path: PathLike) -> Path:
     p = Path(path)
     if p.is_dir():
         raise JaxstyleError(f"{p} is a directory, not an image file; pass an image file "
-                            "(PNG, JPEG, TIFF, BMP, WebP, GIF)")
+                            "(PNG, JPEG, TIFF, BMP, WebP, GIF, HEIC or camera RAW)")
     if not p.exists():
         raise JaxstyleError(f"{p}: no such file; check the path (relative paths are from {Path.cwd()})")
     if not p.is_file():
@@ -305,10 +336,34 @@ def _bomb_guard(p: Path) -> Iterator[None]:
             "PIL.Image.MAX_IMAGE_PIXELS in Python before loading it") from e
 
 
+def _teach_pillow_heif(p: Path) -> None:
+    """Register pillow-heif's opener with Pillow when `p` is an ISO base media file (a box
+    "ftyp" at byte 4), the container of HEIC/HEIF photos; other files leave it unimported."""
+    with open(p, "rb") as f:
+        head = f.read(12)
+    if head[4:8] == b"ftyp":
+        _register_heif_opener()
+
+
+@functools.cache
+def _register_heif_opener() -> None:
+    from pillow_heif import register_heif_opener
+
+    register_heif_opener()
+
+
 def _deep_colour(im: Image.Image) -> bool:
-    """Whether an opened, undecoded image is a PNG or TIFF of 16-bit colour (its raw mode says so)."""
-    return (im.format in ("PNG", "TIFF") and im.mode in ("RGB", "RGBA")
-            and any(";16" in str(tile.args[0] if isinstance(tile.args, tuple) else tile.args) for tile in im.tile))
+    """Whether an opened, undecoded image has deeper colour than Pillow's 8 bits: a 16-bit RGB(A)
+    PNG (its raw mode says so) or TIFF (its fields say so), or a 10- to 16-bit HEIF."""
+    if im.format == "PNG":
+        return im.mode in ("RGB", "RGBA") and any(
+            ";16" in str(tile.args[0] if isinstance(tile.args, tuple) else tile.args) for tile in im.tile)
+    if im.format == "TIFF":
+        fields = im.tag_v2
+        return (fields.get(_TIFF_PHOTOMETRIC) == _TIFF_RGB and fields.get(_TIFF_SAMPLES, 1) in (3, 4)
+                and set(np.atleast_1d(fields.get(_TIFF_BITS, 1)).tolist()) == {16}
+                and set(np.atleast_1d(fields.get(_TIFF_SAMPLE_FORMAT, _TIFF_UNSIGNED)).tolist()) == {_TIFF_UNSIGNED})
+    return im.format == "HEIF" and im.info.get("bit_depth", 8) > 8
 
 
 def _check_full_image(im: Image.Image, path: PathLike) -> None:
@@ -317,52 +372,151 @@ def _check_full_image(im: Image.Image, path: PathLike) -> None:
     only their preview, and the run would quietly work on a thumbnail."""
     if im.format == "TIFF" and int(getattr(im, "tag_v2", {}).get(_NEW_SUBFILE_TYPE, 0)) & 1:
         w, h = im.size
-        raise JaxstyleError(f"{path}: its first image is a {w}x{h} preview of a larger one (a camera RAW "
-                            "file such as DNG, NEF, CR2 or ARW?); develop it to a full-size TIFF, PNG or "
-                            "JPEG first (in Lightroom, darktable or RawTherapee, say)")
+        if Path(path).suffix.lower() in _RAW_SUFFIXES:  # LibRaw was asked first, and did not know it
+            what = "that LibRaw does not recognise as a camera RAW image"
+        else:
+            what = ("(a camera RAW file such as DNG, NEF, CR2 or ARW? give it its camera's suffix, "
+                    ".dng say, to have it developed)")
+        raise JaxstyleError(f"{path}: its first image is a {w}x{h} preview of a larger one {what}; develop it "
+                            "to a full-size TIFF, PNG or JPEG first (in Lightroom, darktable or RawTherapee, say)")
 
 
 def _unreadable(path: Path) -> JaxstyleError:
     """The error for a file Pillow does not recognise, with what to do for common photo formats."""
     suffix = path.suffix.lower()
     if suffix in _RAW_SUFFIXES:
-        hint = ("a camera RAW file: develop it to a full-size TIFF, PNG or JPEG first (in Lightroom, "
-                "darktable or RawTherapee, say)")
-    elif suffix in (".heic", ".heif"):
-        hint = "HEIC is not read here: export it as JPEG or PNG first (on a Mac: sips -s format jpeg)"
+        hint = ("LibRaw does not recognise it as a camera RAW file: develop it to a full-size TIFF, PNG or "
+                "JPEG first (in Lightroom, darktable or RawTherapee, say), or copy it again if it is damaged")
+    elif suffix in (".heic", ".heif", ".hif"):
+        hint = ("pillow-heif does not read it as HEIC/HEIF either: copy it again if it is damaged, or export "
+                "it as JPEG or PNG first (on a Mac: sips -s format jpeg)")
     else:
-        hint = "pass a PNG, JPEG, TIFF, BMP, WebP or GIF file"
+        hint = "pass a PNG, JPEG, TIFF, BMP, WebP, GIF, HEIC or camera RAW file"
     return JaxstyleError(f"{path} is not an image file Pillow can read; {hint}")
 
 
 def _damaged(path: PathLike, e: BaseException) -> JaxstyleError:
-    return JaxstyleError(f"{path}: the image data is damaged or truncated ({type(e).__name__}: {e}); "
+    return JaxstyleError(f"{path}: the image data is damaged or truncated ({type(e).__name__}: {_one_line(e)}); "
                          "re-export or re-download the file")
 
 
-def _decode(im: Image.Image, path: PathLike, *, alpha: str,
+def _one_line(e: BaseException) -> str:
+    """A decoder's message on one line (libheif's end in a newline, LibRaw's are bytes)."""
+    message = e.args[0].decode("utf-8", "replace") if len(e.args) == 1 and isinstance(e.args[0], bytes) else str(e)
+    return " ".join(message.split())
+
+
+def _decode(im: Image.Image, path: PathLike, *, deep: bool, alpha: str,
             background: np.ndarray) -> tuple[np.ndarray, int, bool]:
     """(An opened image file as float32 `[H, W, 3]` in [0, 1], upright (EXIF orientation applied),
     transparency handled; its bits per channel, 8 or 16; whether transparent pixels were put on
-    `background`). A 16-bit colour PNG or TIFF is read at its full depth (Pillow's pixels have 8
-    bits)."""
-    deep, premultiplied, orientation = None, False, im.getexif().get(EXIF_ORIENTATION, 1)
-    if im.format == "PNG" and im.mode in ("RGB", "RGBA"):
-        deep = read_png16(path)
-    elif im.format == "TIFF" and im.mode in ("RGB", "RGBA"):
-        deep, premultiplied, orientation = read_tiff16(path) or (None, False, 1)
-    if deep is None:
+    `background`). `deep`: the image has deeper colour than Pillow's 8 bits (`_deep_colour`, asked
+    before the image was touched), read at its full depth by `_read_deep`."""
+    if not deep:
         bits = 16 if im.mode in (*_16BIT_MODES, "I", "F") else 8
         image, composited = _pil_to_float(ImageOps.exif_transpose(im), alpha=alpha, background=background,
                                           source=str(path))
         return image, bits, composited
-    unit = orient(deep, orientation).astype(np.float32) / MAX_16BIT
+    unit, premultiplied, orientation = _read_deep(im, path)
+    unit = orient(unit, orientation)
     a = unit[..., 3] if unit.shape[-1] == 4 else None
     rgb = np.ascontiguousarray(unit[..., :3])
     if premultiplied:  # colour times alpha, as TIFF's associated alpha stores it
         rgb = np.where(a[..., None] > 0, rgb / np.maximum(a[..., None], 1e-12), 0.0).astype(np.float32)
     image, composited = _with_alpha(rgb, a, alpha=alpha, background=background, source=str(path))
     return image, 16, composited
+
+
+def _read_deep(im: Image.Image, path: PathLike) -> tuple[np.ndarray, bool, int]:
+    """(The pixels of a `_deep_colour` image as stored, float32 `[H, W, 3 or 4]` in [0, 1], a fourth
+    channel only for alpha; whether that alpha is premultiplied; the EXIF orientation still to apply).
+
+    16-bit PNG: libpng through `imagecodecs` (a tRNS colour key becomes alpha). 16-bit TIFF, first
+    image: `tifffile`, any layout and compression `imagecodecs` decodes, and its Orientation field.
+    HEIF: libheif through `pillow-heif`, which has applied the orientation and returns 10- and 12-bit
+    samples in the top bits of 16."""
+    orientation, premultiplied, top = im.getexif().get(EXIF_ORIENTATION, 1), False, MAX_16BIT
+    if im.format == "PNG":
+        import imagecodecs
+
+        stored = imagecodecs.png_decode(Path(path).read_bytes())  # uint16 [H, W, 3 or 4]
+    elif im.format == "TIFF":
+        import tifffile
+
+        with tifffile.TiffFile(path) as tiff:
+            page = tiff.pages[0]
+            stored = np.moveaxis(page.asarray(), page.axes.index("S"), -1)  # planar files store [S, H, W]
+            extra = int(page.extrasamples[0]) if page.extrasamples else None
+            orientation = int(page.tags.valueof(_TIFF_ORIENTATION, 1))
+        if extra not in (_ASSOCIATED_ALPHA, _UNASSOCIATED_ALPHA):  # a fourth sample that is not alpha
+            stored = stored[..., :3]
+        premultiplied = extra == _ASSOCIATED_ALPHA
+    else:
+        from pillow_heif import open_heif
+
+        depth = int(im.info["bit_depth"])
+        stored = np.asarray(open_heif(path, convert_hdr_to_8bit=False)) >> (16 - depth)
+        top = float(2**depth - 1)
+    return np.divide(stored, top, dtype=np.float32), premultiplied, orientation
+
+
+def _develop_raw(p: Path) -> Photo | None:
+    """A camera RAW file developed by LibRaw (`rawpy`; see `read_photo`), or None when LibRaw does
+    not recognise it (Pillow may read it: a JPEG named .raw, say)."""
+    import rawpy
+
+    try:
+        with rawpy.imread(str(p)) as raw:
+            stored = raw.postprocess(use_camera_wb=True, output_color=rawpy.ColorSpace.sRGB,
+                                     output_bps=_RAW_BITS, gamma=_RAW_GAMMA)  # uint16 [H, W, 3]
+    except rawpy.LibRawFileUnsupportedError:
+        return None
+    except (rawpy.LibRawError, MemoryError) as e:
+        raise _undevelopable(p, e) from e
+    pixels = np.divide(stored, MAX_16BIT, dtype=np.float32)
+    return Photo(pixels, icc_profile=None, exif=_raw_exif(p), bits=_RAW_BITS)
+
+
+def _raw_size(p: Path) -> tuple[int, int] | None:
+    """(H, W) of a camera RAW file as LibRaw develops it, turned as the file says; None when LibRaw
+    does not recognise it."""
+    import rawpy
+
+    try:
+        with rawpy.imread(str(p)) as raw:
+            sizes = raw.sizes
+    except rawpy.LibRawFileUnsupportedError:
+        return None
+    except rawpy.LibRawError as e:
+        raise _undevelopable(p, e) from e
+    quarter_turn = sizes.flip in (5, 6)  # LibRaw's flips 5 and 6 turn the image a quarter
+    return (sizes.iwidth, sizes.iheight) if quarter_turn else (sizes.iheight, sizes.iwidth)
+
+
+def _raw_exif(p: Path) -> bytes | None:
+    """The camera's EXIF of a TIFF-based RAW file (DNG, NEF, CR2, ARW, PEF...) that a result keeps
+    (`_EXIF_CAMERA_FIELDS`, `_EXIF_DIRECTORIES`), read by Pillow's EXIF parser from the file's first
+    directory (such a file is itself a TIFF, as an EXIF block is); None for the others (RAF, CR3...)."""
+    source = Image.Exif()
+    try:
+        source.load(b"Exif\0\0" + p.read_bytes())
+        kept = Image.Exif()
+        for field in _EXIF_CAMERA_FIELDS:
+            if field in source:
+                kept[field] = source[field]
+        for field in _EXIF_DIRECTORIES:
+            directory = source.get_ifd(field)
+            if directory:
+                kept[field] = dict(directory)
+        return kept.tobytes() if len(kept) else None
+    except (SyntaxError, ValueError, struct.error):  # not a TIFF, or a damaged one: no EXIF
+        return None
+
+
+def _undevelopable(p: Path, e: BaseException) -> JaxstyleError:
+    return JaxstyleError(f"{p}: LibRaw cannot develop this camera RAW file ({type(e).__name__}: {_one_line(e)}); "
+                         "copy it again if it is damaged or truncated, or develop it to a full-size TIFF, PNG "
+                         "or JPEG first (in Lightroom, darktable or RawTherapee, say)")
 
 
 def orient(image: np.ndarray, orientation: int) -> np.ndarray:
@@ -665,8 +819,8 @@ def save_image(image: Any, path: PathLike, *, metadata: Mapping[str, Any] | None
     # JPEG keeps the metadata in EXIF; PNG only carries an EXIF block when the source had one
     exif_block = _exif_block(exif, description if fmt == "JPEG" else None) if fmt == "JPEG" or exif else b""
     if fmt == "PNG" and bits == 16:
-        chunks = _png16_chunks(pixels, description, icc_profile, exif_block)
-        write_atomically(path, lambda f: f.write(chunks))
+        encoded = _png16(pixels, description, icc_profile, exif_block)
+        write_atomically(path, lambda f: f.write(encoded))
         return path
     options: dict[str, Any] = {"exif": exif_block} if exif_block else {}
     if icc_profile:
@@ -704,23 +858,22 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
     return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
 
 
-def _png16_chunks(pixels: np.ndarray, description: str | None, icc_profile: bytes | None, exif: bytes) -> bytes:
-    """A 16-bit RGB PNG (Pillow writes 8-bit RGB only): IHDR, iCCP, eXIf, iTXt, IDAT, IEND."""
-    h, w, _ = pixels.shape
-    out = [b"\x89PNG\r\n\x1a\n", _png_chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0))]
+def _png16(pixels: np.ndarray, description: str | None, icc_profile: bytes | None, exif: bytes) -> bytes:
+    """A 16-bit RGB PNG of uint16 `pixels` `[H, W, 3]`: libpng's encoding (`imagecodecs`) with the
+    iCCP, eXIf and iTXt chunks put after its IHDR. Written here because no library does both: Pillow
+    writes 16-bit grey but not 16-bit colour, and imagecodecs writes the pixels only."""
+    import imagecodecs
+
+    encoded = imagecodecs.png_encode(np.ascontiguousarray(pixels))
+    chunks = []
     if icc_profile:
-        out.append(_png_chunk(b"iCCP", b"ICC profile\0\0" + zlib.compress(icc_profile)))
+        chunks.append(_png_chunk(b"iCCP", b"ICC profile\0\0" + zlib.compress(icc_profile)))
     if exif:
-        out.append(_png_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\0\0") else exif))
+        chunks.append(_png_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\0\0") else exif))
     texts = [("Software", f"jaxstyle {__version__}")] + ([(PNG_METADATA_KEY, description)] if description else [])
     for key, text in texts:  # iTXt: UTF-8, uncompressed
-        out.append(_png_chunk(b"iTXt", key.encode("latin-1") + b"\0\0\0\0\0" + text.encode("utf-8")))
-    rows = np.empty((h, 1 + 6 * w), np.uint8)  # filter byte 0, then big-endian RGB16
-    rows[:, 0] = 0
-    rows[:, 1:] = pixels.astype(">u2").view(np.uint8).reshape(h, 6 * w)
-    out.append(_png_chunk(b"IDAT", zlib.compress(rows.tobytes(), 6)))
-    out.append(_png_chunk(b"IEND", b""))
-    return b"".join(out)
+        chunks.append(_png_chunk(b"iTXt", key.encode("latin-1") + b"\0\0\0\0\0" + text.encode("utf-8")))
+    return encoded[:_PNG_HEAD] + b"".join(chunks) + encoded[_PNG_HEAD:]
 
 
 def read_metadata(path: PathLike) -> dict[str, Any]:
