@@ -198,6 +198,9 @@ class Config:
             raise JaxstyleError(f"init_feather must be >= 0, got {self.init_feather}")
         if self.init_noise < 0:
             raise JaxstyleError(f"init_noise must be >= 0, got {self.init_noise}")
+        if self.seed < 0:
+            raise JaxstyleError(f"seed must be from 0 to {2**31 - 1}, got {self.seed}: give 0 or a positive "
+                                "whole number")
         if not 0 < self.coarse_scale <= 1:
             raise JaxstyleError(f"coarse_scale must be in (0, 1], got {self.coarse_scale}")
         if self.max_side < 1:
