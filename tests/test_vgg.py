@@ -156,3 +156,23 @@ def test_bad_layer_and_shape_messages(weights):
         vgg.features(weights, jnp.zeros((8, 8)), ("relu1_1",))
     with pytest.raises(JaxstyleError, match="unknown VGG architecture"):
         vgg.layer_specs("vgg11")
+
+
+@pytest.mark.parametrize("pooling", ["max", "avg"])
+def test_pool2_equals_valid_reduce_window_with_its_gradient(pooling):
+    """The reshape pooling against lax.reduce_window (VALID, 2x2, stride 2) on odd sizes, and
+    its gradient against reduce_window's (random values: no ties in a max window)."""
+    x = jnp.asarray(np.random.default_rng(4).normal(size=(2, 7, 10, 3)), jnp.float32)
+    init, op = (-jnp.inf, jax.lax.max) if pooling == "max" else (0.0, jax.lax.add)
+    scale = 1.0 if pooling == "max" else 0.25
+
+    def ref(v):
+        return scale * jax.lax.reduce_window(v, init, op, (1, 2, 2, 1), (1, 2, 2, 1), "VALID")
+
+    ours = jax.jit(vgg.pool2, static_argnums=1)(x, pooling)
+    assert ours.shape == (2, 3, 5, 3)
+    np.testing.assert_allclose(ours, ref(x), rtol=1e-6, atol=1e-6)
+    weights = jnp.asarray(np.random.default_rng(5).normal(size=ours.shape), jnp.float32)
+    g_ours = jax.grad(lambda v: jnp.sum(weights * vgg.pool2(v, pooling)))(x)
+    g_ref = jax.grad(lambda v: jnp.sum(weights * ref(v)))(x)
+    np.testing.assert_allclose(g_ours, g_ref, rtol=1e-6, atol=1e-6)
