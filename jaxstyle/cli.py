@@ -855,3 +855,47 @@ def apply_command(
     except KeyboardInterrupt:
         typer.echo("\ninterrupted: the results written so far are kept", err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
+
+
+# ----------------------------------------------------------------------------- video
+
+@app.command("video")
+@friendly_errors
+def video_command(
+    video_file: str = typer.Argument(..., metavar="INPUT", help="The video (any container FFmpeg reads)."),
+    style: str = typer.Argument(..., help="Style photo (its look is carried to every frame)."),
+    output: str = typer.Option(..., "-o", "--output", help="Where to write the result (.mp4, .mov or .mkv)."),
+    config: str = typer.Option("default", "--config", "-c", help="Preset or .toml file the keyframes are solved with."),
+    max_side: int | None = typer.Option(None, "--max-side", help="Working size of the keyframe solves."),
+    keyframe_every: float = typer.Option(2.0, "--keyframe-every", help="Solve a keyframe every N seconds "
+                                         "(and at each shot change)."),
+    masks: str = typer.Option("none", "--masks", help="none, or auto: regions matched at each keyframe."),
+    regions: int | None = typer.Option(None, "--regions", help="With --masks auto: this many regions."),
+    set_: list[str] = typer.Option([], "--set", help="Override any setting: --set loss.style_weight=50."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    force: bool = typer.Option(False, "--force", help="Replace an existing output (never the input)."),
+) -> None:
+    """Carry the look of STYLE to every frame of INPUT without flicker: solved at keyframes,
+    blended between them; frame times, rotation and audio kept. Ctrl-C leaves OUTPUT.partial.mp4."""
+    with interrupts_deferred():  # the pipeline's modules: see `load_libraries`
+        from jaxstyle import video as video_lib
+        from jaxstyle.errors import Interrupted
+
+    start_compile_cache()
+    solve = video_lib.make_solver(style, config=config, overrides=_parse_overrides(set_), max_side=max_side,
+                                  masks=masks, regions=regions)
+
+    def report(done: int, total: int, keyframes: int, solving: float, seconds: float) -> None:
+        rate = done / max(seconds - solving, 1e-9)
+        typer.echo(f"\rframe {done}/{total or '?'}  {rate:.1f} frames/s  {keyframes} keyframes solved "
+                   f"({solving:.0f} s)", err=True, nl=False)
+
+    try:
+        summary = video_lib.stylize_video(video_file, output, solve, every=keyframe_every, force=force,
+                                          on_frame=None if quiet else report)
+    except Interrupted as stop:
+        typer.echo(f"\n{stop}", err=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    if not quiet:
+        typer.echo(f"\nwrote {output}: {summary['frames']} frames, {summary['keyframes']} keyframes, "
+                   f"{summary['seconds']:.1f} s", err=True)

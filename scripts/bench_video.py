@@ -1,0 +1,239 @@
+"""`jaxstyle video`: flicker against per-frame transfer, speed of the carried look at 1080p, and
+memory against the clip's length, in one run.
+
+Clips are made here from a real photo (the bundled demo content, or `--photo`), resized so that a
+window of the clip's size can pan across it, and written as H.264 (crf 18) with PyAV: the window
+moves `--pan` px a frame to the right, then back (a ping-pong), so every frame's motion is known.
+
+1. Flicker (`--flicker-size`, `--flicker-frames`): the pan clip through `jaxstyle.video.stylize_video`
+   (keyframes every `--keyframe-every` s, followed camera, blended looks), and every frame transferred
+   on its own (`stylize`, the look sliced under its own frame), both encoded the same way. Reported:
+   the mean absolute difference of consecutive decoded frames after undoing the known pan, for the
+   content clip itself, the video command and per-frame transfer; the ratios the issue asks for
+   (video / per-frame <= 1/4, video / content <= 1.5).
+2. Speed and memory (`--seconds`, at `--size`, default 1920x1080 at 30 frames/s): each clip through
+   `stylize_video` in a fresh process; reported: keyframes, the seconds spent solving them, the
+   frames per second of everything else (decode twice, follow the camera, slice, encode), and the
+   process's peak resident memory (ru_maxrss). Per-frame transfer's rate at that size is timed on
+   `--per-frame-frames` frames in the same run (the full-size result of `stylize`).
+3. The machine's XLA convolution speed (`_bench_common.conv_gflops`), to compare runs.
+
+    python scripts/bench_video.py --json docs/bench/video.json
+
+takes, on a 2-core CPU, about (keyframes x one solve at the working size) for each clip plus
+`--flicker-frames` solves; `--max-side 256` makes each solve about 4x cheaper.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+
+WORKER = """
+import json, resource, sys, time
+from jaxstyle import video
+from jaxstyle.compile_cache import enable_compile_cache
+enable_compile_cache()
+args = json.loads(sys.argv[1])
+solve = video.make_solver(args["style"], config=args["config"], max_side=args["max_side"])
+summary = video.stylize_video(args["clip"], args["output"], solve, every=args["every"], force=True)
+summary["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(json.dumps(summary))
+"""
+
+
+def pan_offsets(frames: int, pan: int, room: int) -> list[int]:
+    """The window's left edge in each frame: `pan` px a frame to the right, then back, within `room`."""
+    period = 2 * max(1, room // pan)
+    out = []
+    for t in range(frames):
+        k = t % period
+        out.append(pan * (k if k <= period // 2 else period - k))
+    return out
+
+
+def make_clip(photo, path: Path, *, size: tuple[int, int], frames: int, rate: int, pan: int) -> list[int]:
+    """A clip of `frames` windows `size` (H, W) of `photo` (uint8, wide enough), H.264 crf 18;
+    returns each frame's window offset (px)."""
+    import av
+
+    h, w = size
+    offsets = pan_offsets(frames, pan, photo.shape[1] - w)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=rate, options={"crf": "18", "preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for t, x in enumerate(offsets):
+            frame = av.VideoFrame.from_ndarray(photo[:h, x:x + w], format="rgb24")
+            frame.pts = t
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return offsets
+
+
+def source_photo(path: str | None, size: tuple[int, int], room: int):
+    """The photo resized (Lanczos) to the clip's height, and wide enough for `room` px of pan."""
+    import numpy as np
+    from PIL import Image
+
+    from jaxstyle import io
+
+    with Image.open(path or io.demo_paths()[0]) as im:
+        im = im.convert("RGB")
+        scale = max(size[0] / im.height, (size[1] + room) / im.width)
+        im = im.resize((round(im.width * scale), round(im.height * scale)), Image.Resampling.LANCZOS)
+        return np.asarray(im)
+
+
+def decoded(path: Path):
+    import av
+    import numpy as np
+
+    with av.open(str(path)) as container:
+        return [f.to_ndarray(format="rgb24").astype(np.float32) / 255 for f in container.decode(video=0)]
+
+
+def flicker(frames, offsets) -> float:
+    """Mean absolute difference of consecutive frames after undoing the known horizontal pan."""
+    import numpy as np
+
+    diffs = []
+    for t in range(1, len(frames)):
+        d = offsets[t] - offsets[t - 1]  # content moves -d px
+        a, b = frames[t], frames[t - 1]
+        w = a.shape[1]
+        if d >= 0:
+            diffs.append(np.mean(np.abs(a[:, :w - d] - b[:, d:])))
+        else:
+            diffs.append(np.mean(np.abs(a[:, -d:] - b[:, :w + d])))
+    return float(np.mean(diffs))
+
+
+def per_frame_clip(clip: Path, output: Path, style: str, *, config: str, max_side: int | None, rate: int) -> float:
+    """Every frame of `clip` transferred on its own (the look sliced under its own frame), written
+    as `stylize_video` writes; returns the seconds a frame."""
+    import av
+    import numpy as np
+
+    from jaxstyle import video
+
+    solve = video.make_solver(style, config=config, max_side=max_side)
+    start, count = time.perf_counter(), 0
+    with av.open(str(clip)) as source, av.open(str(output), "w") as sink:
+        stream = sink.add_stream("libx264", rate=rate, options=dict(video.ENCODER_OPTIONS))
+        vin = source.streams.video[0]
+        stream.width, stream.height, stream.pix_fmt = vin.width, vin.height, "yuv420p"
+        for frame in source.decode(vin):
+            pixels = frame.to_ndarray(format="rgb24")
+            out = video.slice_frame(solve(pixels.astype(np.float32) / 255), pixels, np.zeros(2, np.float32))
+            new = av.VideoFrame.from_ndarray(np.asarray(out), format="rgb24")
+            new.pts = count
+            sink.mux(stream.encode(new))
+            count += 1
+        sink.mux(stream.encode(None))
+    return (time.perf_counter() - start) / max(count, 1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--photo", help="Photo the clips pan across (default: the bundled demo content).")
+    parser.add_argument("--style", help="Style photo (default: the bundled demo style).")
+    parser.add_argument("--config", default="default", help="Preset the keyframes are solved with.")
+    parser.add_argument("--max-side", type=int, default=None,
+                        help="Working size of the solves (default: the preset's).")
+    parser.add_argument("--keyframe-every", type=float, default=2.0)
+    parser.add_argument("--rate", type=int, default=30, help="Frames per second of the clips.")
+    parser.add_argument("--pan", type=int, default=2, help="Px a frame the window moves.")
+    parser.add_argument("--flicker-size", default="320x180", help="WxH of the flicker clip.")
+    parser.add_argument("--flicker-frames", type=int, default=90)
+    parser.add_argument("--size", default="1920x1080", help="WxH of the speed and memory clips.")
+    parser.add_argument("--seconds", type=float, nargs="+", default=[10, 60], help="Lengths of the speed clips.")
+    parser.add_argument("--per-frame-frames", type=int, default=2,
+                        help="Frames per-frame transfer is timed on at --size.")
+    parser.add_argument("--json", help="Also write the results here.")
+    args = parser.parse_args()
+
+    import numpy as np
+
+    import _bench_common as common
+    from jaxstyle import io, video
+    from jaxstyle.compile_cache import enable_compile_cache
+
+    enable_compile_cache()  # the solves' programs are compiled once, by the first of them
+
+    style = args.style or io.demo_paths()[1]
+    report: dict = {"machine": common.describe_machine(), "conv_gflops": round(common.conv_gflops(), 1),
+                    "settings": {k: v for k, v in vars(args).items() if k != "json"}}
+    print(f"XLA conv: {report['conv_gflops']} GFLOP/s", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+
+        # 1. flicker
+        fw, fh = (int(n) for n in args.flicker_size.split("x"))
+        room = args.pan * args.flicker_frames
+        photo = source_photo(args.photo, (fh, fw), room)
+        clip = folder / "flicker.mp4"
+        offsets = make_clip(photo, clip, size=(fh, fw), frames=args.flicker_frames, rate=args.rate, pan=args.pan)
+        solve = video.make_solver(style, config=args.config, max_side=args.max_side)
+        carried = video.stylize_video(clip, folder / "flicker_video.mp4", solve, every=args.keyframe_every, force=True)
+        per_frame_s = per_frame_clip(clip, folder / "flicker_per_frame.mp4", style, config=args.config,
+                                     max_side=args.max_side, rate=args.rate)
+        numbers = {name: flicker(decoded(folder / f), offsets) for name, f in
+                   (("content", "flicker.mp4"), ("video", "flicker_video.mp4"), ("per_frame", "flicker_per_frame.mp4"))}
+        numbers.update(video_over_per_frame=numbers["video"] / numbers["per_frame"],
+                       video_over_content=numbers["video"] / max(numbers["content"], 1e-12),
+                       keyframes=carried["keyframes"], per_frame_seconds_a_frame=per_frame_s)
+        report["flicker"] = numbers
+        print(f"flicker ({fw}x{fh}, {args.flicker_frames} frames, pan {args.pan} px/frame): content "
+              f"{numbers['content']:.5f}, video {numbers['video']:.5f}, per-frame {numbers['per_frame']:.5f}; "
+              f"video/per-frame {numbers['video_over_per_frame']:.3f} (<= 0.25), video/content "
+              f"{numbers['video_over_content']:.2f} (<= 1.5)", flush=True)
+
+        # 2. speed and memory at --size
+        w, h = (int(n) for n in args.size.split("x"))
+        photo = source_photo(args.photo, (h, w), 8 * args.pan * args.rate)
+        report["speed"] = []
+        for seconds in args.seconds:
+            frames = round(seconds * args.rate)
+            clip = folder / f"speed_{seconds:g}s.mp4"
+            make_clip(photo, clip, size=(h, w), frames=frames, rate=args.rate, pan=args.pan)
+            job = {"style": style, "config": args.config, "max_side": args.max_side, "clip": str(clip),
+                   "output": str(folder / f"speed_{seconds:g}s_out.mp4"), "every": args.keyframe_every}
+            done = subprocess.run([sys.executable, "-c", WORKER, json.dumps(job)], capture_output=True, text=True,
+                                  check=True)
+            summary = json.loads(done.stdout.strip().splitlines()[-1])
+            carry_s = summary["seconds"] - summary["solve_seconds"]
+            row = {"seconds_of_video": seconds, "frames": summary["frames"], "keyframes": summary["keyframes"],
+                   "solve_seconds": round(summary["solve_seconds"], 1), "carry_seconds": round(carry_s, 1),
+                   "carry_fps": summary["frames"] / carry_s, "peak_rss_mb": round(summary["peak_rss_mb"])}
+            report["speed"].append(row)
+            clip.unlink()
+            print(f"{w}x{h} {seconds:g} s ({row['frames']} frames): {row['keyframes']} keyframes solved in "
+                  f"{row['solve_seconds']} s; carry and slice {row['carry_fps']:.2f} frames/s; peak RSS "
+                  f"{row['peak_rss_mb']} MiB", flush=True)
+
+        # per-frame transfer's rate at --size
+        from jaxstyle.stylize import stylize
+
+        still = photo[:h, :w].astype(np.float32) / 255
+        stylize(still, style, config=args.config, max_side=args.max_side)  # compiles
+        start = time.perf_counter()
+        for _ in range(args.per_frame_frames):
+            stylize(still, style, config=args.config, max_side=args.max_side)
+        per_frame_fps = args.per_frame_frames / (time.perf_counter() - start)
+        report["per_frame_fps"] = per_frame_fps
+        print(f"per-frame transfer at {w}x{h}: {per_frame_fps:.4f} frames/s", flush=True)
+    if args.json:
+        common.write_json(args.json, report)
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()
