@@ -46,7 +46,7 @@ from jaxstyle.errors import Interrupted, JaxstyleError
 # Output suffix -> video encoder (FFmpeg's name) and its options: H.264 at a quality that
 # leaves no visible loss, fast enough not to slow the slicing down.
 ENCODERS = {".mp4": "libx264", ".mov": "libx264", ".mkv": "libx264"}
-ENCODER_OPTIONS = {"crf": "18", "preset": "fast"}
+ENCODER_OPTIONS = {"crf": "18", "preset": "veryfast"}
 KEYFRAME_EVERY = 2.0  # s
 # Shot change: mean absolute difference (in [0, 1]) of consecutive grey thumbnails above this.
 CUT = 0.12
@@ -306,7 +306,12 @@ def _seen(shift: jax.Array, h: int, w: int) -> jax.Array:
 
 
 def _to_bytes(maps: jax.Array, image: jax.Array) -> jax.Array:
-    out = grid.apply_maps(maps.reshape(*image.shape[:2], 3, 4), image)
+    """Per-pixel maps `[H, W, 12]` (the rows of `[A | b]`) applied to `image` `[H, W, 3]` ->
+    uint8: `grid.apply_maps` written out channel by channel, which XLA runs about 4x faster on
+    the CPU than its dot product with the pixels as batch dimensions."""
+    c = image - grid.CENTRE
+    out = jnp.stack([maps[..., 4 * r] * c[..., 0] + maps[..., 4 * r + 1] * c[..., 1]
+                     + maps[..., 4 * r + 2] * c[..., 2] + maps[..., 4 * r + 3] for r in range(3)], -1)
     return jnp.round(jnp.clip(out, 0.0, 1.0) * 255.0).astype(jnp.uint8)
 
 
