@@ -412,6 +412,8 @@ def check_paths(source: Path, output: Path, *, force: bool) -> None:
         raise JaxstyleError(f"output {output} must end in {', '.join(ENCODERS)} (H.264 video)")
     if not output.parent.is_dir():
         raise JaxstyleError(f"the folder of {output} does not exist: create it first")
+    if output.is_dir():
+        raise JaxstyleError(f"{output} is a folder; give a file name such as {output / 'out.mp4'}")
     for target in (output, partial_path(output)):
         if target.resolve() == source.resolve() or target.exists() and os.path.samefile(source, target):
             raise JaxstyleError(f"refusing to write {target} over the input {source}: choose another -o "

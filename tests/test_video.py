@@ -271,6 +271,7 @@ def test_rotation_is_kept_and_keyframes_are_solved_upright(tmp_path):
 def _refusals(tmp_path):
     clip = write_clip(tmp_path / "in.mp4", gradient_frames(3))
     (tmp_path / "taken.mp4").write_bytes(b"")
+    (tmp_path / "folder.mp4").mkdir()
     (tmp_path / "text.mp4").write_text("not a video")
     with av.open(str(tmp_path / "sound.m4a"), "w") as container:  # audio only
         sound = container.add_stream("aac", rate=8000, layout="mono")
@@ -290,10 +291,11 @@ def _refusals(tmp_path):
     ("in.mp4", "taken.mp4", {}, "exists: pass --force"),
     ("in.mp4", "out.avi", {}, "must end in .mp4, .mov, .mkv"),
     ("in.mp4", "nowhere/out.mp4", {}, "does not exist: create it first"),
+    ("in.mp4", "folder.mp4", {"force": True}, "is a folder"),
     ("in.mp4", "out.mp4", {"every": 0.0}, "--keyframe-every must be a positive"),
     ("u8.mkv", "out.mp4", {}, "cannot write this video with its audio (pcm_u8)"),
 ], ids=["missing", "not a video", "no video stream", "over the input", "exists", "suffix", "no folder",
-        "no keyframes", "audio the container cannot hold"])
+        "a folder", "no keyframes", "audio the container cannot hold"])
 def test_bad_input_is_refused_before_any_solve(tmp_path, source, output, options, message):
     _refusals(tmp_path)
     before = sorted(p.name for p in tmp_path.iterdir())
