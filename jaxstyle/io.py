@@ -864,7 +864,8 @@ def _png16(pixels: np.ndarray, description: str | None, icc_profile: bytes | Non
     writes 16-bit grey but not 16-bit colour, and imagecodecs writes the pixels only."""
     import imagecodecs
 
-    encoded = imagecodecs.png_encode(np.ascontiguousarray(pixels))
+    # filter type 0 on every row, as the hand-written writer did (tests/test_fullres_cli.py reads so)
+    encoded = imagecodecs.png_encode(np.ascontiguousarray(pixels), filter=imagecodecs.PNG.FILTER.NONE)
     chunks = []
     if icc_profile:
         chunks.append(_png_chunk(b"iCCP", b"ICC profile\0\0" + zlib.compress(icc_profile)))
