@@ -86,8 +86,13 @@ def _check(grid: jax.Array, image: jax.Array) -> None:
 
 
 def apply_maps(maps: jax.Array, image: jax.Array) -> jax.Array:
-    """Per-pixel affine maps `[H, W, 3, 4]` applied to `image [H, W, 3]` (centred) -> `[H, W, 3]`."""
-    return jnp.einsum("yxcj,yxj->yxc", maps[..., :3], image - CENTRE) + maps[..., 3]
+    """Per-pixel affine maps `[H, W, 3, 4]` applied to `image [H, W, 3]` (centred) -> `[H, W, 3]`.
+
+    Written out channel by channel: XLA ran the same contraction as a dot with the pixels as
+    batch dimensions about 4x slower on the CPU."""
+    c = image - CENTRE
+    return jnp.stack([maps[..., r, 0] * c[..., 0] + maps[..., r, 1] * c[..., 1] + maps[..., r, 2] * c[..., 2]
+                      + maps[..., r, 3] for r in range(3)], -1)
 
 
 def slice_grid(grid: jax.Array, image: jax.Array) -> jax.Array:
