@@ -367,7 +367,7 @@ def test_refine_adds_the_content_detail_to_the_filtered_result(inputs, tmp_path)
 
 def test_write_failure_leaves_no_partial_file(inputs, tmp_path, monkeypatch):
     """The disk fills up while the result is written: exit 2, the folder is as before."""
-    real = io._write_atomically
+    real = io.write_atomically
 
     def disk_full(path, write):
         def partial(f):
@@ -376,7 +376,7 @@ def test_write_failure_leaves_no_partial_file(inputs, tmp_path, monkeypatch):
 
         real(path, partial)
 
-    monkeypatch.setattr(io, "_write_atomically", disk_full)
+    monkeypatch.setattr(io, "write_atomically", disk_full)
     before = listing(tmp_path)
     line = error_line(transfer(inputs, tmp_path / "out.png", "-q"))
     assert "No space left on device" in line
