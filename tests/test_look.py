@@ -3,13 +3,11 @@
 
 One tiny transfer (48 px, 3 + 3 steps, shallow layers) solves a look for the whole module;
 everything else is arithmetic on small arrays. LUT lookups are checked against a numpy
-trilinear reference written here, and, when the `ffmpeg` binary is on PATH, against ffmpeg's
-`lut3d` reading our `.cube` file.
+trilinear reference written here, against FFmpeg's `lut3d` reading our `.cube` file (the FFmpeg
+libraries PyAV bundles), and against colour-science's reader and trilinear application.
 """
 
 import json
-import shutil
-import subprocess
 from pathlib import Path
 
 import jax
@@ -274,21 +272,45 @@ def test_bad_cube_files_refused(tmp_path, text, match):
         cube.read_cube(path)
 
 
-def test_ffmpeg_lut3d_agrees(tmp_path):
-    ffmpeg = shutil.which("ffmpeg")
-    if ffmpeg is None:
-        pytest.skip("the ffmpeg binary is not on PATH (Debian: apt install ffmpeg): "
-                    "ffmpeg's lut3d is not compared with apply_cube")
+def _test_lut(tmp_path):
+    """A bent 9-point LUT written as `.cube`, and an 8-bit photo (as float32 levels)."""
     rng = np.random.default_rng(3)
     lut = np.clip(cube.identity_cube(9) ** 1.4 + rng.normal(0, 0.03, (9, 9, 9, 3)), 0, 1).astype(np.float32)
     path = cube.write_cube(tmp_path / "look.cube", lut)
-    photo = np.round(synthetic_photo(24, 40, 6) * 255) / 255
-    Image.fromarray(np.round(photo * 255).astype(np.uint8)).save(tmp_path / "in.png")
-    subprocess.run([ffmpeg, "-v", "error", "-y", "-i", str(tmp_path / "in.png"),
-                    "-vf", f"lut3d=file={path}:interp=trilinear", "-pix_fmt", "rgb24", str(tmp_path / "out.png")],
-                   check=True, timeout=60)
+    photo = (np.round(synthetic_photo(24, 40, 6) * 255) / 255).astype(np.float32)
+    return path, photo
+
+
+def test_ffmpeg_lut3d_agrees(tmp_path):
+    """FFmpeg's own `lut3d` filter, through the FFmpeg libraries PyAV bundles, reads our file and
+    maps an 8-bit photo as `apply_cube` does, within one level."""
+    av = pytest.importorskip("av")
+    path, photo = _test_lut(tmp_path)
+    graph = av.filter.Graph()
+    source = graph.add_buffer(width=photo.shape[1], height=photo.shape[0], format="rgb24")
+    lut3d = graph.add("lut3d", f"file={path}:interp=trilinear")
+    sink = graph.add("buffersink")
+    source.link_to(lut3d)
+    lut3d.link_to(sink)
+    graph.configure()
+    graph.push(av.VideoFrame.from_ndarray(np.round(photo * 255).astype(np.uint8), format="rgb24"))
+    theirs = graph.pull().to_ndarray(format="rgb24").astype(np.float32) / 255
     ours = cube.apply_cube_host(cube.read_cube(path), photo)
-    assert np.abs(read_pixels(tmp_path / "out.png") - ours).max() <= LEVEL + 1e-6
+    assert np.abs(theirs - ours).max() <= LEVEL + 1e-6
+    assert np.abs(theirs - photo).max() > 10 * LEVEL  # the LUT did change the photo
+
+
+def test_colour_science_reads_and_applies_our_cube_alike(tmp_path):
+    """colour-science's `.cube` reader and trilinear LUT application agree with ours."""
+    colour = pytest.importorskip("colour", reason="colour-science is in the test extras")
+    path, photo = _test_lut(tmp_path)
+    theirs = colour.read_LUT(str(path))
+    assert theirs.size == 9
+    np.testing.assert_allclose(theirs.table, cube.read_cube(path), atol=1e-6)
+    applied = theirs.apply(photo.astype(np.float64),
+                           interpolator=colour.algebra.table_interpolation_trilinear)
+    ours = cube.apply_cube_host(cube.read_cube(path), photo)
+    assert np.abs(applied - ours).max() <= LEVEL
 
 
 # ----------------------------------------------------------------------------- jaxstyle apply
