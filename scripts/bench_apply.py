@@ -76,12 +76,13 @@ def make_looks(folder: Path) -> tuple[Path, Path]:
 
 
 def kept_metadata(photo: Path, result: Path) -> bool:
-    """Whether `result` carries `photo`'s ICC profile and EXIF fields."""
+    """Whether `result` carries `photo`'s ICC profile and its EXIF camera make and model (the
+    result's Software field names jaxstyle instead, by design)."""
     from PIL import Image
 
     with Image.open(photo) as a, Image.open(result) as b:
         exif_a, exif_b = a.getexif(), b.getexif()
-        same_exif = all(exif_b.get(k) == v for k, v in exif_a.items() if k in (0x010F, 0x0110, 0x0131))
+        same_exif = all(exif_b.get(k) == v for k, v in exif_a.items() if k in (0x010F, 0x0110))
         return a.info.get("icc_profile") == b.info.get("icc_profile") and same_exif
 
 
