@@ -367,37 +367,28 @@ def run_transfer(content: str, style: str, output: str, *, content_mask: str | N
     with interrupts_deferred():  # the pipeline's modules: see `load_libraries`
         from jaxstyle import cube as cube_lib
         from jaxstyle import io
+        from jaxstyle import job
         from jaxstyle import look as look_lib
         from jaxstyle.config import load_config
         from jaxstyle.errors import Interrupted
-        from jaxstyle.stylize import check_result_memory, full_size_content, stylize
+        from jaxstyle.stylize import stylize
         from jaxstyle.weights import resolve_weights, weights_identity
 
     # Every refusal comes before any image is read or any program compiled.
-    inputs = [p for p in (content, style, content_mask, style_mask) if p]
-    out = Path(output)
-    if out.suffix.lower() not in (".png", ".jpg", ".jpeg"):
-        raise JaxstyleError(f"output {output} must end in .png, .jpg or .jpeg")
-    if not out.parent.is_dir():
-        raise JaxstyleError(f"the folder of {output} does not exist: create it first")
-    for p in inputs:
-        if _same_file(out, Path(p)):  # the same path, a symbolic or a hard link
-            raise JaxstyleError(f"refusing to write the result over the input {p}: choose another -o "
-                                "(--force never replaces an input)")
-    if out.exists() and not force:
-        raise JaxstyleError(f"{output} exists: pass --force to replace it, or choose another -o")
+    named = dict(zip(job.INPUT_FIELDS, (content, style, content_mask, style_mask)))
+    inputs = [p for p in named.values() if p]
+    if jpeg_quality is not None and Path(output).suffix.lower() == ".png":
+        raise JaxstyleError(f"--jpeg-quality sets the quality of a JPEG and {output} is a PNG: drop the option, "
+                            "or write .jpg")
+    jpeg_quality = job.DEFAULT_JPEG_QUALITY if jpeg_quality is None else jpeg_quality
+    out = job.check_output(output, named, force=force, bits=bits, jpeg_quality=jpeg_quality)
     if max_side is not None and max_side < 1:
         raise JaxstyleError(f"--max-side must be at least 1 (pixels), got {max_side}")
     if save_every < 0:
         raise JaxstyleError(f"--save-every must be 0 (no snapshots) or a number of iterations, got {save_every}")
-    if max_output_side is not None:
-        overrides = {**(overrides or {}), "max_output_side": max_output_side}
-    if jpeg_quality is not None and out.suffix.lower() == ".png":
-        raise JaxstyleError(f"--jpeg-quality sets the quality of a JPEG and {output} is a PNG: drop the option, "
-                            "or write .jpg")
-    jpeg_quality = 95 if jpeg_quality is None else jpeg_quality
-    io.check_write_options(bits, jpeg_quality, out.suffix)
-    cfg = load_config(config, overrides)  # bad settings fail before any work
+    # the sizes are settings, recorded with the others as `batch` records them
+    sizes = {k: v for k, v in (("max_side", max_side), ("max_output_side", max_output_side)) if v is not None}
+    cfg = load_config(config, {**(overrides or {}), **sizes})  # bad settings fail before any work
     _check_mask_options(masks, content_mask, style_mask, regions, save_masks, force)
     if save_look:
         if not (cfg.grid.enabled or cfg.grid.project):
@@ -410,12 +401,12 @@ def run_transfer(content: str, style: str, output: str, *, content_mask: str | N
     if log:
         log_path = Path(log)
         for p in [*inputs, output]:
-            if log_path.resolve() == Path(p).resolve() or _same_file(log_path, Path(p)):
+            if io.same_file(log_path, Path(p)):
                 raise JaxstyleError(f"refusing to write the --log over {p}: choose another log file")
         if not log_path.parent.is_dir():
             raise JaxstyleError(f"the folder of --log {log} does not exist: create it first")
     io.check_writable(out, what="the result")
-    check_result_memory(content, max_output_side=cfg.max_output_side)
+    photo = job.read_content(content, max_output_side=cfg.max_output_side)  # one memory check, one read
     if log and Path(log).exists():
         open(log, "a").close()  # writable? ("a" leaves its content as it is)
     elif log:
@@ -433,44 +424,38 @@ def run_transfer(content: str, style: str, output: str, *, content_mask: str | N
             io.save_image(image, out.with_name(f"{out.stem}.{stage}-{iteration:05d}{out.suffix}"),
                           overwrite=True, protect=inputs)
 
-    described = {"content": content, "style": style, "content_mask": content_mask, "style_mask": style_mask,
-                 "masks": masks}
+    described = job.describe(content, style, content_mask, style_mask, masks=masks)
     try:
-        photo = io.read_photo(content)  # decoded once, at its own size
-        full = full_size_content(photo, max_output_side=cfg.max_output_side)
-        mask_inputs, auto_labels = (content_mask, style_mask), None
+        mask_inputs = (content_mask, style_mask)
         if masks == "auto":
             mask_inputs, weights, auto_labels = _auto_mask_inputs(
-                full, style, cfg, max_side=max_side, regions=regions, save_dir=save_masks, force=force)
+                photo.photo.pixels, style, cfg, max_side=max_side, regions=regions, save_dir=save_masks, force=force)
             described.update({"auto_labels": auto_labels, "saved_masks": save_masks})
-        result = stylize(full, style, content_mask=mask_inputs[0], style_mask=mask_inputs[1], config=cfg,
-                         weights=weights, max_side=max_side, progress=printer,
-                         log_terms=log is not None or not quiet,
+        result = stylize(photo.photo.pixels, style, content_mask=mask_inputs[0], style_mask=mask_inputs[1],
+                         config=cfg, weights=weights, max_side=max_side, content_is_full_size=True,
+                         progress=printer, log_terms=log is not None or not quiet,
                          snapshot=snapshot if save_every else None, snapshot_every=save_every)
     except Interrupted as stop:
         if stop.best_image is not None:
             saved = out.with_name(f"{out.stem}.interrupted{out.suffix}")
-            io.save_image(stop.best_image, saved, overwrite=True, protect=inputs, icc_profile=photo.icc_profile,
-                          exif=photo.exif, metadata={
-                **described, "jaxstyle": __version__, "size": list(stop.best_image.shape[:2]),
-                "config": cfg.to_dict(), "status": str(stop), "weights": identity})
+            job.write_result(stop.best_image, saved, photo, job.result_metadata(
+                described, size=stop.best_image.shape, config=cfg, status=str(stop), weights=identity),
+                protect=inputs, overwrite=True, bits=bits, jpeg_quality=jpeg_quality)
             typer.echo(f"\ninterrupted: wrote the best image so far to {saved}", err=True)
         else:
             typer.echo("\ninterrupted before any result", err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     finally:
         printer.close()
-    # `stylize` sees the photo's pixels already on white: the note of their transparency comes from here
-    notes = [*([io.transparency_note("content", content)] if photo.transparent else []), *result.notes]
+    fields = job.solved_fields(result, photo)
     extras: dict[str, Any] = {"look_file": save_look} if save_look else {}
     if cube:
-        lut, cube_psnr = look_lib.fit_result_cube(full, result.image, size=cube_size)
+        lut, cube_psnr = look_lib.fit_result_cube(photo.photo.pixels, result.image, size=cube_size)
         extras["cube"] = {"path": cube, "size": cube_size, "psnr_db": round(cube_psnr, 2)}
-        notes.append(f"the LUT {cube} reproduces the result at {cube_psnr:.1f} dB PSNR (LUT of the content "
-                     "against the result; the rest is the look's local part)")
-    metadata = {**described, **result.metadata(), "notes": notes, "weights": identity, **extras}
-    io.save_image(result.image, out, metadata=metadata, overwrite=force, protect=inputs, quality=jpeg_quality,
-                  bits=io.output_bits(bits, photo, out), icc_profile=photo.icc_profile, exif=photo.exif)
+        fields["notes"] = (*fields["notes"], f"the LUT {cube} reproduces the result at {cube_psnr:.1f} dB PSNR "
+                           "(LUT of the content against the result; the rest is the look's local part)")
+    job.write_result(result.image, out, photo, job.result_metadata(described, **fields, weights=identity, **extras),
+                     protect=inputs, overwrite=force, bits=bits, jpeg_quality=jpeg_quality)
     if save_look:
         look_lib.save_look(save_look, result.look, overwrite=force,
                            metadata=look_lib.look_metadata(result, content=content, style=style))
@@ -478,7 +463,7 @@ def run_transfer(content: str, style: str, output: str, *, content_mask: str | N
         cube_lib.write_cube(cube, lut, overwrite=force, title=f"jaxstyle: {Path(style).name} on {Path(content).name}",
                             comments=(f"jaxstyle {__version__}: the global part of the look of {style} on {content}",
                                       f"PSNR of this LUT on the content against the result: {cube_psnr:.2f} dB"))
-    for note in notes:
+    for note in fields["notes"]:
         typer.echo(f"note: {note}", err=True)
     return result
 
@@ -498,18 +483,11 @@ def _check_new_file(path: str, what: str, suffix: str, inputs: list[str], force:
         raise JaxstyleError(f"{what} {path} must end in {suffix}")
     if not target.parent.is_dir():
         raise JaxstyleError(f"the folder of {what} {path} does not exist: create it first")
-    if any(_same_file(target, Path(p)) or target.resolve() == Path(p).resolve() for p in inputs):
+    if any(io.same_file(target, Path(p)) for p in inputs):
         raise JaxstyleError(f"refusing to write {what} {path} over an input or the result: choose another name")
     if target.exists() and not force:
         raise JaxstyleError(f"{path} exists: pass --force to replace it, or choose another {what}")
     io.check_writable(target, what=what)
-
-
-def _same_file(a: Any, b: Any) -> bool:
-    """Whether paths `a` and `b` name one existing file (also through symbolic and hard links)."""
-    import os
-
-    return a.exists() and b.exists() and os.path.samefile(a, b)
 
 
 def _check_mask_options(masks: str, content_mask: str | None, style_mask: str | None,
@@ -675,7 +653,7 @@ def _report_target(path: str, what: str, inputs: list[str]) -> None:
     target = Path(path)
     if not target.parent.is_dir():
         fail(f"{what} {path}: the folder {target.parent} does not exist; create it first")
-    if any(_same_file(target, Path(p)) for p in inputs):
+    if any(io.same_file(target, Path(p)) for p in inputs):
         fail(f"refusing to write {what} {path} over one of the inputs: choose another file")
     io.check_writable(target, what=what)
 

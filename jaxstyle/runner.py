@@ -34,14 +34,13 @@ from typing import Any, TextIO
 import jax
 import numpy as np
 
-from jaxstyle import io
+from jaxstyle import io, job
 from jaxstyle.batch import stylize_batch
 from jaxstyle.config import Config, load_config
 from jaxstyle.errors import JaxstyleError
 from jaxstyle.manifest import ManifestItem, check_distinct_outputs, process_share, read_manifest, safe_output_path
 from jaxstyle.masks import parse_mask_pair
 from jaxstyle.optimize import Progress
-from jaxstyle.stylize import check_result_memory, full_size_content, load_inputs
 from jaxstyle.vgg import VGGWeights
 from jaxstyle.weights import resolve_weights, weights_identity
 
@@ -122,7 +121,7 @@ class ManifestReport:
 class _Loaded:
     item: ManifestItem
     output: Path
-    photo: io.Photo  # the content at its own size (capped at max_output_side), ICC profile, EXIF
+    full: job.Content  # the content photo at its own size (capped at max_output_side), ICC profile, EXIF
     content: np.ndarray  # [H, W, 3] at the working size
     style: np.ndarray  # [Hs, Ws, 3]
     content_mask: np.ndarray | None  # [H, W, k]
@@ -269,7 +268,7 @@ def run_manifest(manifest: str | os.PathLike[str], outdir: str | os.PathLike[str
             padded = group + [group[-1]] * (batch_size - len(group))
             result = stylize_batch(*_stack(group, labels, batch_size), config=cfg, weights=get_weights(cfg),
                                    strategy=strategy, progress=bar.stage,
-                                   contents_full=[g.photo.pixels for g in padded])
+                                   contents_full=[g.full.photo.pixels for g in padded])
             images = result.images
         except (JaxstyleError, RuntimeError) as e:  # e.g. out of device memory: this batch fails, not the run
             for loaded in group:
@@ -278,6 +277,8 @@ def run_manifest(manifest: str | os.PathLike[str], outdir: str | os.PathLike[str
             _merge_summary(outdir, records, meta)
             return
         each = (time.perf_counter() - t0) / len(group)
+        # the batch's phases shared by its items, and each item's own reading
+        shared = {k: v / len(group) for k, v in result.seconds.items()}
         for i, loaded in enumerate(group):
             notes = list(loaded.notes + result.notes[i])
             if result.failed[i]:
@@ -285,18 +286,16 @@ def run_manifest(manifest: str | os.PathLike[str], outdir: str | os.PathLike[str
                 continue
             try:
                 loaded.output.parent.mkdir(parents=True, exist_ok=True)
-                protect = [p for p in (loaded.item.content, loaded.item.style, loaded.item.content_mask,
-                                       loaded.item.style_mask) if p is not None]
-                metadata = {
-                    "content": str(loaded.item.content), "style": str(loaded.item.style),
-                    "content_mask": _str(loaded.item.content_mask), "style_mask": _str(loaded.item.style_mask),
-                    "size": list(images[i].shape[:2]), "working_size": list(loaded.content.shape[:2]),
-                    "config": cfg.to_dict(), "status": result.status[i], "notes": notes,
-                    "weights": weights_identity(get_weights(cfg))}
-                io.save_image(images[i], loaded.output, overwrite=True, protect=protect,
-                              bits=io.output_bits(bits, loaded.photo, loaded.output),
-                              quality=jpeg_quality, icc_profile=loaded.photo.icc_profile, exif=loaded.photo.exif,
-                              metadata=metadata)
+                inputs = _inputs(loaded.item)
+                seconds = {**shared, "setup": shared.get("setup", 0.0) + loaded.full.seconds,
+                           "total": each + loaded.full.seconds}
+                metadata = job.result_metadata(
+                    job.describe(*inputs.values()), size=images[i].shape, working_size=loaded.content.shape,
+                    config=cfg, status=result.status[i], seconds=seconds, notes=notes,
+                    weights=weights_identity(get_weights(cfg)))
+                job.write_result(images[i], loaded.output, loaded.full, metadata, overwrite=True,
+                                 protect=[p for p in inputs.values() if p is not None], bits=bits,
+                                 jpeg_quality=jpeg_quality)
             except (JaxstyleError, OSError) as e:
                 record(loaded.item, "failed", reason=str(e), stages=result.status[i], notes=notes)
                 continue
@@ -312,7 +311,8 @@ def run_manifest(manifest: str | os.PathLike[str], outdir: str | os.PathLike[str
                 continue
             try:
                 output = safe_output_path(outdir, item.output)
-                _refuse_input_as_output(item, output)
+                job.refuse_input_as_output(output, _inputs(item), what=f"output {item.output!r}",
+                                           instead="give the item another output name")
                 if bits == 16 and output.suffix.lower() != ".png":
                     raise JaxstyleError(f"output {item.output!r}: 16-bit results are written as PNG only; "
                                         "name it .png, or run without --bits 16")
@@ -321,14 +321,9 @@ def run_manifest(manifest: str | os.PathLike[str], outdir: str | os.PathLike[str
                     bar.advance(1)
                     continue
                 cfg = item_config(item)
-                check_result_memory(item.content, max_output_side=cfg.max_output_side)
-                photo = io.read_photo(item.content)  # decoded once
-                photo = dataclasses.replace(photo, pixels=full_size_content(photo, max_output_side=cfg.max_output_side))
-                content, style, cmask, smask, notes = load_inputs(
-                    photo.pixels, item.style, item.content_mask, item.style_mask, max_side=cfg.max_side,
-                    buckets=cfg.buckets)
-                if photo.transparent:  # `load_inputs` sees its pixels already on white
-                    notes = (io.transparency_note("content", item.content), *notes)
+                photo = job.read_content(item.content, max_output_side=cfg.max_output_side)  # one check, one read
+                content, style, cmask, smask, notes = job.working_inputs(
+                    photo, item.style, item.content_mask, item.style_mask, config=cfg)
             except (JaxstyleError, OSError) as e:
                 record(item, "failed", reason=str(e))
                 bar.advance(1)
@@ -354,13 +349,9 @@ def run_manifest(manifest: str | os.PathLike[str], outdir: str | os.PathLike[str
                           failed=statuses.count("failed"), summary_path=outdir / SUMMARY_NAME, summary=summary)
 
 
-def _refuse_input_as_output(item: ManifestItem, output: Path) -> None:
-    """Raise when `output` is one of the item's inputs (the same path, or a link to it)."""
-    for name in ("content", "style", "content_mask", "style_mask"):
-        path = getattr(item, name)
-        if path is not None and output.exists() and path.exists() and os.path.samefile(output, path):
-            raise JaxstyleError(f"output {item.output!r} is this item's {name.replace('_', ' ')} ({path}); "
-                                "give the item another output name (--force never writes over an input)")
+def _inputs(item: ManifestItem) -> dict[str, Path | None]:
+    """The item's input files by field (`job.INPUT_FIELDS`)."""
+    return {name: getattr(item, name) for name in job.INPUT_FIELDS}
 
 
 def _str(path: Path | None) -> str | None:

@@ -24,7 +24,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxstyle import io, masks as masks_lib
-from jaxstyle._version import __version__
 from jaxstyle.config import Config, load_config
 from jaxstyle.errors import Interrupted, JaxstyleError
 from jaxstyle.host import ProgressFn, SnapshotFn, run_host, status_names
@@ -46,6 +45,7 @@ class Result:
     terms at each stage's best iterate; status why each stage stopped; look the grid of affine
     maps `[gh, gw, gd, 3, 4]` whose slice under the content the image is (`jaxstyle.grid`; grid
     runs and `grid.project`, else None): it applies to other photos with `grid.slice_grid_host`.
+    What is saved in a result file: `jaxstyle.job.result_metadata`.
     """
 
     image: np.ndarray
@@ -58,14 +58,6 @@ class Result:
     config: Config
     working_size: tuple[int, int] | None = None
     look: np.ndarray | None = None
-
-    def metadata(self) -> dict[str, Any]:
-        """The settings and outcome of the run, as saved beside the image (JSON-friendly)."""
-        working = list(self.working_size or self.image.shape[:2])
-        return {"jaxstyle": __version__, "size": list(self.image.shape[:2]), "working_size": working,
-                "config": self.config.to_dict(),
-                "status": self.status, "seconds": {k: round(v, 3) for k, v in self.seconds.items()},
-                "notes": list(self.notes)}
 
 
 def stylize_image(weights: VGGWeights, content: jax.Array, style: jax.Array,
@@ -172,7 +164,7 @@ def _as_mask(mask: Any) -> Any:
 def stylize(content: Any, style: Any, *, content_mask: Any = None, style_mask: Any = None,
             config: Config | str = "default", overrides: Mapping[str, Any] | None = None,
             weights: VGGWeights | None = None, max_side: int | None = None,
-            max_output_side: int | None = None, full_size: bool = True,
+            max_output_side: int | None = None, full_size: bool = True, content_is_full_size: bool = False,
             progress: ProgressFn | None = None, log_terms: bool = False,
             snapshot: SnapshotFn | None = None, snapshot_every: int = 0) -> Result:
     """Transfer the look of `style` onto `content`; see the module docstring.
@@ -190,6 +182,8 @@ def stylize(content: Any, style: Any, *, content_mask: Any = None, style_mask: A
         0: none). With `full_size` the result has the content photo's own size (after EXIF
         rotation) within that cap, carried there by the upsampling stage; without it, the
         working size.
+      content_is_full_size: `content` is the photo at the result's size already, capped and
+        checked for memory (`jaxstyle.job.read_content`): used as it is, not checked again.
       progress: called as `progress(stage_name, Progress)` between device-side chunks.
       log_terms: also evaluate the weighted loss terms at each report (`Progress.terms`;
         one extra forward pass per chunk).
@@ -206,7 +200,9 @@ def stylize(content: Any, style: Any, *, content_mask: Any = None, style_mask: A
         raise JaxstyleError("pass overrides with a preset name or path, or build the Config yourself")
     start = time.perf_counter()
     full = None
-    if full_size:
+    if content_is_full_size:
+        full = content = np.asarray(content)
+    elif full_size:
         cap = cfg.max_output_side if max_output_side is None else max_output_side
         full = content = full_size_content(content, max_output_side=cap)
     content_a, style_a, cmask, smask, notes = load_inputs(

@@ -328,9 +328,11 @@ def test_a_batch_item_whose_output_is_its_input_fails_before_any_work(inputs, tm
     assert result.exit_code == 3, (result.output, result.exception)  # failed, not "skipped"
     assert "0 done, 0 skipped, 2 failed" in result.stderr
     items = {e["key"]: e for e in R.read_summary(tmp_path)["items"]}
-    assert "is this item's content" in items["content.png"]["reason"]
-    assert "is this item's style" in items["style.png"]["reason"]  # through a hard link
-    assert all("--force never writes over an input" in e["reason"] for e in items.values())
+    # the one wording of `job.refuse_input_as_output`, as `transfer` says it
+    assert "refusing to write output 'content.png' over the input" in items["content.png"]["reason"]
+    assert "(the content)" in items["content.png"]["reason"]
+    assert "linked.png (the style)" in items["style.png"]["reason"]  # through a hard link
+    assert all("--force never replaces an input" in e["reason"] for e in items.values())
     after = snapshot(tmp_path)
     assert {k: after[k] for k in before} == before and batches == [] and no_steps == []
 
@@ -487,7 +489,8 @@ def test_batch_says_a_transparent_content_photo_was_put_on_white(inputs, tmp_pat
 
     def solved(*stacked, contents_full, **kwargs):
         n = len(contents_full)
-        return SimpleNamespace(images=contents_full, failed=[None] * n, status=[{}] * n, notes=[()] * n)
+        return SimpleNamespace(images=contents_full, failed=[None] * n, status=[{}] * n, notes=[()] * n,
+                               seconds={"total": 0.0})
 
     monkeypatch.setattr(R, "stylize_batch", solved)
     transparent_photo(tmp_path / "clear.png")

@@ -482,7 +482,7 @@ def test_demo_writes_result_and_contact_sheet(inputs, tmp_path):
     meta = io.read_metadata(folder / "result.png")
     assert meta["working_size"] == [H, W] and meta["size"] == [content_h, content_w]  # ... solved at 48 px
     assert Path(meta["content"]).name == "demo_content.jpg" and Path(meta["style"]).name == "demo_style.jpg"
-    assert meta["config"] == expected_config(inputs["config"])
+    assert meta["config"] == expected_config(inputs["config"], {"max_side": 48})  # the size it ran at
     assert meta["masks"] == "auto"  # the demo pair's regions (sky, city), matched automatically
     sheet = pixels(folder / "sheet.png")
     height = cli.DEMO_SHEET_HEIGHT

@@ -1,0 +1,179 @@
+"""One photo job: the file-level steps every command takes for one content photo.
+
+Images are float32 `[H, W, 3]` RGB in [0, 1].
+
+- `refuse_input_as_output`: the one rule that a result never replaces an input (`io.same_file`:
+  the same path, a symbolic or a hard link), checked before any work.
+- `read_content`: the content photo read once, at its own size capped at `max_output_side`,
+  after one memory check from the file's header (`stylize.check_result_memory`).
+- `working_inputs`: the content, style and masks at the working size (`stylize.load_inputs`),
+  for a caller that solves them itself (`jaxstyle batch` stacks them into buckets).
+- `describe` and `result_metadata`: the one schema of what is saved in a result.
+- `write_result`: the protected atomic write (`io.save_image`) that keeps the photo's ICC
+  profile, EXIF and depth.
+
+`jaxstyle transfer` (`cli.run_transfer`: one photo, solved by `stylize.stylize` with progress and
+Ctrl-C) and `jaxstyle batch` (`runner.run_manifest`: photos solved in buckets by
+`batch.stylize_batch`) are adapters over these steps; `run_job` is the plain file-to-file call.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jaxstyle import io
+from jaxstyle._version import __version__
+from jaxstyle.config import Config, load_config
+from jaxstyle.errors import JaxstyleError
+from jaxstyle.vgg import VGGWeights
+from jaxstyle.weights import resolve_weights, weights_identity
+
+# the module: the package's `stylize` is the function of that name
+S = importlib.import_module("jaxstyle.stylize")
+
+PathLike = str | os.PathLike[str]
+INPUT_FIELDS = ("content", "style", "content_mask", "style_mask")
+DEFAULT_JPEG_QUALITY = 95
+
+
+def refuse_input_as_output(output: PathLike, inputs: Mapping[str, PathLike | None], *,
+                           what: str = "the result", instead: str = "choose another -o") -> None:
+    """Raise `JaxstyleError` when `output` is one of `inputs` ({field: path or None}) by
+    `io.same_file`; `what` names the output and `instead` what to do, in the caller's words."""
+    for field, path in inputs.items():
+        if path is not None and io.same_file(Path(output), Path(path)):
+            role = f" (the {field.replace('_', ' ')})" if field in INPUT_FIELDS else ""
+            raise JaxstyleError(f"refusing to write {what} over the input {path}{role}: {instead} "
+                                "(--force never replaces an input)")
+
+
+@dataclasses.dataclass(frozen=True)
+class Content:
+    """The content photo as `read_content` gives it: `photo` (pixels at the result's size, ICC
+    profile, EXIF, depth), `notes` for the user and the `seconds` the reading took."""
+
+    photo: io.Photo
+    notes: tuple[str, ...]
+    seconds: float
+
+
+def read_content(path: PathLike, *, max_output_side: int = 0) -> Content:
+    """Read the content photo once at its own size (EXIF rotation applied), its longer side capped
+    at `max_output_side` (0: no cap), after one memory check from its header."""
+    start = time.perf_counter()
+    S.check_result_memory(path, max_output_side=max_output_side)
+    photo = io.read_photo(path)
+    pixels = photo.pixels
+    if max_output_side and max(pixels.shape[:2]) > max_output_side:
+        pixels = io.resize_image(pixels, io.fit_max_side(*pixels.shape[:2], max_output_side))
+        photo = dataclasses.replace(photo, pixels=pixels)
+    notes = (io.transparency_note("content", path),) if photo.transparent else ()
+    return Content(photo, notes, time.perf_counter() - start)
+
+
+def working_inputs(content: Content, style: PathLike, content_mask: Any = None, style_mask: Any = None, *,
+                   config: Config, max_side: int | None = None
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, tuple[str, ...]]:
+    """(content `[h, w, 3]`, style `[hs, ws, 3]`, content mask `[h, w, K]` or None, style mask
+    `[hs, ws, K]` or None, notes) at the working size (`max_side`, default `config.max_side`),
+    as `stylize.stylize` makes them from the same photo."""
+    images = S.load_inputs(content.photo.pixels, style, content_mask, style_mask,
+                           max_side=max_side or config.max_side, buckets=config.buckets)
+    return (*images[:4], (*content.notes, *images[4]))
+
+
+def describe(content: PathLike, style: PathLike, content_mask: PathLike | None = None,
+             style_mask: PathLike | None = None, *, masks: str = "given") -> dict[str, Any]:
+    """The inputs of a job as a result's metadata names them."""
+    paths = dict(zip(INPUT_FIELDS, (content, style, content_mask, style_mask)))
+    return {**{k: None if p is None else str(p) for k, p in paths.items()}, "masks": masks}
+
+
+def result_metadata(described: Mapping[str, Any], *, size: tuple[int, ...], config: Config,
+                    status: Any, weights: Mapping[str, Any], working_size: tuple[int, ...] | None = None,
+                    seconds: Mapping[str, float] | None = None, notes: tuple[str, ...] | list[str] = (),
+                    **extra: Any) -> dict[str, Any]:
+    """What is saved in a result (JSON-friendly): its inputs (`describe`), the version, its size
+    and working size, the settings, why each stage stopped, the seconds of each phase, the notes,
+    the weights that made it (`weights.weights_identity`) and `extra` fields."""
+    metadata = {**described, "jaxstyle": __version__, "size": list(size[:2]), "config": config.to_dict(),
+                "status": status, "notes": list(notes), "weights": dict(weights)}
+    if working_size is not None:
+        metadata["working_size"] = list(working_size[:2])
+    if seconds is not None:
+        metadata["seconds"] = {k: round(float(v), 3) for k, v in seconds.items()}
+    return {**metadata, **extra}
+
+
+def write_result(image: Any, output: PathLike, content: Content, metadata: Mapping[str, Any], *,
+                 protect: list[PathLike], overwrite: bool, bits: int | None = None,
+                 jpeg_quality: int = DEFAULT_JPEG_QUALITY) -> Path:
+    """Write a result atomically (`io.save_image`), never over a path in `protect`, with
+    `metadata`, the content photo's ICC profile and EXIF, and `bits` (None: `io.output_bits`)."""
+    photo = content.photo
+    return io.save_image(image, output, metadata=metadata, overwrite=overwrite, protect=protect,
+                         quality=jpeg_quality, bits=io.output_bits(bits, photo, output),
+                         icc_profile=photo.icc_profile, exif=photo.exif)
+
+
+def check_output(output: PathLike, inputs: Mapping[str, PathLike | None], *, force: bool = False,
+                 bits: int | None = None, jpeg_quality: int = DEFAULT_JPEG_QUALITY) -> Path:
+    """Refuse, before any work, a result file that cannot be written: a suffix other than .png,
+    .jpg or .jpeg, a missing folder, an input (`refuse_input_as_output`), an existing file
+    without `force`, a bit depth or quality the suffix cannot take, a folder it cannot write."""
+    out = Path(output)
+    if out.suffix.lower() not in io.SAVE_FORMATS:
+        raise JaxstyleError(f"output {output} must end in .png, .jpg or .jpeg")
+    if not out.parent.is_dir():
+        raise JaxstyleError(f"the folder of {output} does not exist: create it first")
+    refuse_input_as_output(out, inputs)
+    if out.exists() and not force:
+        raise JaxstyleError(f"{output} exists: pass --force to replace it, or choose another -o")
+    io.check_write_options(bits, jpeg_quality, out.suffix)
+    return out
+
+
+def run_job(content: PathLike, style: PathLike, output: PathLike, *, content_mask: PathLike | None = None,
+            style_mask: PathLike | None = None, config: Config | str = "default",
+            overrides: Mapping[str, Any] | None = None, max_side: int | None = None,
+            bits: int | None = None, jpeg_quality: int = DEFAULT_JPEG_QUALITY, force: bool = False,
+            weights: VGGWeights | None = None, **solve: Any) -> Any:
+    """Stylise one photo file into `output`: checks (`check_output`), one read of the content
+    (`read_content`), the solve (`stylize.stylize`; `solve` are its progress options), the write
+    (`write_result`, metadata from `result_metadata`). Returns the `stylize.Result`."""
+    cfg = config if isinstance(config, Config) else load_config(config, overrides)
+    inputs = dict(zip(INPUT_FIELDS, (content, style, content_mask, style_mask)))
+    out = check_output(output, inputs, force=force, bits=bits, jpeg_quality=jpeg_quality)
+    io.check_writable(out, what="the result")
+    photo = read_content(content, max_output_side=cfg.max_output_side)
+    weights = weights if weights is not None else resolve_weights(cfg.backbone, allow_fallback=cfg.allow_fallback)
+    result = S.stylize(photo.photo.pixels, style, content_mask=content_mask, style_mask=style_mask, config=cfg,
+                       weights=weights, max_side=max_side, content_is_full_size=True, **solve)
+    write_result(result.image, out, photo, result_metadata(
+        describe(content, style, content_mask, style_mask), **solved_fields(result, photo),
+        weights=weights_identity(weights)),
+        protect=[p for p in inputs.values() if p is not None], overwrite=force, bits=bits, jpeg_quality=jpeg_quality)
+    return result
+
+
+def solved_fields(result: Any, content: Content) -> dict[str, Any]:
+    """The `result_metadata` fields of a `stylize.Result` from `content`: its sizes, settings,
+    status, seconds (the reading counted as setup) and notes."""
+    seconds = dict(result.seconds)
+    for phase in ("setup", "total"):
+        seconds[phase] = seconds.get(phase, 0.0) + content.seconds
+    return {"size": result.image.shape, "working_size": result.working_size or result.image.shape,
+            "config": result.config, "status": result.status, "seconds": seconds,
+            "notes": (*content.notes, *result.notes)}
+
+
+__all__ = ["Content", "check_output", "describe", "read_content", "refuse_input_as_output", "result_metadata",
+           "run_job", "solved_fields", "working_inputs", "write_result"]
