@@ -24,7 +24,6 @@ import dataclasses
 import json
 import math
 import os
-import secrets
 import sys
 import time
 from collections.abc import Iterator, Mapping
@@ -419,23 +418,9 @@ def _merge_summary(outdir: Path, records: Mapping[str, dict[str, Any]], meta: Ma
         items = sorted(entries.values(), key=lambda e: (e.get("index", math.inf), e["key"]))
         counts = {s: sum(e["status"] == s for e in items) for s in STATUSES}
         summary = {**meta, "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "counts": counts, "items": items}
-        _write_text_atomically(path, json.dumps(summary, indent=2) + "\n")
+        text = json.dumps(summary, indent=2) + "\n"
+        io.write_atomically(path, lambda handle: handle.write(text.encode("utf-8")))  # as the images are written
     return summary
-
-
-def _write_text_atomically(path: Path, text: str) -> None:
-    """A new file beside `path`, renamed over it; mode 0o666 less the umask, as the images."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 __all__ = [
