@@ -371,17 +371,13 @@ def run_transfer(content: str, style: str, output: str, *, content_mask: str | N
         from jaxstyle import look as look_lib
         from jaxstyle.config import load_config
         from jaxstyle.errors import Interrupted
-        from jaxstyle.stylize import stylize
         from jaxstyle.weights import resolve_weights, weights_identity
 
     # Every refusal comes before any image is read or any program compiled.
-    named = dict(zip(job.INPUT_FIELDS, (content, style, content_mask, style_mask)))
-    inputs = [p for p in named.values() if p]
+    inputs = [p for p in (content, style, content_mask, style_mask) if p]
     if jpeg_quality is not None and Path(output).suffix.lower() == ".png":
         raise JaxstyleError(f"--jpeg-quality sets the quality of a JPEG and {output} is a PNG: drop the option, "
                             "or write .jpg")
-    jpeg_quality = job.DEFAULT_JPEG_QUALITY if jpeg_quality is None else jpeg_quality
-    out = job.check_output(output, named, force=force, bits=bits, jpeg_quality=jpeg_quality)
     if max_side is not None and max_side < 1:
         raise JaxstyleError(f"--max-side must be at least 1 (pixels), got {max_side}")
     if save_every < 0:
@@ -399,14 +395,14 @@ def run_transfer(content: str, style: str, output: str, *, content_mask: str | N
         cube_lib.check_size(cube_size)
         _check_new_file(cube, "--cube", look_lib.CUBE_SUFFIX, [*inputs, output], force)
     if log:
-        log_path = Path(log)
         for p in [*inputs, output]:
-            if io.same_file(log_path, Path(p)):
+            if io.same_file(Path(log), Path(p)):
                 raise JaxstyleError(f"refusing to write the --log over {p}: choose another log file")
-        if not log_path.parent.is_dir():
+        if not Path(log).parent.is_dir():
             raise JaxstyleError(f"the folder of --log {log} does not exist: create it first")
-    io.check_writable(out, what="the result")
-    photo = job.read_content(content, max_output_side=cfg.max_output_side)  # one memory check, one read
+    photo_job = job.open_job(content, style, output, content_mask=content_mask, style_mask=style_mask, config=cfg,
+                             masks=masks, bits=bits, force=force,
+                             jpeg_quality=job.DEFAULT_JPEG_QUALITY if jpeg_quality is None else jpeg_quality)
     if log and Path(log).exists():
         open(log, "a").close()  # writable? ("a" leaves its content as it is)
     elif log:
@@ -418,44 +414,40 @@ def run_transfer(content: str, style: str, output: str, *, content_mask: str | N
         typer.echo(f"note: backbone vgg16 uses the weights in the cache ({identity['path']}), not the bundled "
                    "ones ('jaxstyle info' shows which weights each backbone uses)", err=True)
     printer = ProgressPrinter(quiet, log)
+    out = photo_job.output
 
     def snapshot(stage: str, iteration: int, image: Any) -> None:
         if image is not None:
             io.save_image(image, out.with_name(f"{out.stem}.{stage}-{iteration:05d}{out.suffix}"),
                           overwrite=True, protect=inputs)
 
-    described = job.describe(content, style, content_mask, style_mask, masks=masks)
     try:
         mask_inputs = (content_mask, style_mask)
         if masks == "auto":
             mask_inputs, weights, auto_labels = _auto_mask_inputs(
-                photo.photo.pixels, style, cfg, max_side=max_side, regions=regions, save_dir=save_masks, force=force)
-            described.update({"auto_labels": auto_labels, "saved_masks": save_masks})
-        result = stylize(photo.photo.pixels, style, content_mask=mask_inputs[0], style_mask=mask_inputs[1],
-                         config=cfg, weights=weights, max_side=max_side, content_is_full_size=True,
-                         progress=printer, log_terms=log is not None or not quiet,
-                         snapshot=snapshot if save_every else None, snapshot_every=save_every)
+                photo_job.content.photo.pixels, style, cfg, max_side=max_side, regions=regions, save_dir=save_masks,
+                force=force)
+            photo_job.described.update({"auto_labels": auto_labels, "saved_masks": save_masks})
+        result = job.solve(photo_job, weights, content_mask=mask_inputs[0], style_mask=mask_inputs[1],
+                           max_side=max_side, progress=printer, log_terms=log is not None or not quiet,
+                           snapshot=snapshot if save_every else None, snapshot_every=save_every)
     except Interrupted as stop:
         if stop.best_image is not None:
-            saved = out.with_name(f"{out.stem}.interrupted{out.suffix}")
-            job.write_result(stop.best_image, saved, photo, job.result_metadata(
-                described, size=stop.best_image.shape, config=cfg, status=str(stop), weights=identity),
-                protect=inputs, overwrite=True, bits=bits, jpeg_quality=jpeg_quality)
+            saved = job.write_interrupted(photo_job, stop.best_image, str(stop), weights=identity)
             typer.echo(f"\ninterrupted: wrote the best image so far to {saved}", err=True)
         else:
             typer.echo("\ninterrupted before any result", err=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
     finally:
         printer.close()
-    fields = job.solved_fields(result, photo)
     extras: dict[str, Any] = {"look_file": save_look} if save_look else {}
+    notes: tuple[str, ...] = ()
     if cube:
-        lut, cube_psnr = look_lib.fit_result_cube(photo.photo.pixels, result.image, size=cube_size)
+        lut, cube_psnr = look_lib.fit_result_cube(photo_job.content.photo.pixels, result.image, size=cube_size)
         extras["cube"] = {"path": cube, "size": cube_size, "psnr_db": round(cube_psnr, 2)}
-        fields["notes"] = (*fields["notes"], f"the LUT {cube} reproduces the result at {cube_psnr:.1f} dB PSNR "
-                           "(LUT of the content against the result; the rest is the look's local part)")
-    job.write_result(result.image, out, photo, job.result_metadata(described, **fields, weights=identity, **extras),
-                     protect=inputs, overwrite=force, bits=bits, jpeg_quality=jpeg_quality)
+        notes = (f"the LUT {cube} reproduces the result at {cube_psnr:.1f} dB PSNR (LUT of the content against "
+                 "the result; the rest is the look's local part)",)
+    metadata = job.finish(photo_job, result, weights=identity, notes=notes, **extras)
     if save_look:
         look_lib.save_look(save_look, result.look, overwrite=force,
                            metadata=look_lib.look_metadata(result, content=content, style=style))
@@ -463,7 +455,7 @@ def run_transfer(content: str, style: str, output: str, *, content_mask: str | N
         cube_lib.write_cube(cube, lut, overwrite=force, title=f"jaxstyle: {Path(style).name} on {Path(content).name}",
                             comments=(f"jaxstyle {__version__}: the global part of the look of {style} on {content}",
                                       f"PSNR of this LUT on the content against the result: {cube_psnr:.2f} dB"))
-    for note in fields["notes"]:
+    for note in metadata["notes"]:
         typer.echo(f"note: {note}", err=True)
     return result
 

@@ -32,7 +32,7 @@ import numpy as np
 from jaxstyle import io
 from jaxstyle._version import __version__
 from jaxstyle.config import Config, load_config
-from jaxstyle.errors import JaxstyleError
+from jaxstyle.errors import Interrupted, JaxstyleError
 from jaxstyle.vgg import VGGWeights
 from jaxstyle.weights import resolve_weights, weights_identity
 
@@ -138,29 +138,96 @@ def check_output(output: PathLike, inputs: Mapping[str, PathLike | None], *, for
     if out.exists() and not force:
         raise JaxstyleError(f"{output} exists: pass --force to replace it, or choose another -o")
     io.check_write_options(bits, jpeg_quality, out.suffix)
+    io.check_writable(out, what="the result")
     return out
+
+
+@dataclasses.dataclass
+class Job:
+    """One photo job, checked and its content read (`open_job`): what `solve`, `write_interrupted`
+    and `finish` need. `described` (the inputs, as `describe` names them) may gain fields before
+    anything is written."""
+
+    output: Path
+    inputs: dict[str, PathLike | None]
+    config: Config
+    content: Content
+    described: dict[str, Any]
+    bits: int | None
+    jpeg_quality: int
+    force: bool
+
+    @property
+    def protect(self) -> list[PathLike]:
+        """The files the job reads, which it never writes."""
+        return [p for p in self.inputs.values() if p is not None]
+
+
+def open_job(content: PathLike, style: PathLike, output: PathLike, *, content_mask: PathLike | None = None,
+             style_mask: PathLike | None = None, config: Config, masks: str = "given", bits: int | None = None,
+             jpeg_quality: int = DEFAULT_JPEG_QUALITY, force: bool = False) -> Job:
+    """Check the result file (`check_output`), then read the content photo once (`read_content`)."""
+    inputs = dict(zip(INPUT_FIELDS, (content, style, content_mask, style_mask)))
+    out = check_output(output, inputs, force=force, bits=bits, jpeg_quality=jpeg_quality)
+    photo = read_content(content, max_output_side=config.max_output_side)
+    return Job(out, inputs, config, photo, describe(content, style, content_mask, style_mask, masks=masks), bits,
+               jpeg_quality, force)
+
+
+def solve(job: Job, weights: VGGWeights, *, content_mask: Any = None, style_mask: Any = None,
+          max_side: int | None = None, **options: Any) -> Any:
+    """`stylize.stylize` on the job's content photo as read (not checked or read again) and its
+    style; masks default to the job's files; `options` are stylize's progress options."""
+    masks = (job.inputs["content_mask"], job.inputs["style_mask"]) if content_mask is None else (content_mask,
+                                                                                                 style_mask)
+    return S.stylize(job.content.photo.pixels, job.inputs["style"], content_mask=masks[0], style_mask=masks[1],
+                     config=job.config, weights=weights, max_side=max_side, content_is_full_size=True, **options)
+
+
+def write_interrupted(job: Job, best_image: Any, status: str, *, weights: Mapping[str, Any]) -> Path:
+    """Write the best image of an interrupted solve beside the result, OUTPUT.interrupted.ext."""
+    saved = job.output.with_name(f"{job.output.stem}.interrupted{job.output.suffix}")
+    metadata = result_metadata(job.described, size=np.shape(best_image), config=job.config, status=status,
+                               weights=weights)
+    return write_result(best_image, saved, job.content, metadata, protect=job.protect, overwrite=True,
+                        bits=job.bits, jpeg_quality=job.jpeg_quality)
+
+
+def finish(job: Job, result: Any, *, weights: Mapping[str, Any], notes: tuple[str, ...] = (),
+           **extra: Any) -> dict[str, Any]:
+    """Write the result of `solve` with its metadata (`result_metadata`, `notes` and `extra`
+    fields added); returns the metadata."""
+    fields = solved_fields(result, job.content)
+    fields["notes"] = (*fields["notes"], *notes)
+    metadata = result_metadata(job.described, **fields, weights=weights, **extra)
+    write_result(result.image, job.output, job.content, metadata, protect=job.protect, overwrite=job.force,
+                 bits=job.bits, jpeg_quality=job.jpeg_quality)
+    return metadata
 
 
 def run_job(content: PathLike, style: PathLike, output: PathLike, *, content_mask: PathLike | None = None,
             style_mask: PathLike | None = None, config: Config | str = "default",
             overrides: Mapping[str, Any] | None = None, max_side: int | None = None,
             bits: int | None = None, jpeg_quality: int = DEFAULT_JPEG_QUALITY, force: bool = False,
-            weights: VGGWeights | None = None, **solve: Any) -> Any:
-    """Stylise one photo file into `output`: checks (`check_output`), one read of the content
-    (`read_content`), the solve (`stylize.stylize`; `solve` are its progress options), the write
-    (`write_result`, metadata from `result_metadata`). Returns the `stylize.Result`."""
+            weights: VGGWeights | None = None, **options: Any) -> Any:
+    """Stylise one photo file into `output`, the steps `jaxstyle transfer` takes: `open_job`
+    (checks, one read of the content), `solve` (`options`: stylize's progress options), `finish`
+    (the write). On Ctrl-C the best image so far is written by `write_interrupted`, and
+    `Interrupted` raised. Returns the `stylize.Result`."""
     cfg = config if isinstance(config, Config) else load_config(config, overrides)
-    inputs = dict(zip(INPUT_FIELDS, (content, style, content_mask, style_mask)))
-    out = check_output(output, inputs, force=force, bits=bits, jpeg_quality=jpeg_quality)
-    io.check_writable(out, what="the result")
-    photo = read_content(content, max_output_side=cfg.max_output_side)
+    if max_side is not None:
+        cfg = dataclasses.replace(cfg, max_side=max_side)
+    job = open_job(content, style, output, content_mask=content_mask, style_mask=style_mask, config=cfg, bits=bits,
+                   jpeg_quality=jpeg_quality, force=force)
     weights = weights if weights is not None else resolve_weights(cfg.backbone, allow_fallback=cfg.allow_fallback)
-    result = S.stylize(photo.photo.pixels, style, content_mask=content_mask, style_mask=style_mask, config=cfg,
-                       weights=weights, max_side=max_side, content_is_full_size=True, **solve)
-    write_result(result.image, out, photo, result_metadata(
-        describe(content, style, content_mask, style_mask), **solved_fields(result, photo),
-        weights=weights_identity(weights)),
-        protect=[p for p in inputs.values() if p is not None], overwrite=force, bits=bits, jpeg_quality=jpeg_quality)
+    identity = weights_identity(weights)
+    try:
+        result = solve(job, weights, **options)
+    except Interrupted as stop:
+        if stop.best_image is not None:
+            write_interrupted(job, stop.best_image, str(stop), weights=identity)
+        raise
+    finish(job, result, weights=identity)
     return result
 
 
@@ -175,5 +242,6 @@ def solved_fields(result: Any, content: Content) -> dict[str, Any]:
             "notes": (*content.notes, *result.notes)}
 
 
-__all__ = ["Content", "check_output", "describe", "read_content", "refuse_input_as_output", "result_metadata",
-           "run_job", "solved_fields", "working_inputs", "write_result"]
+__all__ = ["Content", "Job", "check_output", "describe", "finish", "open_job", "read_content", "refuse_input_as_output",
+           "result_metadata", "run_job", "solve", "solved_fields", "working_inputs", "write_interrupted",
+           "write_result"]
