@@ -390,10 +390,14 @@ def run_transfer(content: str, style: str, output: str, *, content_mask: str | N
         if not (cfg.grid.enabled or cfg.grid.project):
             raise JaxstyleError(f"--save-look: the config {config!r} solves the pixels, so its result has no look "
                                 "to save: use the default preset (-c default) or add --set grid.project=true")
-        _check_new_file(save_look, "--save-look", look_lib.LOOK_SUFFIX, [*inputs, output], force)
+    protect = {**dict(zip(job.INPUT_FIELDS, (content, style, content_mask, style_mask))), "result": output}
+    for path, option, suffix in ((save_look, "--save-look", look_lib.LOOK_SUFFIX),
+                                 (cube, "--cube", look_lib.CUBE_SUFFIX)):
+        if path:
+            job.check_new_file(path, protect, name=option, what=f"{option} {path}", suffixes=(suffix,), option=option,
+                               force=force)
     if cube:
         cube_lib.check_size(cube_size)
-        _check_new_file(cube, "--cube", look_lib.CUBE_SUFFIX, [*inputs, output], force)
     if log:
         for p in [*inputs, output]:
             if io.same_file(Path(log), Path(p)):
@@ -461,25 +465,6 @@ def run_transfer(content: str, style: str, output: str, *, content_mask: str | N
 
 
 MASK_MODES = ("given", "auto", "none")
-
-
-def _check_new_file(path: str, what: str, suffix: str, inputs: list[str], force: bool) -> None:
-    """Refuse, before any work, a file `transfer` also writes (`--save-look`, `--cube`) that it
-    cannot: a wrong suffix, a missing folder, an input, an existing file (without --force)."""
-    from pathlib import Path
-
-    from jaxstyle import io
-
-    target = Path(path)
-    if target.suffix.lower() != suffix:
-        raise JaxstyleError(f"{what} {path} must end in {suffix}")
-    if not target.parent.is_dir():
-        raise JaxstyleError(f"the folder of {what} {path} does not exist: create it first")
-    if any(io.same_file(target, Path(p)) for p in inputs):
-        raise JaxstyleError(f"refusing to write {what} {path} over an input or the result: choose another name")
-    if target.exists() and not force:
-        raise JaxstyleError(f"{path} exists: pass --force to replace it, or choose another {what}")
-    io.check_writable(target, what=what)
 
 
 def _check_mask_options(masks: str, content_mask: str | None, style_mask: str | None,

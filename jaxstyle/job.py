@@ -23,7 +23,7 @@ import dataclasses
 import importlib
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -46,13 +46,34 @@ DEFAULT_JPEG_QUALITY = 95
 
 def refuse_input_as_output(output: PathLike, inputs: Mapping[str, PathLike | None], *,
                            what: str = "the result", instead: str = "choose another -o") -> None:
-    """Raise `JaxstyleError` when `output` is one of `inputs` ({field: path or None}) by
-    `io.same_file`; `what` names the output and `instead` what to do, in the caller's words."""
+    """Raise `JaxstyleError` when `output` is one of `inputs` ({field: path or None}; fields other
+    than `INPUT_FIELDS` name other files the job writes, e.g. "result") by `io.same_file`; `what`
+    names the output and `instead` what to do, in the caller's words."""
     for field, path in inputs.items():
         if path is not None and io.same_file(Path(output), Path(path)):
-            role = f" (the {field.replace('_', ' ')})" if field in INPUT_FIELDS else ""
-            raise JaxstyleError(f"refusing to write {what} over the input {path}{role}: {instead} "
-                                "(--force never replaces an input)")
+            if field in INPUT_FIELDS:
+                raise JaxstyleError(f"refusing to write {what} over the input {path} (the {field.replace('_', ' ')}): "
+                                    f"{instead} (--force never replaces an input)")
+            raise JaxstyleError(f"refusing to write {what} over the {field} {path}: {instead}")
+
+
+def check_new_file(path: PathLike, protect: Mapping[str, PathLike | None], *, name: str, what: str,
+                   suffixes: Sequence[str], option: str, force: bool = False) -> Path:
+    """Refuse, before any work, a file a job writes that it cannot: a suffix not in `suffixes`, a
+    missing folder, a file in `protect` (`refuse_input_as_output`), an existing file without
+    `force`, a folder it cannot write. Messages call it `name` ("output", "--cube") beside its path,
+    or `what` ("the result"), and say to choose another `option` ("-o", "--cube")."""
+    target = Path(path)
+    if target.suffix.lower() not in suffixes:
+        ends = suffixes[0] if len(suffixes) == 1 else f"{', '.join(suffixes[:-1])} or {suffixes[-1]}"
+        raise JaxstyleError(f"{name} {path} must end in {ends}")
+    if not target.parent.is_dir():
+        raise JaxstyleError(f"the folder of {name} {path} does not exist: create it first")
+    refuse_input_as_output(target, protect, what=what, instead=f"choose another {option}")
+    if target.exists() and not force:
+        raise JaxstyleError(f"{path} exists: pass --force to replace it, or choose another {option}")
+    io.check_writable(target, what=what)
+    return target
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,19 +147,11 @@ def write_result(image: Any, output: PathLike, content: Content, metadata: Mappi
 
 def check_output(output: PathLike, inputs: Mapping[str, PathLike | None], *, force: bool = False,
                  bits: int | None = None, jpeg_quality: int = DEFAULT_JPEG_QUALITY) -> Path:
-    """Refuse, before any work, a result file that cannot be written: a suffix other than .png,
-    .jpg or .jpeg, a missing folder, an input (`refuse_input_as_output`), an existing file
-    without `force`, a bit depth or quality the suffix cannot take, a folder it cannot write."""
-    out = Path(output)
-    if out.suffix.lower() not in io.SAVE_FORMATS:
-        raise JaxstyleError(f"output {output} must end in .png, .jpg or .jpeg")
-    if not out.parent.is_dir():
-        raise JaxstyleError(f"the folder of {output} does not exist: create it first")
-    refuse_input_as_output(out, inputs)
-    if out.exists() and not force:
-        raise JaxstyleError(f"{output} exists: pass --force to replace it, or choose another -o")
+    """Refuse, before any work, a result file that cannot be written (`check_new_file`: .png,
+    .jpg or .jpeg, never an input) or a bit depth or quality its suffix cannot take."""
+    out = check_new_file(output, inputs, name="output", what="the result", suffixes=tuple(io.SAVE_FORMATS),
+                         option="-o", force=force)
     io.check_write_options(bits, jpeg_quality, out.suffix)
-    io.check_writable(out, what="the result")
     return out
 
 
@@ -242,6 +255,8 @@ def solved_fields(result: Any, content: Content) -> dict[str, Any]:
             "notes": (*content.notes, *result.notes)}
 
 
-__all__ = ["Content", "Job", "check_output", "describe", "finish", "open_job", "read_content", "refuse_input_as_output",
-           "result_metadata", "run_job", "solve", "solved_fields", "working_inputs", "write_interrupted",
-           "write_result"]
+__all__ = [
+    "Content", "Job", "check_new_file", "check_output", "describe", "finish", "open_job", "read_content",
+    "refuse_input_as_output", "result_metadata", "run_job", "solve", "solved_fields", "working_inputs",
+    "write_interrupted", "write_result",
+]

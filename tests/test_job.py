@@ -173,7 +173,8 @@ def test_run_job_is_the_same_file_to_file_call(pair, tmp_path, counted):
     assert transfer(pair, tmp_path / "t.png").exit_code == 0
     result = job.run_job(pair / "c.png", pair / "s.png", tmp_path / "j.png", config=str(pair / "tiny.toml"))
     assert result.status == STATUS
-    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "j.png")), np.asarray(Image.open(tmp_path / "t.png")))
+    np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "j.png")),
+                                  np.asarray(Image.open(tmp_path / "t.png")))
     meta, reference = io.read_metadata(tmp_path / "j.png"), io.read_metadata(tmp_path / "t.png")
     assert set(meta) == set(reference)
     assert {k: meta[k] for k in ("config", "size", "working_size", "status", "weights", "content")} == {
@@ -201,6 +202,35 @@ def test_refuse_input_as_output_sees_paths_and_links(tmp_path):
     with pytest.raises(JaxstyleError, match=r"over the input .*s\.png \(the style\)"):  # not written yet: by path
         job.refuse_input_as_output(tmp_path / "s.png", inputs)
     job.refuse_input_as_output(tmp_path / "new.png", inputs)  # another file: no error
+
+
+def test_check_new_file_says_what_is_wrong_before_any_work(tmp_path):
+    """The rule for every file a job writes (the result, --save-look, --cube), in one wording."""
+    photo, result, look = tmp_path / "c.png", tmp_path / "r.png", tmp_path / "l.npz"
+    io.save_image(synthetic_photo(8, 8), photo)
+    protect = {"content": photo, "style": tmp_path / "s.png", "content_mask": None, "style_mask": None,
+               "result": result}
+
+    def refused(path, force=False):
+        with pytest.raises(JaxstyleError) as caught:
+            job.check_new_file(path, protect, name="--save-look", what=f"--save-look {path}", suffixes=(".npz",),
+                               option="--save-look", force=force)
+        return str(caught.value)
+
+    assert refused(tmp_path / "l.cube") == f"--save-look {tmp_path / 'l.cube'} must end in .npz"
+    assert "the folder of --save-look" in refused(tmp_path / "no" / "l.npz")
+    os.link(photo, tmp_path / "c.npz")
+    assert "over the input " + str(photo) + " (the content)" in refused(tmp_path / "c.npz", force=True)
+    protect["result"] = look  # the result's own path (not written yet) is protected too
+    assert refused(look, force=True) == (f"refusing to write --save-look {look} over the result {look}: "
+                                         "choose another --save-look")
+    protect["result"] = result
+    look.write_bytes(b"old")
+    assert refused(look) == f"{look} exists: pass --force to replace it, or choose another --save-look"
+    assert job.check_new_file(look, protect, name="--save-look", what="--save-look", suffixes=(".npz",),
+                              option="--save-look", force=True) == look
+    with pytest.raises(JaxstyleError, match="must end in .png, .jpg or .jpeg"):
+        job.check_output(tmp_path / "r.gif", protect)
 
 
 def test_metadata_has_one_schema():
