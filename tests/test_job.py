@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import synthetic_photo
+from conftest import synthetic_photo, two_region_mask
 from jaxstyle import io, job
 from jaxstyle import runner as R
 from jaxstyle._version import __version__
@@ -57,8 +57,13 @@ def pair(tmp_path):
     folder.mkdir()
     io.save_image(synthetic_photo(H, W, 0), folder / "c.png")
     io.save_image(synthetic_photo(H + 4, W - 8, 3)[..., ::-1], folder / "s.png")
+    colours = np.array([[0, 0, 255], [0, 255, 0]], np.uint8)
+    Image.fromarray(colours[np.argmax(two_region_mask(H, W, 0), -1)]).save(folder / "cm.png")
+    Image.fromarray(colours[np.argmax(two_region_mask(H + 4, W - 8, 3), -1)]).save(folder / "sm.png")
     (folder / "tiny.toml").write_text(TINY_TOML)
     (folder / "m.csv").write_text("content,style,output\nc.png,s.png,b.png\n")
+    (folder / "masked.csv").write_text("content,style,content_mask,style_mask,output\n"
+                                       "c.png,s.png,cm.png,sm.png,b.png\n")
     return folder
 
 
@@ -101,13 +106,15 @@ def transfer(pair, out, *extra):
                                str(pair / "tiny.toml"), "-q", *extra])
 
 
-def batch(pair, outdir, *extra):
-    return runner.invoke(app, ["batch", str(pair / "m.csv"), "-o", str(outdir), "--config", str(pair / "tiny.toml"),
-                               "-q", *extra])
+def batch(pair, outdir, *extra, manifest="m.csv"):
+    return runner.invoke(app, ["batch", str(pair / manifest), "-o", str(outdir), "--config",
+                               str(pair / "tiny.toml"), "-q", *extra])
 
 
-def test_transfer_and_batch_write_the_same_file_with_the_same_metadata(pair, tmp_path, counted):
-    result = transfer(pair, tmp_path / "t.png")
+@pytest.mark.parametrize("masked", [False, True], ids=["no masks", "masks"])
+def test_transfer_and_batch_write_the_same_file_with_the_same_metadata(pair, tmp_path, counted, masked):
+    masks = ["--content-mask", str(pair / "cm.png"), "--style-mask", str(pair / "sm.png")] if masked else []
+    result = transfer(pair, tmp_path / "t.png", *masks)
     assert result.exit_code == 0, (result.output, result.exception)
     # one memory check (the content's), one decode of each photo
     photos = sorted([str(pair / "c.png"), str(pair / "s.png")])
@@ -115,7 +122,7 @@ def test_transfer_and_batch_write_the_same_file_with_the_same_metadata(pair, tmp
     assert sorted(counted["read_photo"]) == photos
     counted["check_result_memory"].clear()
     counted["read_photo"].clear()
-    result = batch(pair, tmp_path / "out")
+    result = batch(pair, tmp_path / "out", manifest="masked.csv" if masked else "m.csv")
     assert result.exit_code == 0, (result.output, result.exception)
     assert counted["check_result_memory"] == [str(pair / "c.png")]
     assert sorted(counted["read_photo"]) == photos
@@ -134,6 +141,7 @@ def test_transfer_and_batch_write_the_same_file_with_the_same_metadata(pair, tmp
         assert meta["transfer"][key] == meta["batch"][key], key
     assert meta["batch"]["size"] == [H, W] and meta["batch"]["working_size"] == [16, 24]
     assert meta["batch"]["status"] == STATUS
+    assert meta["batch"]["content_mask"] == (str(pair / "cm.png") if masked else None)
     # the seconds of each phase: the solve's, and the content's reading counted as setup
     for name in ("transfer", "batch"):
         seconds = meta[name]["seconds"]
