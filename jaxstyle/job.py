@@ -2,8 +2,9 @@
 
 Images are float32 `[H, W, 3]` RGB in [0, 1].
 
-- `refuse_input_as_output`: the one rule that a result never replaces an input (`io.same_file`:
-  the same path, a symbolic or a hard link), checked before any work.
+- `refuse_input_as_output`: the one rule that nothing is written over an input (`io.same_file`:
+  the same path, a symbolic or a hard link); `check_new_file` (and `check_output` for the
+  result) adds the suffix, folder, existing-file and writable checks, all before any work.
 - `read_content`: the content photo read once, at its own size capped at `max_output_side`,
   after one memory check from the file's header (`stylize.check_result_memory`).
 - `working_inputs`: the content, style and masks at the working size (`stylize.load_inputs`),
@@ -11,10 +12,10 @@ Images are float32 `[H, W, 3]` RGB in [0, 1].
 - `describe` and `result_metadata`: the one schema of what is saved in a result.
 - `write_result`: the protected atomic write (`io.save_image`) that keeps the photo's ICC
   profile, EXIF and depth.
-
-`jaxstyle transfer` (`cli.run_transfer`: one photo, solved by `stylize.stylize` with progress and
-Ctrl-C) and `jaxstyle batch` (`runner.run_manifest`: photos solved in buckets by
-`batch.stylize_batch`) are adapters over these steps; `run_job` is the plain file-to-file call.
+- `open_job`, `solve`, `write_interrupted`, `finish`: those steps around `stylize.stylize` for
+  one photo, as `jaxstyle transfer` (`cli.run_transfer`) takes them; `run_job` runs them as one
+  file-to-file call. `jaxstyle batch` (`runner.run_manifest`) takes `read_content`,
+  `working_inputs`, `result_metadata` and `write_result` around `batch.stylize_batch`.
 """
 
 from __future__ import annotations
