@@ -470,6 +470,7 @@ def test_ctrl_c_during_smoothing_keeps_the_stage2_image(inputs, tmp_path, monkey
 # ----------------------------------------------------------------------------- demo
 
 
+@pytest.mark.slow  # a full demo run (~20 s cold): CI runs it via -m slow
 def test_demo_writes_result_and_contact_sheet(inputs, tmp_path):
     folder = tmp_path / "new" / "demo"  # created, parents included
     result = invoke("demo", "-o", folder, "--config", inputs["config"], "--max-side", 48, "-q")

@@ -379,6 +379,7 @@ def gram_jit():
     return jax.jit(m.gram_distance, static_argnames="layers")
 
 
+@pytest.mark.slow  # VGG at two sizes (~12 s cold): CI runs it via -m slow
 def test_gram_distance_zero_for_style_itself(vgg16, gram_jit):
     style = synthetic_photo(32, 32, 1)
     mask = two_region_mask(32, 32, 1)

@@ -98,7 +98,8 @@ def assert_same(image, reference, name):
 
 
 # paper compiles its own programs (~20 s on 2 cores): with the slow tests.
-@pytest.mark.parametrize("preset", [pytest.param("paper", marks=pytest.mark.slow), "default", "fast"])
+@pytest.mark.parametrize("preset", [pytest.param("paper", marks=pytest.mark.slow), "default",
+                                    pytest.param("fast", marks=pytest.mark.slow)])
 def test_library_entry_points_give_the_same_image(preset, vgg16, tmp_path):
     (tmp_path / "tiny.toml").write_text(TINY.format(preset=preset))
     cfg = load_config(tmp_path / "tiny.toml")
@@ -114,7 +115,8 @@ def test_library_entry_points_give_the_same_image(preset, vgg16, tmp_path):
 
 
 @pytest.mark.parametrize("preset", [pytest.param("paper", marks=pytest.mark.slow),
-                                    pytest.param("default", marks=pytest.mark.slow), "fast"])
+                                    pytest.param("default", marks=pytest.mark.slow),
+                                    pytest.param("fast", marks=pytest.mark.slow)])
 def test_a_batch_sharded_over_two_devices_gives_the_same_image(preset, tmp_path):
     (tmp_path / "tiny.toml").write_text(TINY.format(preset=preset))
     script = tmp_path / "paths.py"

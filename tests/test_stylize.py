@@ -204,6 +204,7 @@ def test_color_transfer_start_is_the_recoloured_content(vgg16):
     np.testing.assert_allclose(out.image, x, atol=1e-5)  # float32: jit vs eager eigh
 
 
+@pytest.mark.slow  # a two-stage solve with the filter between (~11 s cold): CI runs it via -m slow
 def test_stage2_can_start_from_the_smoothed_stage1_result(vgg16, pair):
     from jaxstyle.smoothing import smooth_local_affine
     cfg = tiny_config(stage2=OptimConfig(iterations=0), stage2_start="smoothed",

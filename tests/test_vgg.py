@@ -37,7 +37,7 @@ def reference_features(params, image, arch, convention):
     return out
 
 
-@pytest.mark.parametrize("shape", [(37, 45), (64, 48)])
+@pytest.mark.parametrize("shape", [(37, 45), pytest.param((64, 48), marks=pytest.mark.slow)])
 def test_vgg16_matches_independent_implementation_at_every_tap(weights, shape):
     image = np.random.default_rng(0).random((*shape, 3)).astype(np.float32)
     names = vgg.layer_names("vgg16")
