@@ -16,10 +16,11 @@ import pytest
 
 
 def _fast_compiles() -> None:
-    """Compile at XLA's backend optimisation level 0 (unless XLA_FLAGS sets a level): the suite's
-    programs are tiny, so LLVM's optimisation costs more than it saves (a cold run of two test files
-    took 82 s instead of 109 s). Same programs: convolutions and dot products run in the same library
-    kernels either way; only LLVM's optimisation of the fused loops around them is skipped."""
+    """Compile at XLA's backend optimisation level 0 (unless XLA_FLAGS sets a level): the default
+    suite's programs are tiny, so LLVM's optimisation costs more than it saves (a cold run of two
+    test files took 82 s instead of 109 s). Not for `-m slow`: its real solves run long enough that
+    unoptimised loops cost more than the compiles (the README example took 793 s instead of ~60 s),
+    and its bit-exact comparisons of whole CLI runs are written for the optimised programs."""
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_backend_optimization_level" not in flags:
         os.environ["XLA_FLAGS"] = f"{flags} --xla_backend_optimization_level=0".strip()
@@ -40,8 +41,14 @@ def _enable_compilation_cache() -> None:
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.3)
 
 
-_fast_compiles()
 _enable_compilation_cache()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # Runs in every xdist worker with the same options, before any test module imports; XLA reads
+    # the flags when its CPU backend starts, at the first computation.
+    if "slow" not in config.getoption("markexpr", "").replace("not slow", ""):
+        _fast_compiles()
 
 
 @pytest.fixture(scope="session")
