@@ -120,7 +120,8 @@ class SmoothConfig:
 
 @dataclasses.dataclass(frozen=True)
 class Config:
-    """Everything `jaxstyle.stylize` needs besides the images.
+    """Everything `jaxstyle.stylize` needs besides the images; `Config()` is the `default`
+    preset (`configs/default.toml`) but for its name.
 
     mode: "two_stage" (the paper: stage 1 without the photorealism term, stage 2 with it,
     from stage 1's result), "single" (stage 2 only, from the content), or
@@ -155,23 +156,23 @@ class Config:
     name: str = "custom"
     backbone: str = "vgg16"
     allow_fallback: bool = False
-    mode: str = "two_stage"
+    mode: str = "coarse_to_fine"
     max_side: int = 512
     max_output_side: int = 0
-    buckets: bool = False
+    buckets: bool = True
     coarse_scale: float = 0.5
     seed: int = 0
-    init: str = "content"
+    init: str = "color_transfer"
     init_noise: float = 0.0
-    init_feather: int = 0
+    init_feather: int = 8
     stage2_start: str = "stage1"
     start_recolor: float = 0.0
-    loss: LossConfig = LossConfig()
-    stage1: OptimConfig = OptimConfig()
-    stage2: OptimConfig = OptimConfig()
-    smooth: SmoothConfig = SmoothConfig()
+    loss: LossConfig = LossConfig(style_weight=3000.0, photo_weight=1e5, mask_feather=8)
+    stage1: OptimConfig = OptimConfig(iterations=40, tol=1e-4)
+    stage2: OptimConfig = OptimConfig(iterations=10, tol=1e-4)
+    smooth: SmoothConfig = SmoothConfig(enabled=False)
     upsample: UpsampleConfig = UpsampleConfig()
-    grid: GridConfig = GridConfig()
+    grid: GridConfig = GridConfig(enabled=True, cell=8)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

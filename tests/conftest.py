@@ -77,3 +77,16 @@ def two_region_mask(h: int, w: int, seed: int = 0) -> np.ndarray:
     y, x = np.mgrid[0:h, 0:w] / np.array([h, w])[:, None, None]
     sky = y < 0.5 + 0.1 * np.sin(6 * x + seed)
     return np.stack([sky, ~sky], -1).astype(np.float32)
+
+
+def pixel_config(**changes):
+    """A `Config` that solves for the pixels: two stages at the working size from the content, no
+    grid, no aspect buckets, the final filter on, and the loss and L-BFGS settings' own defaults
+    (the original's weights, 1000 steps a stage). `Config()` is the default preset, a grid solve."""
+    from jaxstyle.config import Config, GridConfig, SmoothConfig
+    from jaxstyle.objective import LossConfig
+    from jaxstyle.optimize import OptimConfig
+
+    pixels = dict(mode="two_stage", buckets=False, init="content", init_feather=0, loss=LossConfig(),
+                  stage1=OptimConfig(), stage2=OptimConfig(), smooth=SmoothConfig(), grid=GridConfig())
+    return Config(**{**pixels, **changes})

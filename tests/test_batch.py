@@ -13,7 +13,7 @@ import jax
 import numpy as np
 import pytest
 
-from conftest import synthetic_photo, two_region_mask
+from conftest import pixel_config, synthetic_photo, two_region_mask
 from jaxstyle.batch import resolve_strategy, stylize_batch
 from jaxstyle.config import Config, SmoothConfig
 from jaxstyle.errors import JaxstyleError
@@ -33,8 +33,8 @@ TESTS = Path(__file__).parent
 
 
 def tiny_config(**changes) -> Config:
-    base = Config(loss=LOSS, stage1=OptimConfig(iterations=3, chunk_size=3),
-                  stage2=OptimConfig(iterations=3, chunk_size=3), smooth=SmoothConfig(radius=3), max_side=64)
+    base = pixel_config(loss=LOSS, stage1=OptimConfig(iterations=3, chunk_size=3),
+                        stage2=OptimConfig(iterations=3, chunk_size=3), smooth=SmoothConfig(radius=3), max_side=64)
     return dataclasses.replace(base, **changes)
 
 
@@ -120,7 +120,7 @@ def test_batched_starts_equal_single_starts_for_every_init():
     inputs = [load_inputs(*make_pair(seed, labels), num_labels=K)[:4] for seed, labels in PAIRS[:2]]
     batch = tuple(np.stack([np.asarray(item[j]) for item in inputs]) for j in range(4))
     for init in ("content", "mean_pixel", "color_transfer"):
-        cfg = Config(init=init, init_noise=0.01, seed=3)
+        cfg = pixel_config(init=init, init_noise=0.01, seed=3)
         many = np.asarray(jax.jit(lambda key, b: Items("vmap").apply(
             lambda k, item: initial_image(*item, config=cfg, key=k), key, b))(jax.random.PRNGKey(cfg.seed), batch))
         for i, item in enumerate(inputs):

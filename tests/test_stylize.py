@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import synthetic_photo, two_region_mask
+from conftest import pixel_config, synthetic_photo, two_region_mask
 from jaxstyle.config import Config, SmoothConfig, load_config
 from jaxstyle.objective import LossConfig, Objective, prepare_targets
 from jaxstyle.optimize import OptimConfig, run_chunk
@@ -18,9 +18,9 @@ LOSS = LossConfig(content_layers=("relu2_2",), style_layers=("relu1_1", "relu2_1
 
 
 def tiny_config(**changes) -> Config:
-    base = Config(loss=LOSS, stage1=OptimConfig(iterations=6, chunk_size=3),
-                  stage2=OptimConfig(iterations=6, chunk_size=3), smooth=SmoothConfig(radius=3),
-                  max_side=64)
+    base = pixel_config(loss=LOSS, stage1=OptimConfig(iterations=6, chunk_size=3),
+                        stage2=OptimConfig(iterations=6, chunk_size=3), smooth=SmoothConfig(radius=3),
+                        max_side=64)
     return dataclasses.replace(base, **changes)
 
 
@@ -103,7 +103,7 @@ def test_gradient_through_the_pipeline_wrt_style_matches_finite_differences(vgg1
     # A large adam_eps keeps Adam's first steps smooth (not lr * sign(g)), so central
     # differences are meaningful; autodiff itself does not need it.
     adam = OptimConfig(method="adam", iterations=3, learning_rate=0.02, adam_eps=1e5)
-    cfg = Config(loss=small, stage1=adam, stage2=adam, smooth=SmoothConfig(radius=2))
+    cfg = pixel_config(loss=small, stage1=adam, stage2=adam, smooth=SmoothConfig(radius=2))
     rng = np.random.default_rng(0)
     # Noise breaks the exact max-pooling ties of smooth ramps, where VGG is not differentiable.
     content = synthetic_photo(16, 16, 0).astype(np.float64) + 0.02 * rng.standard_normal((16, 16, 3))
@@ -174,7 +174,7 @@ def test_mean_pixel_start_is_the_originals_stage1_start():
         return np.asarray(jax.jit(lambda c, s: initial_image(c, s, config=config, key=key))(content, style),
                           np.float64)
 
-    cfg = Config(init="mean_pixel", seed=5)
+    cfg = pixel_config(init="mean_pixel", seed=5)
     x = start(cfg)
     caffe = x[..., ::-1] * 256 - np.array(CAFFE_MEAN_RGB)[::-1] * 256  # BGR x 256 minus the mean pixel
     np.testing.assert_allclose(np.array(CAFFE_MEAN_RGB)[::-1] * 256, [103.939, 116.779, 123.68])
@@ -185,7 +185,7 @@ def test_mean_pixel_start_is_the_originals_stage1_start():
     # nothing of the content survives; init_noise adds on top
     assert np.corrcoef(x.ravel(), np.asarray(content, np.float64).ravel())[0, 1] ** 2 < 1e-2
     assert 0.08 < (start(dataclasses.replace(cfg, init_noise=0.1)) - x).std() < 0.12
-    np.testing.assert_array_equal(start(Config()), np.asarray(content, np.float64))
+    np.testing.assert_array_equal(start(pixel_config()), np.asarray(content, np.float64))
 
 
 def test_color_transfer_start_is_the_recoloured_content(vgg16):
@@ -193,7 +193,7 @@ def test_color_transfer_start_is_the_recoloured_content(vgg16):
     from jaxstyle.pipeline import initial_image
     content, style = jnp.asarray(synthetic_photo(H, W, 0)), jnp.asarray(synthetic_photo(20, 24, 3))
     cm, sm = jnp.asarray(two_region_mask(H, W, 0)), jnp.asarray(two_region_mask(20, 24, 3))
-    x = initial_image(content, style, cm, sm, config=Config(init="color_transfer"))
+    x = initial_image(content, style, cm, sm, config=pixel_config(init="color_transfer"))
     np.testing.assert_array_equal(x, linear_color_transfer(content, style, cm, sm))
     assert not np.allclose(x, content, atol=0.02)
     # the host pipeline starts from it too: zero iterations and no filter return the start
@@ -236,15 +236,15 @@ def test_the_filter_uses_the_scaled_radius_at_the_start_of_stage2_and_at_the_end
     from jaxstyle.pipeline import Inputs, Stage, enter, finish
     content, style, cm, sm = (jnp.asarray(a) for a in pair)
     x = jnp.clip(content[..., ::-1] * 0.8 + 0.1, 0, 1)
-    scaled = Config(smooth=SmoothConfig(radius=6, reference_side=2 * max(H, W)), stage2_start="smoothed")
-    fixed = Config(smooth=SmoothConfig(radius=3), stage2_start="smoothed")
+    scaled = pixel_config(smooth=SmoothConfig(radius=6, reference_side=2 * max(H, W)), stage2_start="smoothed")
+    fixed = pixel_config(smooth=SmoothConfig(radius=3), stage2_start="smoothed")
     assert scaled.smooth.radius_for(content.shape) == 3
     stage = Stage("stage2", True, OptimConfig(), smoothed_start=True)
     inputs = Inputs(content, style, cm, sm)
     np.testing.assert_array_equal(finish((), (x, content), config=scaled), finish((), (x, content), config=fixed))
     np.testing.assert_array_equal(enter(None, (inputs, {}, x), config=scaled, stage=stage)[0],
                                   enter(None, (inputs, {}, x), config=fixed, stage=stage)[0])
-    wide = Config(smooth=SmoothConfig(radius=6), stage2_start="smoothed")
+    wide = pixel_config(smooth=SmoothConfig(radius=6), stage2_start="smoothed")
     assert np.abs(finish((), (x, content), config=wide) - finish((), (x, content), config=fixed)).max() > 1e-3
 
 
@@ -254,7 +254,8 @@ def test_start_recolor_moves_stage2_start_toward_the_style_colours(pair, amount)
     from jaxstyle.pipeline import Inputs, Stage, enter, smooth
     content, style, cm, sm = (jnp.asarray(a) for a in pair)
     x = jnp.clip(content[..., ::-1] * 0.8 + 0.1, 0, 1)
-    cfg = Config(smooth=SmoothConfig(radius=3), stage2_start="smoothed", start_recolor=amount, init_feather=2)
+    cfg = pixel_config(smooth=SmoothConfig(radius=3), stage2_start="smoothed", start_recolor=amount,
+                       init_feather=2)
     stage = Stage("stage2", True, OptimConfig(), smoothed_start=True)
     got = np.asarray(enter(None, (Inputs(content, style, cm, sm), {}, x), config=cfg, stage=stage)[0])
     smoothed = np.asarray(smooth(x, content, cfg))
