@@ -26,6 +26,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+__all__ = ["DIRECT_BOX_MAX_WIDTH", "box_mean", "box_spread", "box_sum", "box_sum_axis", "windows_per_pixel"]
+
 # Windows up to this width are summed directly (width shifted adds, cheapest on CPU and
 # GPU for the usual r = 1, 2); wider ones by per-block prefix/suffix sums, whose cost
 # does not depend on the width.

@@ -41,6 +41,11 @@ import numpy as np
 
 from jaxstyle.errors import WeightsError
 
+__all__ = [
+    "MAX_TOTAL_BYTES", "RestrictedUnpickler", "detect_format", "read_safetensors", "read_torch_checkpoint",
+    "safe_unpickle",
+]
+
 TORCH_MAGIC = 0x1950A86A20F9469CFC6C  # first pickle of a legacy torch.save stream
 TORCH_LEGACY_PROTOCOL = 1001
 ZIP_MAGIC = b"PK\x03\x04"

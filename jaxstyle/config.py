@@ -22,6 +22,8 @@ from jaxstyle.errors import JaxstyleError, did_you_mean
 from jaxstyle.objective import LossConfig
 from jaxstyle.optimize import OptimConfig
 
+__all__ = ["Config", "GridConfig", "SmoothConfig", "UpsampleConfig", "load_config", "parse_overrides", "preset_names"]
+
 MODES = ("two_stage", "single", "coarse_to_fine")
 INITS = ("content", "mean_pixel", "color_transfer")
 STAGE2_STARTS = ("stage1", "smoothed")

@@ -12,6 +12,8 @@ import difflib
 from collections.abc import Iterable
 from typing import Any
 
+__all__ = ["DivergenceError", "Interrupted", "JaxstyleError", "WeightsError", "did_you_mean"]
+
 
 class JaxstyleError(ValueError):
     """A problem with the user's input or environment, with advice in the message."""

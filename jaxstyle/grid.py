@@ -26,6 +26,11 @@ import numpy as np
 from jaxstyle.errors import JaxstyleError
 from jaxstyle.upsample import tile_origins
 
+__all__ = [
+    "CENTRE", "TILE", "apply_maps", "fit_grid", "global_affine", "grid_shape", "guide", "identity_grid", "interpolate",
+    "roughness", "slice_grid", "slice_grid_host", "tent_weights",
+]
+
 LUMA = (0.299, 0.587, 0.114)  # the guide: Rec. 601 luma of the content
 # The start's fit (`fit_grid`): a node's 4x4 normal equations get this ridge times its weight,
 # toward the photo's global affine map, so nodes with few or flat pixels keep the global map.

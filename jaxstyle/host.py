@@ -29,6 +29,8 @@ from jaxstyle.pipeline import Inputs, Stage, fit, leave, render, run_plan, setup
 from jaxstyle.upsample import upsample_affine_host
 from jaxstyle.vgg import VGGWeights
 
+__all__ = ["HostRun", "ProgressFn", "SnapshotFn", "StageRecord", "run_host", "status_names"]
+
 ProgressFn = Callable[[str, Progress], None]
 SnapshotFn = Callable[[str, int, np.ndarray], None]
 

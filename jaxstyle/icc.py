@@ -19,6 +19,8 @@ import struct
 
 import numpy as np
 
+__all__ = ["RgbProfile", "SRGB_TO_XYZ_D50", "convert", "from_srgb", "is_srgb", "parse", "to_convert", "to_srgb"]
+
 # Linear sRGB -> XYZ of the connection space: sRGB's primaries and D65 white (IEC 61966-2-1)
 # adapted by Bradford to the ICC's D50 (0.9642, 1, 0.8249), as LittleCMS builds its sRGB
 # profile; columns are R, G, B.

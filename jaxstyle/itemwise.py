@@ -30,6 +30,8 @@ from jax.sharding import Mesh, PartitionSpec
 
 from jaxstyle.errors import JaxstyleError, did_you_mean
 
+__all__ = ["BATCH_AXIS", "Items", "ONE", "STRATEGIES", "batch_mesh", "resolve_strategy"]
+
 BATCH_AXIS = "batch"
 STRATEGIES = ("auto", "vmap", "map")
 

@@ -37,6 +37,11 @@ import jax.numpy as jnp
 
 from jaxstyle.vgg import IMAGENET_STD_RGB
 
+__all__ = [
+    "CAFFE_PIXEL_SCALE", "STYLE_NORMALIZATIONS", "content_loss", "feature_unit", "gram", "masked_grams", "style_loss",
+    "total_variation",
+]
+
 CAFFE_PIXEL_SCALE = 255.0
 
 

@@ -26,6 +26,10 @@ from jaxstyle.grid import roughness, slice_grid
 from jaxstyle.masks import propagate_masks, with_style_fallback
 from jaxstyle.vgg import CONTENT_LAYERS, STYLE_LAYERS, VGGWeights, check_layers, features
 
+__all__ = [
+    "GridObjective", "LOSS_TERMS", "LossConfig", "Objective", "loss_weights", "make_objective", "prepare_targets",
+]
+
 
 @dataclasses.dataclass(frozen=True)
 class LossConfig:

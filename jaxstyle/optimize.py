@@ -32,6 +32,12 @@ import optax
 from jaxstyle.errors import JaxstyleError, did_you_mean
 from jaxstyle.itemwise import ONE, Items
 
+__all__ = [
+    "BUDGET", "CONVERGED", "DIVERGED", "OptimConfig", "Progress", "STATUS_NAMES", "State", "chunk_length", "finalize",
+    "init", "init_state", "make_solver", "minimize", "minimize_fixed", "on_items", "resolve_loop", "run", "run_chunk",
+    "step",
+]
+
 METHODS = ("lbfgs", "adam")
 LINESEARCHES = ("none", "zoom")
 LOOPS = ("auto", "scan", "host")

@@ -46,6 +46,12 @@ from jaxstyle.smoothing import refine_detail, smooth_local_affine
 from jaxstyle.upsample import upsample_affine
 from jaxstyle.vgg import VGGWeights
 
+__all__ = [
+    "CAFFE_MEAN_RGB", "Inputs", "MIN_SIDE", "Stage", "check_sizes", "coarse_targets", "direct", "enter", "filters",
+    "finish", "fit", "grid_shape", "initial_image", "leave", "needs_key", "plan", "render", "resize", "run_plan",
+    "scaled_shape", "setup", "smooth", "upsample", "upsample_settings", "with_guide",
+]
+
 # The original's stage-1 start (neuralstyle_seg.lua: `torch.randn(...):mul(0.0001)` in its
 # Caffe input units, BGR x 256 minus the mean pixel): the mean pixel itself, here in RGB [0, 1].
 CAFFE_MEAN_RGB = (123.68 / 256, 116.779 / 256, 103.939 / 256)

@@ -23,6 +23,12 @@ import jax.numpy as jnp
 
 from jaxstyle.errors import JaxstyleError, did_you_mean
 
+__all__ = [
+    "ARCHS", "CAFFE_MEAN_BGR", "CONTENT_LAYERS", "CONVENTIONS", "IMAGENET_MEAN_RGB", "IMAGENET_STD_RGB", "LayerSpec",
+    "STYLE_LAYERS", "VGGTrunk", "VGGWeights", "check_layers", "conv_shapes", "downsampling_path", "features",
+    "init_params", "layer_names", "layer_specs", "pool2", "preprocess",
+]
+
 Params = Mapping[str, Mapping[str, jax.Array]]
 
 # Channels per convolution in each block; a pooling layer closes every block.

@@ -52,6 +52,14 @@ from jaxstyle.checkpoints import detect_format, read_safetensors, read_torch_che
 from jaxstyle.errors import WeightsError, did_you_mean
 from jaxstyle.vgg import ARCHS, CONVENTIONS, VGGWeights, conv_shapes, layer_specs
 
+__all__ = [
+    "CACHE_ENV", "KnownWeights", "WeightsFallbackWarning", "cache_dir", "cached_weights_path", "describe_backbone",
+    "embedded_vgg16", "fetch_weights", "import_weights", "list_weights", "load_npz", "load_weights_file",
+    "lpips_checkpoint_path", "lpips_linear_heads", "missing_weights_message", "npz_metadata", "resolve_weights",
+    "save_npz", "sha256_file", "torchvision_conv_indices", "torchvision_params", "validate_params", "verify_sha256",
+    "weights_dir", "weights_identity",
+]
+
 LPIPS_VGG16_SHA256 = "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d"
 CACHE_ENV = "JAXSTYLE_CACHE"
 URL_ENV = "JAXSTYLE_WEIGHTS_URL"  # a mirror: base URL that serves the registry's file names
