@@ -24,7 +24,8 @@ _EXPORTS = {
     "jaxstyle.cube": ("apply_cube", "fit_cube", "read_cube", "write_cube"),
     "jaxstyle.errors": ("DivergenceError", "Interrupted", "JaxstyleError", "WeightsError"),
     "jaxstyle.evaluate": ("evaluate_files",),
-    "jaxstyle.io": ("Photo", "load_image", "read_metadata", "read_photo", "save_image", "to_numpy_image"),
+    "jaxstyle.reading": ("Photo", "load_image", "read_photo", "to_numpy_image"),
+    "jaxstyle.writing": ("read_metadata", "save_image"),
     "jaxstyle.laplacian": ("build_laplacian", "laplacian_matvec", "laplacian_residual_map", "matting_laplacian",
                            "matting_operator", "photorealism_loss", "quadratic_energy"),
     "jaxstyle.look": ("apply_look", "load_look", "save_look"),
@@ -50,7 +51,8 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports
     from jaxstyle.cube import apply_cube, fit_cube, read_cube, write_cube
     from jaxstyle.errors import DivergenceError, Interrupted, JaxstyleError, WeightsError
     from jaxstyle.evaluate import evaluate_files
-    from jaxstyle.io import Photo, load_image, read_metadata, read_photo, save_image, to_numpy_image
+    from jaxstyle.reading import Photo, load_image, read_photo, to_numpy_image
+    from jaxstyle.writing import read_metadata, save_image
     from jaxstyle.laplacian import (build_laplacian, laplacian_matvec, laplacian_residual_map,
                                     matting_laplacian, matting_operator, photorealism_loss,
                                     quadratic_energy)

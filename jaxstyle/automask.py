@@ -404,7 +404,7 @@ def _check_rgb(image, name: str) -> np.ndarray:
                             "call auto_masks once per pair")
     if not np.issubdtype(image.dtype, np.floating):
         raise JaxstyleError(f"{name} must be a float image in [0, 1], got dtype {image.dtype}: "
-                            "load it with jaxstyle.io.load_image")
+                            "load it with jaxstyle.reading.load_image")
     return image.astype(np.float32)
 
 
@@ -570,11 +570,11 @@ def save_masks(pair: masks_lib.MaskPair, folder: str | os.PathLike, *,
             if path.exists():
                 raise JaxstyleError(f"{path} exists: remove it, choose another folder, or overwrite")
     folder.mkdir(parents=True, exist_ok=True)
-    from jaxstyle import io  # lazy, as masks.read_mask_file: computing masks needs no image I/O
+    from jaxstyle import writing  # lazy, as masks.read_mask_file: computing masks needs no image I/O
 
     meta = {"labels": list(pair.labels), "notes": list(pair.notes)}
     for path, stack in zip(paths, (pair.content, pair.style)):
-        io.save_image(masks_lib.labels_to_color(stack, pair.labels), path, metadata=meta, overwrite=True)
+        writing.save_image(masks_lib.labels_to_color(stack, pair.labels), path, metadata=meta, overwrite=True)
     return paths
 
 

@@ -366,7 +366,7 @@ def run_transfer(content: str, style: str, output: str, *, content_mask: str | N
 
     with interrupts_deferred():  # the pipeline's modules: see `load_libraries`
         from jaxstyle import cube as cube_lib
-        from jaxstyle import io
+        from jaxstyle import filesafety, writing
         from jaxstyle import job
         from jaxstyle import look as look_lib
         from jaxstyle.config import load_config
@@ -400,7 +400,7 @@ def run_transfer(content: str, style: str, output: str, *, content_mask: str | N
         cube_lib.check_size(cube_size)
     if log:
         for p in [*inputs, output]:
-            if io.same_file(Path(log), Path(p)):
+            if filesafety.same_file(Path(log), Path(p)):
                 raise JaxstyleError(f"refusing to write the --log over {p}: choose another log file")
         if not Path(log).parent.is_dir():
             raise JaxstyleError(f"the folder of --log {log} does not exist: create it first")
@@ -410,7 +410,7 @@ def run_transfer(content: str, style: str, output: str, *, content_mask: str | N
     if log and Path(log).exists():
         open(log, "a").close()  # writable? ("a" leaves its content as it is)
     elif log:
-        io.check_writable(Path(log), what="--log")
+        filesafety.check_writable(Path(log), what="--log")
     start_compile_cache()
     weights = resolve_weights(cfg.backbone, allow_fallback=cfg.allow_fallback)
     identity = weights_identity(weights)
@@ -422,8 +422,8 @@ def run_transfer(content: str, style: str, output: str, *, content_mask: str | N
 
     def snapshot(stage: str, iteration: int, image: Any) -> None:
         if image is not None:
-            io.save_image(image, out.with_name(f"{out.stem}.{stage}-{iteration:05d}{out.suffix}"),
-                          overwrite=True, protect=inputs)
+            writing.save_image(image, out.with_name(f"{out.stem}.{stage}-{iteration:05d}{out.suffix}"),
+                               overwrite=True, protect=inputs)
 
     try:
         mask_inputs = (content_mask, style_mask)
@@ -601,21 +601,21 @@ def demo(
     from pathlib import Path
 
     with interrupts_deferred():  # the pipeline's modules: see `load_libraries`
-        from jaxstyle import io
+        from jaxstyle import reading, sheets, writing
         from jaxstyle.config import load_config
 
     if masks not in ("auto", "none"):
         fail(f"--masks {masks!r}: the demo takes auto or none")
     load_config(config, None if max_side is None else {"max_side": max_side})  # refused before the folder is made
-    content, style = io.demo_paths()
+    content, style = reading.demo_paths()
     folder = Path(output_dir)
     folder.mkdir(parents=True, exist_ok=True)
     result = run_transfer(content, style, str(folder / "result.png"), config=config, max_side=max_side,
                           quiet=quiet, force=True, masks=masks)
-    images = [io.load_image(content), io.load_image(style), result.image]  # each at its own size
+    images = [reading.load_image(content), reading.load_image(style), result.image]  # each at its own size
     height = min(result.image.shape[0], DEMO_SHEET_HEIGHT)
-    sheet = io.side_by_side(images, height=height, labels=["content", "style", "result"])
-    io.save_image(sheet, folder / "sheet.png", overwrite=True)
+    sheet = sheets.side_by_side(images, height=height, labels=["content", "style", "result"])
+    writing.save_image(sheet, folder / "sheet.png", overwrite=True)
     typer.echo(f"wrote {folder / 'result.png'} and {folder / 'sheet.png'} in {result.seconds['total']:.1f} s")
 
 
@@ -625,14 +625,14 @@ def _report_target(path: str, what: str, inputs: list[str]) -> None:
     """Fail before any work when `path` (a --json/--sheet/--out file) cannot be written."""
     from pathlib import Path
 
-    from jaxstyle import io
+    from jaxstyle import filesafety
 
     target = Path(path)
     if not target.parent.is_dir():
         fail(f"{what} {path}: the folder {target.parent} does not exist; create it first")
-    if any(io.same_file(target, Path(p)) for p in inputs):
+    if any(filesafety.same_file(target, Path(p)) for p in inputs):
         fail(f"refusing to write {what} {path} over one of the inputs: choose another file")
-    io.check_writable(target, what=what)
+    filesafety.check_writable(target, what=what)
 
 
 @app.command()
@@ -670,7 +670,7 @@ def evaluate(
 
     with interrupts_deferred():  # the pipeline's modules: see `load_libraries`
         from jaxstyle import evaluate as E
-        from jaxstyle import io
+        from jaxstyle import writing
 
     single = {"content": content, "style": style, "output": output, "content_mask": content_mask,
               "style_mask": style_mask, "reference": reference}
@@ -721,7 +721,7 @@ def evaluate(
         typer.echo(f"wrote {json_path}", err=True)
     if sheet:
         if any(v is not None for v in values):
-            io.save_image(E.contact_sheet(rows, values), sheet, overwrite=True, protect=inputs)
+            writing.save_image(E.contact_sheet(rows, values), sheet, overwrite=True, protect=inputs)
             typer.echo(f"wrote {sheet}", err=True)
         else:
             typer.echo(f"no sheet: every item failed, so {sheet} was not written", err=True)

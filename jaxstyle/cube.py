@@ -26,7 +26,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxstyle import grid, io
+from jaxstyle import filesafety, grid
 from jaxstyle.errors import JaxstyleError
 
 CUBE_SIZE = 33  # lattice nodes per axis, the common size (17 and 65 are the others)
@@ -205,7 +205,7 @@ def write_cube(path, lut, *, title: str | None = None, comments: tuple[str, ...]
     rows = np.clip(lut, 0.0, 1.0).transpose(2, 1, 0, 3).reshape(-1, 3)  # [b, g, r]: red fastest
     body = "\n".join(" ".join(f"{v:.{DIGITS}f}" for v in row) for row in rows.tolist())
     text = "\n".join(lines) + "\n" + body + "\n"
-    io.write_atomically(path, lambda f: f.write(text.encode("ascii")))
+    filesafety.write_atomically(path, lambda f: f.write(text.encode("ascii")))
     return path
 
 

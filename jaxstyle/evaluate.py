@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxstyle import io
+from jaxstyle import reading, sheets, sizing
 from jaxstyle.errors import JaxstyleError, did_you_mean
 from jaxstyle.manifest import PROBLEM, read_rows
 from jaxstyle.masks import RESIZE_TOLERANCE, parse_mask_pair
@@ -117,12 +117,12 @@ def check_evaluation_memory(output: ImageInput, style: ImageInput, *, max_side: 
     """Refuse, before any work, an evaluation whose size (the output's and the style's, capped by
     `max_side`) would not fit in the memory available."""
     def size(image: ImageInput) -> tuple[int, int]:
-        h, w = io.image_size(image) or (1, 1)  # no two sides: the loader says what it expected
-        return io.fit_max_side(h, w, max_side) if max_side else (h, w)
+        h, w = reading.image_size(image) or (1, 1)  # no two sides: the loader says what it expected
+        return sizing.fit_max_side(h, w, max_side) if max_side else (h, w)
 
     out, style_hw = size(output), size(style)
-    io.check_memory(out, copies=EVAL_COPIES, extra_pixels=style_hw[0] * style_hw[1], option="max-side",
-                    what=f"evaluating {output if isinstance(output, (str, os.PathLike)) else 'the output'}")
+    sizing.check_memory(out, copies=EVAL_COPIES, extra_pixels=style_hw[0] * style_hw[1], option="max-side",
+                        what=f"evaluating {output if isinstance(output, (str, os.PathLike)) else 'the output'}")
 
 
 def _weights(weights: VGGWeights | str | None) -> VGGWeights:
@@ -136,10 +136,10 @@ def _weights(weights: VGGWeights | str | None) -> VGGWeights:
 def _as_image(image: ImageInput, max_side: int | None) -> np.ndarray:
     """A file or array as float32 `[H, W, 3]`, the longer side capped at `max_side`."""
     if isinstance(image, (str, os.PathLike)):
-        return io.load_image(image, max_side=max_side)
-    array = io.to_numpy_image(image)
+        return reading.load_image(image, max_side=max_side)
+    array = reading.to_numpy_image(image)
     if max_side is not None and max(array.shape[:2]) > max_side:
-        array = io.resize_image(array, io.fit_max_side(*array.shape[:2], max_side))
+        array = sizing.resize_image(array, sizing.fit_max_side(*array.shape[:2], max_side))
     return array
 
 
@@ -155,7 +155,7 @@ def _fit_to(image: np.ndarray, hw: tuple[int, int], what: str) -> np.ndarray:
         raise JaxstyleError(f"{what} is {w}x{h} but the output is {tw}x{th}: their aspect ratios differ "
                             f"({w / h:.3f} vs {tw / th:.3f}), so they do not show the same view; pass the "
                             f"{what} the output was made from (or crop both the same way)")
-    return io.resize_image(image, hw)
+    return sizing.resize_image(image, hw)
 
 
 # ----------------------------------------------------------------------------- many triples
@@ -358,7 +358,7 @@ def contact_sheet(rows: Sequence[Mapping[str, Any]], metrics: Sequence[Mapping[s
       metrics: per item its metrics (`evaluate_files`' dict); items with None (failed) are skipped.
       height: each image's height in the sheet, pixels.
     Returns float32 `[sum of row heights + gaps, widest row, 3]`; rows without a reference
-    are narrower (padded with white by `io.stack_rows`).
+    are narrower (padded with white by `sheets.stack_rows`).
     """
     if len(rows) != len(metrics):
         raise JaxstyleError(f"contact_sheet got {len(rows)} rows but {len(metrics)} metric dicts; give one per row")
@@ -369,10 +369,10 @@ def contact_sheet(rows: Sequence[Mapping[str, Any]], metrics: Sequence[Mapping[s
         roles = [r for r in ("content", "style", "output", "reference") if row.get(r) is not None]
         captions = sheet_captions(values, row.get("name"))
         images = [_as_image(row[r], height * _SHEET_LOAD_FACTOR) for r in roles]
-        strips.append(io.side_by_side(images, height=height, gap=gap, labels=[captions[r] for r in roles]))
+        strips.append(sheets.side_by_side(images, height=height, gap=gap, labels=[captions[r] for r in roles]))
     if not strips:
         raise JaxstyleError("no evaluated items to put on a contact sheet (every item failed)")
-    return io.stack_rows(strips, gap=gap)
+    return sheets.stack_rows(strips, gap=gap)
 
 
 # ----------------------------------------------------------------------------- loss curves

@@ -2,7 +2,7 @@
 
 Images are float32 `[H, W, 3]` RGB in [0, 1].
 
-- `refuse_input_as_output`: the one rule that nothing is written over an input (`io.same_file`:
+- `refuse_input_as_output`: the one rule that nothing is written over an input (`filesafety.same_file`:
   the same path, a symbolic or a hard link); `check_new_file` (and `check_output` for the
   result) adds the suffix, folder, existing-file and writable checks, all before any work.
 - `read_content`: the content photo read once, at its own size capped at `max_output_side`,
@@ -10,7 +10,7 @@ Images are float32 `[H, W, 3]` RGB in [0, 1].
 - `working_inputs`: the content, style and masks at the working size (`stylize.load_inputs`),
   for a caller that solves them itself (`jaxstyle batch` stacks them into buckets).
 - `describe` and `result_metadata`: the one schema of what is saved in a result.
-- `write_result`: the protected atomic write (`io.save_image`) that keeps the photo's ICC
+- `write_result`: the protected atomic write (`writing.save_image`) that keeps the photo's ICC
   profile, EXIF and depth.
 - `open_job`, `solve`, `write_interrupted`, `finish`: those steps around `stylize.stylize` for
   one photo, as `jaxstyle transfer` (`cli.run_transfer`) takes them; `run_job` runs them as one
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxstyle import io
+from jaxstyle import filesafety, reading, sizing, writing
 from jaxstyle._version import __version__
 from jaxstyle.config import Config, load_config
 from jaxstyle.errors import Interrupted, JaxstyleError
@@ -48,10 +48,10 @@ DEFAULT_JPEG_QUALITY = 95
 def refuse_input_as_output(output: PathLike, inputs: Mapping[str, PathLike | None], *,
                            what: str = "the result", instead: str = "choose another -o") -> None:
     """Raise `JaxstyleError` when `output` is one of `inputs` ({field: path or None}; fields other
-    than `INPUT_FIELDS` name other files the job writes, e.g. "result") by `io.same_file`; `what`
+    than `INPUT_FIELDS` name other files the job writes, e.g. "result") by `filesafety.same_file`; `what`
     names the output and `instead` what to do, in the caller's words."""
     for field, path in inputs.items():
-        if path is not None and io.same_file(Path(output), Path(path)):
+        if path is not None and filesafety.same_file(Path(output), Path(path)):
             if field in INPUT_FIELDS:
                 raise JaxstyleError(f"refusing to write {what} over the input {path} (the {field.replace('_', ' ')}): "
                                     f"{instead} (--force never replaces an input)")
@@ -73,7 +73,7 @@ def check_new_file(path: PathLike, protect: Mapping[str, PathLike | None], *, na
     refuse_input_as_output(target, protect, what=what, instead=f"choose another {option}")
     if target.exists() and not force:
         raise JaxstyleError(f"{path} exists: pass --force to replace it, or choose another {option}")
-    io.check_writable(target, what=what)
+    filesafety.check_writable(target, what=what)
     return target
 
 
@@ -82,7 +82,7 @@ class Content:
     """The content photo as `read_content` gives it: `photo` (pixels at the result's size, ICC
     profile, EXIF, depth), `notes` for the user and the `seconds` the reading took."""
 
-    photo: io.Photo
+    photo: reading.Photo
     notes: tuple[str, ...]
     seconds: float
 
@@ -92,12 +92,12 @@ def read_content(path: PathLike, *, max_output_side: int = 0) -> Content:
     at `max_output_side` (0: no cap), after one memory check from its header."""
     start = time.perf_counter()
     S.check_result_memory(path, max_output_side=max_output_side)
-    photo = io.read_photo(path)
+    photo = reading.read_photo(path)
     pixels = photo.pixels
     if max_output_side and max(pixels.shape[:2]) > max_output_side:
-        pixels = io.resize_image(pixels, io.fit_max_side(*pixels.shape[:2], max_output_side))
+        pixels = sizing.resize_image(pixels, sizing.fit_max_side(*pixels.shape[:2], max_output_side))
         photo = dataclasses.replace(photo, pixels=pixels)
-    notes = (io.transparency_note("content", path),) if photo.transparent else ()
+    notes = (reading.transparency_note("content", path),) if photo.transparent else ()
     return Content(photo, notes, time.perf_counter() - start)
 
 
@@ -138,11 +138,11 @@ def result_metadata(described: Mapping[str, Any], *, size: tuple[int, ...], conf
 def write_result(image: Any, output: PathLike, content: Content, metadata: Mapping[str, Any], *,
                  protect: list[PathLike], overwrite: bool, bits: int | None = None,
                  jpeg_quality: int = DEFAULT_JPEG_QUALITY) -> Path:
-    """Write a result atomically (`io.save_image`), never over a path in `protect`, with
-    `metadata`, the content photo's ICC profile and EXIF, and `bits` (None: `io.output_bits`)."""
+    """Write a result atomically (`writing.save_image`), never over a path in `protect`, with
+    `metadata`, the content photo's ICC profile and EXIF, and `bits` (None: `writing.output_bits`)."""
     photo = content.photo
-    return io.save_image(image, output, metadata=metadata, overwrite=overwrite, protect=protect,
-                         quality=jpeg_quality, bits=io.output_bits(bits, photo, output),
+    return writing.save_image(image, output, metadata=metadata, overwrite=overwrite, protect=protect,
+                         quality=jpeg_quality, bits=writing.output_bits(bits, photo, output),
                          icc_profile=photo.icc_profile, exif=photo.exif)
 
 
@@ -150,9 +150,9 @@ def check_output(output: PathLike, inputs: Mapping[str, PathLike | None], *, for
                  bits: int | None = None, jpeg_quality: int = DEFAULT_JPEG_QUALITY) -> Path:
     """Refuse, before any work, a result file that cannot be written (`check_new_file`: .png,
     .jpg or .jpeg, never an input) or a bit depth or quality its suffix cannot take."""
-    out = check_new_file(output, inputs, name="output", what="the result", suffixes=tuple(io.SAVE_FORMATS),
+    out = check_new_file(output, inputs, name="output", what="the result", suffixes=tuple(writing.SAVE_FORMATS),
                          option="-o", force=force)
-    io.check_write_options(bits, jpeg_quality, out.suffix)
+    writing.check_write_options(bits, jpeg_quality, out.suffix)
     return out
 
 

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxstyle import cube, grid, io
+from jaxstyle import cube, filesafety, grid, reading, writing
 from jaxstyle._version import __version__
 from jaxstyle.errors import JaxstyleError
 
@@ -46,7 +46,7 @@ def save_look(path, look, *, metadata: Mapping[str, Any], overwrite: bool = Fals
         text = json.dumps(record, sort_keys=True)
     except (TypeError, ValueError) as e:
         raise JaxstyleError(f"the look's metadata must be JSON-serialisable (str, numbers, lists, dicts): {e}") from e
-    io.write_atomically(path, lambda f: np.savez_compressed(f, look=look, metadata=np.asarray(text)))
+    filesafety.write_atomically(path, lambda f: np.savez_compressed(f, look=look, metadata=np.asarray(text)))
     return path
 
 
@@ -132,9 +132,9 @@ def fit_result_cube(content: np.ndarray, result: np.ndarray, *, size: int = cube
 def output_suffix(photo: Path, fmt: str | None) -> str:
     """The suffix of the result of `photo`: `fmt` (png, jpg, jpeg) when given, else the photo's own."""
     suffix = f".{fmt.lower().lstrip('.')}" if fmt else photo.suffix.lower()
-    if suffix not in io.SAVE_FORMATS:
+    if suffix not in writing.SAVE_FORMATS:
         given = f"--format {fmt}" if fmt else f"{photo} ({photo.suffix or 'no suffix'})"
-        raise JaxstyleError(f"{given}: results are written as {', '.join(s[1:] for s in io.SAVE_FORMATS)}; "
+        raise JaxstyleError(f"{given}: results are written as {', '.join(s[1:] for s in writing.SAVE_FORMATS)}; "
                             "pass --format png (or jpg)")
     return suffix
 
@@ -160,28 +160,28 @@ def apply_files(look_path, photos: Sequence[Any], outdir, *, fmt: str | None = N
     inputs = [look_path, *sources]
     targets: dict[Path, Path] = {}
     for source in sources:
-        io.photo_size(source)  # a missing or unreadable photo is refused here, from its header
+        reading.photo_size(source)  # a missing or unreadable photo is refused here, from its header
         target = folder / f"{source.stem}{output_suffix(source, fmt)}"
-        io.check_write_options(bits, jpeg_quality, target.suffix)
+        writing.check_write_options(bits, jpeg_quality, target.suffix)
         if target in targets:
             raise JaxstyleError(f"{targets[target]} and {source} would both be written to {target}: apply them "
                                 "in two runs with two output folders")
-        if any(io.same_file(target, p) for p in inputs):
+        if any(filesafety.same_file(target, p) for p in inputs):
             raise JaxstyleError(f"refusing to write {target} over an input: choose another -o "
                                 "(--force never replaces an input)")
         if target.exists() and not force:
             raise JaxstyleError(f"{target} exists: pass --force to replace it, or choose another -o")
         targets[target] = source
     folder.mkdir(parents=True, exist_ok=True)
-    io.check_writable(folder / "probe", what="results in")
+    filesafety.check_writable(folder / "probe", what="results in")
     metadata = {"jaxstyle": __version__, "look": str(look_path), "look_made_by": made_by}
     written = []
     for index, (target, source) in enumerate(targets.items()):
         start = time.perf_counter()
-        photo = io.read_photo(source)
+        photo = reading.read_photo(source)
         image = apply_look(look, photo.pixels)
-        io.save_image(image, target, metadata={**metadata, "content": str(source)}, overwrite=force,
-                      protect=inputs, quality=jpeg_quality, bits=io.output_bits(bits, photo, target),
+        writing.save_image(image, target, metadata={**metadata, "content": str(source)}, overwrite=force,
+                      protect=inputs, quality=jpeg_quality, bits=writing.output_bits(bits, photo, target),
                       icc_profile=photo.icc_profile, exif=photo.exif)
         written.append(target)
         if on_photo is not None:

@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePath
 from typing import Any
 
-from jaxstyle import io
+from jaxstyle import writing
 from jaxstyle.errors import JaxstyleError, did_you_mean
 
 JSON_LINES_SUFFIXES = (".jsonl", ".ndjson", ".json")
@@ -230,14 +230,14 @@ def process_share(items: Sequence[ManifestItem], process_index: int, process_cou
 
 def safe_output_path(outdir: Path, name: str) -> Path:
     """OUTDIR/name, refusing names that leave OUTDIR (absolute, '..', or through a symlink)
-    and suffixes `jaxstyle.io.save_image` cannot write."""
+    and suffixes `jaxstyle.writing.save_image` cannot write."""
     pure = PurePath(name)
     if not name or pure.is_absolute() or pure.drive or pure.root:
         raise JaxstyleError(f"output {name!r} must be a relative file name inside the output folder")
     if ".." in pure.parts:
         raise JaxstyleError(f"output {name!r} contains '..'; outputs must stay inside the output folder")
-    if pure.suffix.lower() not in io.SAVE_FORMATS:
-        raise JaxstyleError(f"output {name!r} must end in one of {', '.join(io.SAVE_FORMATS)}")
+    if pure.suffix.lower() not in writing.SAVE_FORMATS:
+        raise JaxstyleError(f"output {name!r} must end in one of {', '.join(writing.SAVE_FORMATS)}")
     root = outdir.resolve()
     target = (outdir / pure).resolve()
     if not target.is_relative_to(root):

@@ -162,9 +162,9 @@ def parse_mask_pair(content_mask: MaskInput, style_mask: MaskInput, *,
 
 def read_mask_file(path: str | os.PathLike) -> np.ndarray:
     """A mask file's raw pixels: uint8 `[H, W, 3]` RGB, or an integer `[H, W]` label image."""
-    from jaxstyle import io  # lazy: parsing arrays must not depend on image I/O
+    from jaxstyle import reading  # lazy: parsing arrays must not depend on image I/O
 
-    return io.load_label_image(path)
+    return reading.load_label_image(path)
 
 
 def _whole_image_pair(content_shape: tuple[int, int] | None, style_shape: tuple[int, int] | None,

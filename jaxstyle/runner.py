@@ -33,7 +33,7 @@ from typing import Any, TextIO
 import jax
 import numpy as np
 
-from jaxstyle import io, job
+from jaxstyle import filesafety, job, writing
 from jaxstyle.batch import stylize_batch
 from jaxstyle.config import Config, load_config
 from jaxstyle.errors import JaxstyleError
@@ -217,7 +217,7 @@ def run_manifest(manifest: str | os.PathLike[str], outdir: str | os.PathLike[str
         settings["max_side"] = max_side
     if max_output_side is not None:
         settings["max_output_side"] = max_output_side
-    io.check_write_options(bits, jpeg_quality)  # a .jpg item with 16 bits fails alone, below
+    writing.check_write_options(bits, jpeg_quality)  # a .jpg item with 16 bits fails alone, below
     if iterations is not None:
         settings.update({"stage1.iterations": iterations, "stage2.iterations": iterations})
     base_config = load_config(config, settings)  # a bad config or flag fails the whole run (exit 2)
@@ -228,7 +228,7 @@ def run_manifest(manifest: str | os.PathLike[str], outdir: str | os.PathLike[str
         raise JaxstyleError(f"{outdir} exists and is not a folder; choose another output folder (-o)")
     check_distinct_outputs(items, outdir)  # every process checks the whole manifest, so all refuse alike
     outdir.mkdir(parents=True, exist_ok=True)
-    io.check_writable(outdir / SUMMARY_NAME, what="the summary in the output folder")
+    filesafety.check_writable(outdir / SUMMARY_NAME, what="the summary in the output folder")
     index = jax.process_index() if process_index is None else process_index
     count = jax.process_count() if process_count is None else process_count
     share = process_share(items, index, count)
@@ -419,7 +419,8 @@ def _merge_summary(outdir: Path, records: Mapping[str, dict[str, Any]], meta: Ma
         counts = {s: sum(e["status"] == s for e in items) for s in STATUSES}
         summary = {**meta, "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "counts": counts, "items": items}
         text = json.dumps(summary, indent=2) + "\n"
-        io.write_atomically(path, lambda handle: handle.write(text.encode("utf-8")))  # as the images are written
+        # as the images are written
+        filesafety.write_atomically(path, lambda handle: handle.write(text.encode("utf-8")))
     return summary
 
 

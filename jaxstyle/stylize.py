@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxstyle import io, masks as masks_lib
+from jaxstyle import masks as masks_lib, reading, sizing
 from jaxstyle.config import Config, load_config
 from jaxstyle.errors import Interrupted, JaxstyleError
 from jaxstyle.host import ProgressFn, SnapshotFn, run_host, status_names
@@ -91,7 +91,7 @@ def load_inputs(content: Any, style: Any, content_mask: Any = None, style_mask: 
                 max_side: int | None = None, num_labels: int | None = None, buckets: bool = False
                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None, tuple[str, ...]]:
     """Host-side preparation: images to float32 `[H, W, 3]` capped at `max_side` (sides then
-    stretched to the nearest shared aspect, `io.bucket_shape`, with `buckets`), masks parsed.
+    stretched to the nearest shared aspect, `sizing.bucket_shape`, with `buckets`), masks parsed.
 
     Accepts paths, numpy/JAX arrays and PIL images. Returns (content, style, content_mask
     `[H, W, K]` or None, style_mask `[Hs, Ws, K]` or None, notes for the user). Transparent
@@ -102,8 +102,8 @@ def load_inputs(content: Any, style: Any, content_mask: Any = None, style_mask: 
     def read(image: Any, which: str) -> np.ndarray:
         is_path = isinstance(image, (str, bytes)) or hasattr(image, "__fspath__")
         try:
-            opaque = (io.load_image(image, max_side=max_side, alpha="refuse") if is_path
-                      else io.to_numpy_image(image, alpha="refuse"))
+            opaque = (reading.load_image(image, max_side=max_side, alpha="refuse") if is_path
+                      else reading.to_numpy_image(image, alpha="refuse"))
         except JaxstyleError:
             composited = _as_image(image, max_side)  # raises that error again unless transparency was refused
             named = f" {image}" if is_path else ""
@@ -120,7 +120,7 @@ def load_inputs(content: Any, style: Any, content_mask: Any = None, style_mask: 
                                          content_shape=content.shape[:2], style_shape=style.shape[:2],
                                          num_labels=num_labels)
     if buckets:  # then everything stretched to the bucket's shape
-        content, style = (io.resize_image(a, io.bucket_shape(*a.shape[:2])) for a in (content, style))
+        content, style = (sizing.resize_image(a, sizing.bucket_shape(*a.shape[:2])) for a in (content, style))
     check_sizes(content.shape, style.shape)
     if pair is None:
         return content, style, None, None, tuple(notes)
@@ -137,14 +137,14 @@ def _nearest(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 def _as_image(image: Any, max_side: int | None) -> np.ndarray:
     if isinstance(image, (str, bytes)) or hasattr(image, "__fspath__"):
-        return io.load_image(image, max_side=max_side)
-    return _capped(io.to_numpy_image(image), max_side)
+        return reading.load_image(image, max_side=max_side)
+    return _capped(reading.to_numpy_image(image), max_side)
 
 
 def _capped(array: np.ndarray, max_side: int | None) -> np.ndarray:
     """A float32 `[H, W, 3]` image resized to at most `max_side` on its longer side."""
     if max_side and max(array.shape[:2]) > max_side:
-        array = io.resize_image(array, io.fit_max_side(*array.shape[:2], max_side))
+        array = sizing.resize_image(array, sizing.fit_max_side(*array.shape[:2], max_side))
     return array
 
 
@@ -152,7 +152,7 @@ def _as_mask(mask: Any) -> Any:
     if mask is None:
         return None
     if isinstance(mask, (str, bytes)) or hasattr(mask, "__fspath__"):
-        return io.load_label_image(mask)
+        return reading.load_label_image(mask)
     if hasattr(mask, "mode") and hasattr(mask, "size"):  # a PIL image
         return np.asarray(mask.convert("RGB") if mask.mode not in ("L", "I", "I;16") else mask)
     mask = np.asarray(mask)
@@ -170,7 +170,7 @@ def stylize(content: Any, style: Any, *, content_mask: Any = None, style_mask: A
     """Transfer the look of `style` onto `content`; see the module docstring.
 
     Args:
-      content, style: paths, `io.Photo`s, numpy/JAX arrays (`[H, W, 3]` in [0, 1] or uint8)
+      content, style: paths, `reading.Photo`s, numpy/JAX arrays (`[H, W, 3]` in [0, 1] or uint8)
         or PIL images.
       content_mask, style_mask: colour-coded or label masks (paths or arrays, at the photo's
         own size or the working size), both or neither.
@@ -228,14 +228,15 @@ def check_result_memory(content: Any, *, max_output_side: int = 0) -> None:
     `max_output_side`, 0: no cap) would not fit in the memory available: a file from its
     header, before it is decoded; an image in memory, which already holds one copy, from its
     shape. Anything else passes (the loaders say what they expected)."""
-    size = io.image_size(content)
+    size = reading.image_size(content)
     if size is None:
         return
     if isinstance(content, (str, bytes)) or hasattr(content, "__fspath__"):
-        copies, what = io.FULL_SIZE_COPIES, f"the result of {content}"
+        copies, what = sizing.FULL_SIZE_COPIES, f"the result of {content}"
     else:
-        copies, what = io.FULL_SIZE_COPIES - 1, "the result"
-    io.check_memory(io.fit_max_side(*size, max_output_side) if max_output_side else size, copies=copies, what=what)
+        copies, what = sizing.FULL_SIZE_COPIES - 1, "the result"
+    full = sizing.fit_max_side(*size, max_output_side) if max_output_side else size
+    sizing.check_memory(full, copies=copies, what=what)
 
 
 def full_size_content(content: Any, *, max_output_side: int = 0) -> np.ndarray:
@@ -243,12 +244,12 @@ def full_size_content(content: Any, *, max_output_side: int = 0) -> np.ndarray:
     side capped at `max_output_side` (0: no cap). A photo too large for the memory available is
     refused first (`check_result_memory`)."""
     check_result_memory(content, max_output_side=max_output_side)
-    if isinstance(content, io.Photo):
+    if isinstance(content, reading.Photo):
         pixels = content.pixels
     elif isinstance(content, (str, bytes)) or hasattr(content, "__fspath__"):
-        pixels = io.read_photo(content).pixels
+        pixels = reading.read_photo(content).pixels
     else:
-        pixels = io.to_numpy_image(content)
+        pixels = reading.to_numpy_image(content)
     if max_output_side and max(pixels.shape[:2]) > max_output_side:
-        pixels = io.resize_image(pixels, io.fit_max_side(*pixels.shape[:2], max_output_side))
+        pixels = sizing.resize_image(pixels, sizing.fit_max_side(*pixels.shape[:2], max_output_side))
     return pixels

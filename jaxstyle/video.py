@@ -360,7 +360,7 @@ def make_solver(style, *, config: Any = "default", overrides: Any = None, max_si
     """A `Solve` for `stylize_video`: the look of the style photo `style` (a path or an image) on a
     frame, solved by `stylize` with the preset `config` at the working size `max_side`; with
     `masks` "auto" each keyframe's masks are found by `automask.auto_masks`."""
-    from jaxstyle import automask, io
+    from jaxstyle import automask, reading
     from jaxstyle.config import Config, load_config
     from jaxstyle.stylize import load_inputs, stylize
     from jaxstyle.weights import resolve_weights
@@ -372,7 +372,7 @@ def make_solver(style, *, config: Any = "default", overrides: Any = None, max_si
     if regions is not None and masks != "auto":
         raise JaxstyleError("--regions is for automatic masks: add --masks auto")
     side = max_side or cfg.max_side
-    style_image = io.load_image(style) if isinstance(style, (str, os.PathLike)) else io.to_numpy_image(style)
+    style_image = reading.load_image(style) if isinstance(style, (str, os.PathLike)) else reading.to_numpy_image(style)
     weights = weights if weights is not None else resolve_weights(cfg.backbone, allow_fallback=cfg.allow_fallback)
 
     def solve(frame: np.ndarray) -> np.ndarray:

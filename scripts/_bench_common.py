@@ -4,7 +4,7 @@ and `pairs.py`.
 Timing: wall-clock `time.perf_counter` around work that is made to finish
 (`jax.block_until_ready`, or a host read), after a warm-up where compile time is
 reported on its own. Repeats are summarised as min / median / max. Inputs are the
-bundled sample pair (`jaxstyle.io.sample_paths`, 384x256 px) resized to a given width,
+bundled sample pair (`jaxstyle.reading.sample_paths`, 384x256 px) resized to a given width,
 float32 `[H, W, 3]` RGB in [0, 1].
 
 Importing this module does not initialise a JAX backend (a benchmark's parent process
@@ -82,14 +82,14 @@ def ratio(numerator: float | None, denominator: float | None) -> float | None:
 def sample_inputs(width: int) -> tuple[np.ndarray, np.ndarray]:
     """The bundled sample pair, each resized to `width` px wide (aspect kept; upsampled above
     384 px): float32 `[H, W, 3]` content and style."""
-    from jaxstyle import io
+    from jaxstyle import reading, sizing
 
     out = []
-    for path in io.sample_paths():
-        image = io.load_image(path)
+    for path in reading.sample_paths():
+        image = reading.load_image(path)
         h, w = image.shape[:2]
         size = (max(1, round(h * width / w)), width)
-        out.append(image if size == (h, w) else io.resize_image(image, size))
+        out.append(image if size == (h, w) else sizing.resize_image(image, size))
     return out[0], out[1]
 
 

@@ -40,9 +40,9 @@ def make_photos(folder: Path, count: int, megapixels: float) -> list[Path]:
     """`count` 4:3 JPEGs of about `megapixels`, each with an sRGB ICC profile and EXIF."""
     from PIL import Image, ImageCms
 
-    from jaxstyle import io
+    from jaxstyle import reading
 
-    content = Image.open(io.sample_paths()[0]).convert("RGB")
+    content = Image.open(reading.sample_paths()[0]).convert("RGB")
     w = int(round((megapixels * 1e6 * 4 / 3) ** 0.5))
     h = w * 3 // 4
     base = content.resize((w + 64, h + 48), Image.LANCZOS)

@@ -24,7 +24,7 @@ import time
 import jax
 import numpy as np
 
-from jaxstyle import io
+from jaxstyle import reading
 from jaxstyle.batch import resolve_strategy, stylize_batch
 from jaxstyle.config import load_config
 from jaxstyle.stylize import stylize
@@ -48,9 +48,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def sample_pairs(count: int, size: int) -> tuple[np.ndarray, np.ndarray]:
     """`count` distinct (content, style) pairs `[count, h, w, 3]` from the bundled sample photos."""
-    content_path, style_path = io.sample_paths()
-    content = io.load_image(content_path, max_side=size)
-    style = io.load_image(style_path, max_side=size)
+    content_path, style_path = reading.sample_paths()
+    content = reading.load_image(content_path, max_side=size)
+    style = reading.load_image(style_path, max_side=size)
     contents, styles = [], []
     for i in range(count):
         c = content[:, ::-1] if i % 2 else content

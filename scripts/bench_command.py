@@ -37,10 +37,10 @@ LATER_ASPECTS = [(16, 9), (1, 1), (2, 3)]
 WORKER = """
 import json, resource, sys
 from jaxstyle.cli import app
-from jaxstyle import io
+from jaxstyle import writing
 app(sys.argv[2:], standalone_mode=False)
 out = sys.argv[sys.argv.index("-o") + 1]
-meta = io.read_metadata(out)
+meta = writing.read_metadata(out)
 with open(sys.argv[1], "w") as f:
     json.dump({"seconds": meta["seconds"], "size": meta["size"], "working_size": meta["working_size"],
                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}, f)
@@ -91,12 +91,12 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    from jaxstyle import io
+    from jaxstyle import reading
 
     machine = common.describe_machine()
     gflops = common.conv_gflops()
     print(f"XLA convolution: {gflops:.0f} GFLOP/s", file=sys.stderr)
-    source, style = (Path(p) for p in io.demo_paths())
+    source, style = (Path(p) for p in reading.demo_paths())
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)

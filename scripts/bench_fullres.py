@@ -31,12 +31,12 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKER = """
 import json, resource, sys, time
 from jaxstyle.cli import app
-from jaxstyle import io
+from jaxstyle import writing
 start = time.perf_counter()
 app(sys.argv[2:], standalone_mode=False)
 wall = time.perf_counter() - start
 out = sys.argv[sys.argv.index("-o") + 1]
-meta = io.read_metadata(out)
+meta = writing.read_metadata(out)
 with open(sys.argv[1], "w") as f:
     json.dump({"wall": wall, "seconds": meta["seconds"], "size": meta["size"], "working_size": meta["working_size"],
                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}, f)
@@ -75,9 +75,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
-    from jaxstyle import io
+    from jaxstyle import reading
 
-    content_src, style = (Path(p) for p in io.sample_paths())
+    content_src, style = (Path(p) for p in reading.sample_paths())
     content_src = args.content or content_src
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

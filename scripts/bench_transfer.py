@@ -45,7 +45,7 @@ import jax
 import jax.numpy as jnp
 
 import _bench_common as common
-from jaxstyle import io
+from jaxstyle import reading
 from jaxstyle.config import load_config, parse_overrides
 from jaxstyle.objective import Objective, prepare_targets
 from jaxstyle.stylize import stylize
@@ -150,7 +150,7 @@ def end_to_end(preset: str, args: argparse.Namespace) -> dict[str, Any]:
 def fresh_processes(preset: str, args: argparse.Namespace) -> dict[str, Any]:
     """`jaxstyle transfer` with `preset` in new processes: a cold compilation cache, then warm."""
     script = Path(sys.executable).with_name("jaxstyle")
-    content, style = io.sample_paths()
+    content, style = reading.sample_paths()
     sets = [x for pair in args.overrides for x in ("--set", pair)]
     runs = []
     for repeat in range(args.cli_repeats):

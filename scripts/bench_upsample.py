@@ -62,15 +62,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def prepare_inputs(megapixels: float, working_size: int, folder: Path) -> dict[str, Any]:
     """Write content_full.npy `[H, W, 3]` and content_small.npy `[h, w, 3]` (float32) to `folder`."""
-    from jaxstyle import io
+    from jaxstyle import reading, sizing
 
-    demo = io.load_image(io.sample_paths()[0])
+    demo = reading.load_image(reading.sample_paths()[0])
     aspect = demo.shape[1] / demo.shape[0]
     width = round(math.sqrt(megapixels * 1e6 * aspect))
     height = round(width / aspect)
-    full = io.resize_image(demo, (height, width))
+    full = sizing.resize_image(demo, (height, width))
     scale = min(1.0, working_size / max(height, width))
-    small = io.resize_image(full, (max(1, round(height * scale)), max(1, round(width * scale))))
+    small = sizing.resize_image(full, (max(1, round(height * scale)), max(1, round(width * scale))))
     np.save(folder / "content_full.npy", full)
     np.save(folder / "content_small.npy", small)
     return {"full_hw": [height, width], "small_hw": list(small.shape[:2]),
@@ -83,13 +83,13 @@ def prepare_inputs(megapixels: float, working_size: int, folder: Path) -> dict[s
 def run_worker(args: argparse.Namespace) -> dict[str, Any]:
     import jax
 
-    from jaxstyle import io, upsample
+    from jaxstyle import reading, upsample
     from jaxstyle.color import linear_color_transfer
 
     folder = Path(args.worker)
     full = np.load(folder / "content_full.npy")
     small = np.load(folder / "content_small.npy")
-    style = io.load_image(io.sample_paths()[1], max_side=args.working_size)
+    style = reading.load_image(reading.sample_paths()[1], max_side=args.working_size)
     result = np.asarray(linear_color_transfer(small, style))  # stands in for a stylised result
     rss_inputs = common.rss_mb()
     record: dict[str, Any] = {"path": args.path, "full_hw": list(full.shape[:2]),

@@ -83,9 +83,9 @@ def source_photo(path: str | None, size: tuple[int, int], room: int):
     import numpy as np
     from PIL import Image
 
-    from jaxstyle import io
+    from jaxstyle import reading
 
-    with Image.open(path or io.demo_paths()[0]) as im:
+    with Image.open(path or reading.demo_paths()[0]) as im:
         im = im.convert("RGB")
         scale = max(size[0] / im.height, (size[1] + room) / im.width)
         im = im.resize((round(im.width * scale), round(im.height * scale)), Image.Resampling.LANCZOS)
@@ -163,12 +163,12 @@ def main() -> None:
     import numpy as np
 
     import _bench_common as common
-    from jaxstyle import io, video
+    from jaxstyle import reading, video
     from jaxstyle.compile_cache import enable_compile_cache
 
     enable_compile_cache()  # the solves' programs are compiled once, by the first of them
 
-    style = args.style or io.demo_paths()[1]
+    style = args.style or reading.demo_paths()[1]
     report: dict = {"machine": common.describe_machine(), "conv_gflops": round(common.conv_gflops(), 1),
                     "settings": {k: v for k, v in vars(args).items() if k != "json"}}
     print(f"XLA conv: {report['conv_gflops']} GFLOP/s", flush=True)

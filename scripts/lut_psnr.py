@@ -16,7 +16,7 @@ import json
 import statistics
 from pathlib import Path
 
-from jaxstyle import io, look
+from jaxstyle import look, reading
 
 PAIRS = (1, 4, 9, 13, 20, 39)
 
@@ -32,8 +32,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     rows = []
     for n in PAIRS:
-        result = io.load_image(args.results / f"pair{n}_{args.mode}.png")
-        content = io.load_image(args.examples / f"in{n}.png", max_side=max(result.shape[:2]))
+        result = reading.load_image(args.results / f"pair{n}_{args.mode}.png")
+        content = reading.load_image(args.examples / f"in{n}.png", max_side=max(result.shape[:2]))
         if content.shape != result.shape:
             raise SystemExit(f"pair {n}: content {content.shape} and result {result.shape} differ in size")
         row = {"pair": n, **{f"psnr_db_{size}": round(look.fit_result_cube(content, result, size=size)[1], 2)

@@ -72,7 +72,7 @@ import jax
 import numpy as np
 
 import _bench_common as common
-from jaxstyle import io, masks, metrics
+from jaxstyle import masks, metrics, reading, sheets, sizing, writing
 from jaxstyle.automask import auto_masks
 from jaxstyle.config import Config, load_config, parse_overrides
 from jaxstyle.errors import JaxstyleError
@@ -170,8 +170,8 @@ def pair_files(key: int | str, folder: Path) -> PairFiles:
 
 def load_pair(key: int | str, folder: Path, max_side: int | None) -> Pair:
     files = pair_files(key, folder)
-    content = io.load_image(files.content, max_side=max_side)
-    style = io.load_image(files.style, max_side=max_side)
+    content = reading.load_image(files.content, max_side=max_side)
+    style = reading.load_image(files.style, max_side=max_side)
     hand = None
     if files.masks is not None:
         hand = masks.parse_mask_pair(*files.masks, content_shape=content.shape[:2], style_shape=style.shape[:2])
@@ -181,7 +181,7 @@ def load_pair(key: int | str, folder: Path, max_side: int | None) -> Pair:
 def original(pair: Pair, name: str) -> np.ndarray | None:
     """The original's `name` output ("final", "stage1") resized to the content's size, or None."""
     path = pair.files.originals.get(name)
-    return None if path is None else io.resize_image(io.load_image(path), pair.content.shape[:2])
+    return None if path is None else sizing.resize_image(reading.load_image(path), pair.content.shape[:2])
 
 
 def agreement(auto: masks.MaskPair, hand: masks.MaskPair) -> float:
@@ -270,7 +270,7 @@ def masks_row(pair: Pair, auto: masks.MaskPair) -> np.ndarray:
         tiles += [overlay(pair.content, pair.hand.content, pair.hand.labels),
                   overlay(pair.style, pair.hand.style, pair.hand.labels)]
         labels += ["hand-made content", f"hand-made style ({len(pair.hand.labels)})"]
-    return io.side_by_side(tiles, height=MASK_SHEET_HEIGHT, labels=labels)
+    return sheets.side_by_side(tiles, height=MASK_SHEET_HEIGHT, labels=labels)
 
 
 def save_small_png(image: np.ndarray, path: str | Path) -> None:
@@ -410,7 +410,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                     "modes": modes}
         common.write_json(args.json, {"settings": settings, "results": results})
     if args.sheet:
-        save_small_png(io.stack_rows(sheet_rows), args.sheet)
+        save_small_png(sheets.stack_rows(sheet_rows), args.sheet)
     return 0
 
 
@@ -437,7 +437,7 @@ def record_arm(record: dict[str, Any], pair: Pair, mode: str, auto: masks.MaskPa
                      by_layer=args.by_layer))
     record[mode] = arm
     if out_dir is not None:
-        io.save_image(image, out_dir / f"{pair.stem}_{mode}.png", overwrite=True)
+        writing.save_image(image, out_dir / f"{pair.stem}_{mode}.png", overwrite=True)
         if prefilter is not None:  # the last stage before the final filter, for `finish`
             np.save(out_dir / f"{pair.stem}_{mode}_prefilter.npy", prefilter)
     gram = arm.get("gram_distance_hand_regions", arm["gram_distance_auto_regions"])
@@ -487,7 +487,7 @@ def cmd_finish(args: argparse.Namespace) -> int:
         stage = np.load(runs / f"{pair.stem}_{args.mode}_prefilter.npy")
         content = pair.content  # the working size's content, as jaxstyle.stylize resized it
         if args.working_side:
-            content = io.resize_image(content, io.fit_max_side(*content.shape[:2], args.working_side))
+            content = sizing.resize_image(content, sizing.fit_max_side(*content.shape[:2], args.working_side))
         for name, cfg in variants.items():
             image = _finish((), (stage, content), config=cfg)
             if args.working_side:
@@ -561,18 +561,18 @@ def cmd_sheet(args: argparse.Namespace) -> int:
     rows = []
     for key in selected_pairs(args):
         files = pair_files(key, folder)
-        tiles = [io.load_image(files.content), io.load_image(files.style)]
+        tiles = [reading.load_image(files.content), reading.load_image(files.style)]
         labels = [f"{key}: content", "style"]
         if "final" in files.originals:
-            tiles.append(io.load_image(files.originals["final"]))
+            tiles.append(reading.load_image(files.originals["final"]))
             labels.append("original (paper code)")
         for label, path in runs:
-            tiles.append(io.load_image(path / f"{pair_stem(key)}_{args.mode}.png"))
+            tiles.append(reading.load_image(path / f"{pair_stem(key)}_{args.mode}.png"))
             labels.append(label)
-        rows.append(io.side_by_side(tiles, height=args.height, labels=labels))
+        rows.append(sheets.side_by_side(tiles, height=args.height, labels=labels))
     # JPEG, not a 256-colour PNG: palette quantisation bands skies and petals, which would
     # look like the colour blotches this sheet is meant to show the absence of.
-    io.save_image(io.stack_rows(rows), args.out, overwrite=True, quality=90)
+    writing.save_image(sheets.stack_rows(rows), args.out, overwrite=True, quality=90)
     print(f"wrote {args.out}")
     return 0
 

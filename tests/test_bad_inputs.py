@@ -20,7 +20,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import synthetic_photo
-from jaxstyle import cli, io, optimize
+from jaxstyle import cli, optimize, reading, sizing, writing
 from jaxstyle import runner as R
 from jaxstyle.errors import JaxstyleError
 from jaxstyle.stylize import load_inputs
@@ -74,8 +74,8 @@ def no_steps(monkeypatch):
 @pytest.fixture
 def inputs(tmp_path):
     paths = {"content": tmp_path / "content.png", "style": tmp_path / "style.png", "config": tmp_path / "tiny.toml"}
-    io.save_image(synthetic_photo(H, W, 0), paths["content"])
-    io.save_image(synthetic_photo(H, W, 3)[..., ::-1], paths["style"])
+    writing.save_image(synthetic_photo(H, W, 0), paths["content"])
+    writing.save_image(synthetic_photo(H, W, 3)[..., ::-1], paths["style"])
     paths["config"].write_text(TINY_TOML)
     return paths
 
@@ -180,7 +180,7 @@ def test_a_read_only_output_folder_is_refused_before_any_work(inputs, tmp_path, 
 
 def test_a_failed_write_names_the_output_not_the_temporary_file(locked):
     with pytest.raises(OSError) as caught:
-        io.save_image(np.zeros((4, 4, 3), np.float32), locked / "out.png")
+        writing.save_image(np.zeros((4, 4, 3), np.float32), locked / "out.png")
     assert caught.value.filename == str(locked / "out.png")
 
 
@@ -227,10 +227,10 @@ def test_a_photo_too_thin_for_the_network_is_refused_before_any_work(inputs, tmp
     """VGG's deepest layers see 1/16 of the image: a side under 16 px at the working size used to end
     in an internal ZeroDivisionError after loading. The suggested working size must suffice."""
     thin = tmp_path / f"thin_{which}.png"
-    io.save_image(synthetic_photo(*shape, 5), thin)
+    writing.save_image(synthetic_photo(*shape, 5), thin)
     before = snapshot(tmp_path)
     line = error_line(transfer(inputs, tmp_path / "out.png", "--max-side", "64", **{which: thin}))
-    h, w = io.fit_max_side(*shape, 64)
+    h, w = sizing.fit_max_side(*shape, 64)
     assert f"the {which} image is {w}x{h} px at the working size" in line and "at least 16 px" in line
     assert snapshot(tmp_path) == before and no_steps == []
     need = int(line.split("working size of at least ")[1].split()[0])
@@ -244,7 +244,7 @@ def test_a_photo_too_thin_for_the_network_is_refused_before_any_work(inputs, tmp
 
 
 def test_a_batch_item_too_thin_for_the_network_fails_before_any_work(inputs, tmp_path, no_steps):
-    io.save_image(synthetic_photo(600, 12, 5), tmp_path / "thin.png")
+    writing.save_image(synthetic_photo(600, 12, 5), tmp_path / "thin.png")
     items = failed_batch(inputs, tmp_path, ["thin.png,style.png,a.png", "content.png,thin.png,b.png"])
     assert "the content image is 1x64 px" in items["a.png"]["reason"]
     assert "the style image is 1x64 px" in items["b.png"]["reason"]
@@ -286,7 +286,7 @@ def test_a_raw_preview_in_a_batch_fails_alone(inputs, tmp_path, no_steps):
 def test_a_full_size_tiff_is_not_taken_for_a_preview(tmp_path):
     path = tmp_path / "page.tif"
     Image.fromarray((synthetic_photo(20, 30, 2) * 255).astype(np.uint8)).save(path, format="TIFF")
-    assert io.load_image(path).shape == (20, 30, 3) and io.photo_size(path) == (20, 30)
+    assert reading.load_image(path).shape == (20, 30, 3) and reading.photo_size(path) == (20, 30)
 
 
 @pytest.mark.parametrize("name, hint", [("photo.RAF", "a camera RAW file: develop it"), ("photo.cr3", "develop it"),
@@ -344,7 +344,7 @@ def test_ctrl_c_before_the_optimisation_exits_130_without_a_traceback(inputs, tm
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(io, "load_image", interrupted)
+    monkeypatch.setattr(reading, "load_image", interrupted)
     result = transfer(inputs, tmp_path / "out.png")
     assert result.exit_code == 130, (result.output, result.exception)
     assert result.stderr.strip() == "interrupted" and "Traceback" not in result.output
@@ -383,7 +383,7 @@ def test_transparent_pixels_put_on_white_come_with_a_note(tmp_path):
     rgba[..., 3] = 255
     rgba[:4, :4, 3] = 0  # a transparent corner
     Image.fromarray(rgba).save(tmp_path / "content.png")
-    io.save_image(synthetic_photo(H, W, 3), tmp_path / "style.png")
+    writing.save_image(synthetic_photo(H, W, 3), tmp_path / "style.png")
     content, _, _, _, notes = load_inputs(tmp_path / "content.png", tmp_path / "style.png")
     np.testing.assert_allclose(content[:4, :4], 1.0)  # white
     assert len(notes) == 1 and "content image" in notes[0] and "transparent pixels" in notes[0]
@@ -403,7 +403,7 @@ def test_transparent_pixels_put_on_white_come_with_a_note(tmp_path):
 def test_an_evaluate_report_over_an_output_its_manifest_lists_is_refused(inputs, tmp_path, monkeypatch, option):
     from jaxstyle import evaluate as E
 
-    io.save_image(synthetic_photo(H, W, 1), tmp_path / "result.png")
+    writing.save_image(synthetic_photo(H, W, 1), tmp_path / "result.png")
     manifest = tmp_path / "m.csv"
     manifest.write_text("content,style,output\ncontent.png,style.png,result.png\n")
     monkeypatch.setattr(E, "evaluate_files", lambda *a, **k: pytest.fail("an item was scored"))
@@ -481,7 +481,7 @@ def test_transfer_says_a_transparent_content_photo_was_put_on_white(inputs, tmp_
     result = transfer(inputs, tmp_path / "out.png", content=clear)
     assert result.exit_code == 0, (result.output, result.exception)
     assert f"note: the content image {clear} has transparent pixels: they were put on white" in result.stderr
-    assert any("transparent pixels" in note for note in io.read_metadata(tmp_path / "out.png")["notes"])
+    assert any("transparent pixels" in note for note in writing.read_metadata(tmp_path / "out.png")["notes"])
 
 
 def test_batch_says_a_transparent_content_photo_was_put_on_white(inputs, tmp_path, monkeypatch):

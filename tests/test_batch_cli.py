@@ -11,7 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import synthetic_photo, two_region_mask
-from jaxstyle import io
+from jaxstyle import reading, writing
 from jaxstyle import runner as R
 from jaxstyle.cli import app
 from jaxstyle.weights import CACHE_ENV
@@ -51,8 +51,8 @@ def write_inputs(folder, n_pairs=2):
     """Pairs c{i}.png / s{i}.png with colour masks cm{i}.png / sm{i}.png, and tiny.toml."""
     folder.mkdir(exist_ok=True)
     for i in range(n_pairs):
-        io.save_image(synthetic_photo(H, W, i), folder / f"c{i}.png", overwrite=True)
-        io.save_image(synthetic_photo(HS, WS, i + 3)[..., ::-1], folder / f"s{i}.png", overwrite=True)
+        writing.save_image(synthetic_photo(H, W, i), folder / f"c{i}.png", overwrite=True)
+        writing.save_image(synthetic_photo(HS, WS, i + 3)[..., ::-1], folder / f"s{i}.png", overwrite=True)
         for name, (h, w) in ((f"cm{i}.png", (H, W)), (f"sm{i}.png", (HS, WS))):
             mask = two_region_mask(h, w, i if name.startswith("c") else i + 3)
             Image.fromarray(BLUE_GREEN[np.argmax(mask, -1)]).save(folder / name)
@@ -102,9 +102,9 @@ def test_bad_items_fail_alone_with_their_reasons(tmp_path):
     assert "did you mean 'stage2.iterations'" in items["typo.png"]["reason"]
     assert all("reason" not in e for e in items.values() if e["status"] == "done")
     for name in ("good0.png", "sub/good1.jpg"):
-        image = io.load_image(out / name)
+        image = reading.load_image(out / name)
         assert image.shape == (H, W, 3)
-        assert io.read_metadata(out / name)["status"] == {"stage1": "budget", "stage2": "budget"}
+        assert writing.read_metadata(out / name)["status"] == {"stage1": "budget", "stage2": "budget"}
     # No partial or temporary files; the lock file guards summary.json across processes.
     assert sorted(p.name for p in out.iterdir()) == [".summary.lock", "good0.png", "sub", "summary.json"]
 
@@ -216,14 +216,14 @@ def test_items_of_different_full_sizes_share_a_bucket_and_keep_their_sizes(tmp_p
     """Two photos of one aspect, 64x96 and 96x144, solve together at 32x48 and come back at their sizes."""
     folder = tmp_path / "in"
     write_inputs(folder, n_pairs=1)
-    io.save_image(synthetic_photo(64, 96, 5), folder / "big0.png")
-    io.save_image(synthetic_photo(96, 144, 6), folder / "big1.png")
+    writing.save_image(synthetic_photo(64, 96, 5), folder / "big0.png")
+    writing.save_image(synthetic_photo(96, 144, 6), folder / "big1.png")
     manifest = csv_manifest(folder / "m.csv", ["big0.png,s0.png,,,o0.png,", "big1.png,s0.png,,,o1.png,"])
     out = tmp_path / "out"
     result = invoke(manifest, out, "--batch-size", 2, "-q")
     assert result.exit_code == 0, result.output
     for name, size in (("o0.png", [64, 96]), ("o1.png", [96, 144])):
-        meta = io.read_metadata(out / name)
+        meta = writing.read_metadata(out / name)
         assert meta["size"] == size and meta["working_size"] == [32, 48]
         with Image.open(out / name) as im:
             assert im.size == (size[1], size[0])
@@ -235,7 +235,7 @@ def test_output_options_apply_to_every_item(tmp_path):
     fails alone, before any work; without --bits a PNG item has its photo's depth."""
     folder = tmp_path / "in"
     write_inputs(folder, n_pairs=1)
-    io.save_image(synthetic_photo(64, 96, 5), folder / "big.png")
+    writing.save_image(synthetic_photo(64, 96, 5), folder / "big.png")
     manifest = csv_manifest(folder / "m.csv", ["big.png,s0.png,,,a.png,", "big.png,s0.png,,,b.jpg,"])
     out = tmp_path / "out"
     result = invoke(manifest, out, "--bits", 16, "--max-output-side", 72, "-q")
@@ -243,13 +243,13 @@ def test_output_options_apply_to_every_item(tmp_path):
     items = summary_items(out)
     assert items["a.png"]["status"] == "done" and items["b.jpg"]["status"] == "failed"
     assert "16-bit results are written as PNG only" in items["b.jpg"]["reason"] and not (out / "b.jpg").exists()
-    meta = io.read_metadata(out / "a.png")
+    meta = writing.read_metadata(out / "a.png")
     assert meta["size"] == [48, 72] and meta["working_size"] == [32, 48]
     ihdr = (out / "a.png").read_bytes()[16:26]  # width, height, bit depth, colour type (PNG spec)
     assert struct.unpack(">IIBB", ihdr) == (72, 48, 16, 2)
 
     # without --bits: a PNG item has its photo's depth
-    io.save_image(synthetic_photo(64, 96, 5), folder / "deep.png", bits=16)
+    writing.save_image(synthetic_photo(64, 96, 5), folder / "deep.png", bits=16)
     manifest = csv_manifest(folder / "q.csv", ["big.png,s0.png,,,q.jpg,", "deep.png,s0.png,,,d.png,",
                                                "big.png,s0.png,,,e.png,"])
     result = invoke(manifest, out, "--jpeg-quality", 40, "-q")

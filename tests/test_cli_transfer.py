@@ -22,7 +22,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import synthetic_photo
-from jaxstyle import cli, host, io, optimize, smoothing
+from jaxstyle import cli, filesafety, host, optimize, reading, sizing, smoothing, writing
 from jaxstyle import weights as weights_lib
 from jaxstyle.config import load_config
 from jaxstyle.optimize import finalize
@@ -70,8 +70,8 @@ def clean_env(tmp_path_factory, monkeypatch):
 def make_inputs(folder: Path, *, iterations: int = 4, seed: int = 0) -> dict[str, Path]:
     """Content and style PNGs (32x48) and a tiny config in `folder`."""
     paths = {"content": folder / "content.png", "style": folder / "style.png", "config": folder / "tiny.toml"}
-    io.save_image(synthetic_photo(H, W, 0), paths["content"])
-    io.save_image(synthetic_photo(H, W, 3)[..., ::-1], paths["style"])
+    writing.save_image(synthetic_photo(H, W, 0), paths["content"])
+    writing.save_image(synthetic_photo(H, W, 3)[..., ::-1], paths["style"])
     paths["config"].write_text(TINY_TOML.format(iterations=iterations, seed=seed))
     return paths
 
@@ -266,7 +266,7 @@ def test_transfer_writes_png_with_metadata_log_and_snapshots(inputs, tmp_path):
     with Image.open(out) as im:
         assert (im.format, im.mode, im.size) == ("PNG", "RGB", (W, H))
     assert not np.array_equal(pixels(out), pixels(inputs["content"]))
-    meta = io.read_metadata(out)
+    meta = writing.read_metadata(out)
     assert meta["content"] == str(inputs["content"]) and meta["style"] == str(inputs["style"])
     assert meta["content_mask"] is None and meta["style_mask"] is None
     assert meta["config"] == expected_config(inputs["config"])
@@ -306,13 +306,13 @@ def test_iterations_seed_and_no_smooth_are_honoured(tmp_path):
     assert result.stderr == ""  # --quiet
     with Image.open(out) as im:
         assert (im.format, im.size) == ("JPEG", (W, H))
-    config = io.read_metadata(out)["config"]
+    config = writing.read_metadata(out)["config"]
     assert config["stage1"]["iterations"] == config["stage2"]["iterations"] == 4
     assert config["seed"] == 0 and config["smooth"]["enabled"] is False
     assert config == expected_config(inputs["config"], {"stage1.iterations": 4, "stage2.iterations": 4,
                                                         "seed": 0, "smooth.enabled": False})
-    assert "smooth" not in io.read_metadata(out)["seconds"]
-    assert io.read_metadata(out)["weights"]["sha256"] == weights_lib.LPIPS_VGG16_SHA256  # which weights made it
+    assert "smooth" not in writing.read_metadata(out)["seconds"]
+    assert writing.read_metadata(out)["weights"]["sha256"] == weights_lib.LPIPS_VGG16_SHA256  # which weights made it
     assert max(json.loads(line)["iteration"] for line in log.read_text().splitlines()) == 4
 
 
@@ -332,7 +332,7 @@ def test_the_result_records_which_weights_made_it(inputs, tmp_path, monkeypatch)
     weights_lib.resolve_weights.cache_clear()
     try:
         assert transfer(inputs, tmp_path / "a.png", "-q").stderr == ""
-        assert io.read_metadata(tmp_path / "a.png")["weights"] == {
+        assert writing.read_metadata(tmp_path / "a.png")["weights"] == {
             "arch": "vgg16", "convention": "torchvision", "source": "bundled",
             "path": str(weights_lib.lpips_checkpoint_path()), "sha256": weights_lib.LPIPS_VGG16_SHA256}
         # What 'weights import' of a VGG-16 leaves in the cache:
@@ -341,7 +341,7 @@ def test_the_result_records_which_weights_made_it(inputs, tmp_path, monkeypatch)
         result = transfer(inputs, tmp_path / "b.png", "-q")
         assert result.exit_code == 0, (result.output, result.exception)
         assert f"note: backbone vgg16 uses the weights in the cache ({cached})" in result.stderr
-        assert io.read_metadata(tmp_path / "b.png")["weights"] == {
+        assert writing.read_metadata(tmp_path / "b.png")["weights"] == {
             "arch": "vgg16", "convention": "torchvision", "source": "cache", "path": str(cached),
             "sha256": weights_lib.sha256_file(cached)}
         assert weights_lib.weights_identity(used[-1])["source"] == "cache"  # the weights the run was given
@@ -356,18 +356,18 @@ def test_refine_adds_the_content_detail_to_the_filtered_result(inputs, tmp_path)
     assert transfer(inputs, plain, "-q").exit_code == 0
     result = transfer(inputs, refined, "-q", "--refine")
     assert result.exit_code == 0, (result.output, result.exception)
-    assert io.read_metadata(refined)["config"]["smooth"]["refine"] is True
-    assert io.read_metadata(plain)["config"]["smooth"]["refine"] is False
-    content = io.load_image(inputs["content"])
-    want = np.asarray(smoothing.refine_detail(io.load_image(plain), content))
-    got = io.load_image(refined)
-    assert np.abs(got - io.load_image(plain)).max() > 4 / 255  # the detail layer is not empty
+    assert writing.read_metadata(refined)["config"]["smooth"]["refine"] is True
+    assert writing.read_metadata(plain)["config"]["smooth"]["refine"] is False
+    content = reading.load_image(inputs["content"])
+    want = np.asarray(smoothing.refine_detail(reading.load_image(plain), content))
+    got = reading.load_image(refined)
+    assert np.abs(got - reading.load_image(plain)).max() > 4 / 255  # the detail layer is not empty
     np.testing.assert_allclose(got, want, atol=1.01 / 255)  # both went through 8-bit PNGs
 
 
 def test_write_failure_leaves_no_partial_file(inputs, tmp_path, monkeypatch):
     """The disk fills up while the result is written: exit 2, the folder is as before."""
-    real = io.write_atomically
+    real = filesafety.write_atomically
 
     def disk_full(path, write):
         def partial(f):
@@ -376,7 +376,7 @@ def test_write_failure_leaves_no_partial_file(inputs, tmp_path, monkeypatch):
 
         real(path, partial)
 
-    monkeypatch.setattr(io, "write_atomically", disk_full)
+    monkeypatch.setattr(filesafety, "write_atomically", disk_full)
     before = listing(tmp_path)
     line = error_line(transfer(inputs, tmp_path / "out.png", "-q"))
     assert "No space left on device" in line
@@ -432,7 +432,7 @@ def test_the_interrupted_image_carries_the_settings(inputs, tmp_path, monkeypatc
     interrupting_minimize(monkeypatch, "stage1", after_first_chunk=True)
     result = transfer(inputs, tmp_path / "out.png", "-q")
     assert result.exit_code == 130, (result.output, result.exception)
-    meta = io.read_metadata(tmp_path / "out.interrupted.png")
+    meta = writing.read_metadata(tmp_path / "out.interrupted.png")
     assert meta["content"] == str(inputs["content"]) and meta["style"] == str(inputs["style"])
     assert meta["config"] == expected_config(inputs["config"])
     assert meta["status"] == "interrupted during stage1" and meta["size"] == [H, W]
@@ -478,9 +478,9 @@ def test_demo_writes_result_and_contact_sheet(inputs, tmp_path):
     assert listing(folder) == ["result.png", "sheet.png"]
     assert f"wrote {folder / 'result.png'} and {folder / 'sheet.png'}" in result.stdout
     result_pixels = pixels(folder / "result.png")
-    content_h, content_w = io.photo_size(io.demo_paths()[0])
+    content_h, content_w = reading.photo_size(reading.demo_paths()[0])
     assert result_pixels.shape == (content_h, content_w, 3)  # the demo photo's own size ...
-    meta = io.read_metadata(folder / "result.png")
+    meta = writing.read_metadata(folder / "result.png")
     assert meta["working_size"] == [H, W] and meta["size"] == [content_h, content_w]  # ... solved at 48 px
     assert Path(meta["content"]).name == "demo_content.jpg" and Path(meta["style"]).name == "demo_style.jpg"
     assert meta["config"] == expected_config(inputs["config"], {"max_side": 48})  # the size it ran at
@@ -489,7 +489,7 @@ def test_demo_writes_result_and_contact_sheet(inputs, tmp_path):
     height = cli.DEMO_SHEET_HEIGHT
     assert content_h > height and sheet.shape[0] > height  # three tiles at the sheet's height, a label band
     tile_w = round(content_w * height / content_h)
-    shrunk = as_uint8(io.resize_image(result_pixels.astype(np.float32) / 255, (height, tile_w)))
+    shrunk = as_uint8(sizing.resize_image(result_pixels.astype(np.float32) / 255, (height, tile_w)))
     assert np.abs(sheet[:height, -tile_w:].astype(int) - shrunk).max() <= 1  # the result on the right
     # A second run replaces its own results.
     assert invoke("demo", "-o", folder, "--config", inputs["config"], "--max-side", 48, "-q").exit_code == 0
@@ -515,7 +515,7 @@ def test_console_script_transfer_and_real_ctrl_c(tmp_path):
     done = subprocess.run([*base, "-o", str(tmp_path / "out.png")], capture_output=True, text=True,
                           timeout=300, env=env)
     assert done.returncode == 0, done.stderr
-    assert io.read_metadata(tmp_path / "out.png")["config"] == expected_config(inputs["config"])
+    assert writing.read_metadata(tmp_path / "out.png")["config"] == expected_config(inputs["config"])
     # The run filled the compilation cache; the same run again finds everything there.
     compiled = sorted(p.name for p in (tmp_path / "xla").iterdir())
     assert compiled

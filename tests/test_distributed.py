@@ -11,7 +11,7 @@ import sys
 import numpy as np
 from typer.testing import CliRunner
 
-from jaxstyle import io
+from jaxstyle import reading
 from jaxstyle.cli import app
 from jaxstyle.weights import CACHE_ENV
 from test_batch_cli import csv_manifest, write_inputs
@@ -61,5 +61,5 @@ def test_two_processes_split_a_manifest_and_match_one_process(tmp_path, monkeypa
                                       str(data / "tiny.toml"), "--quiet"])
     assert result.exit_code == 0, (result.output, result.exception)
     for i in range(ITEMS):
-        shared, alone = (np.round(io.load_image(d / f"o{i}.png") * 255) for d in (out, reference))
+        shared, alone = (np.round(reading.load_image(d / f"o{i}.png") * 255) for d in (out, reference))
         assert np.abs(shared - alone).max() <= 1  # 8-bit outputs of float32-equal images

@@ -16,7 +16,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from jaxstyle import evaluate as E
-from jaxstyle import io
+from jaxstyle import reading, sheets, sizing, writing
 from jaxstyle.cli import app
 from jaxstyle.errors import JaxstyleError
 from jaxstyle.masks import parse_mask_pair
@@ -35,7 +35,7 @@ def colour_mask(h: int, w: int, seed: int) -> np.ndarray:
 
 
 def save(path, image) -> str:
-    io.save_image(image, path, overwrite=True)
+    writing.save_image(image, path, overwrite=True)
     return str(path)
 
 
@@ -58,15 +58,15 @@ def files(tmp_path):
 
 def expected(paths, *, masks: bool, reference: bool, vgg16, max_side=None) -> dict:
     """metrics.evaluate_triple on the arrays the files hold (the reference computation)."""
-    content = io.load_image(paths["content"], max_side=max_side)
-    style = io.load_image(paths["style"], max_side=max_side)
-    output = io.load_image(paths["output"], max_side=max_side)
+    content = reading.load_image(paths["content"], max_side=max_side)
+    style = reading.load_image(paths["style"], max_side=max_side)
+    output = reading.load_image(paths["output"], max_side=max_side)
     kwargs = {}
     if masks:
         pair = parse_mask_pair(paths["content_mask"], paths["style_mask"])
         kwargs = {"content_mask": pair.content, "style_mask": pair.style}
     if reference:
-        kwargs["reference"] = io.load_image(paths["reference"], max_side=max_side)
+        kwargs["reference"] = reading.load_image(paths["reference"], max_side=max_side)
     return evaluate_triple(vgg16, content, style, output, **kwargs)
 
 
@@ -111,11 +111,11 @@ def test_output_size_is_the_working_size(tmp_path, files, vgg16):
     Image.fromarray(colour_mask(2 * H, 2 * W, 0)).save(big["content_mask"])
     got = E.evaluate_files(big["content"], files["style"], files["output"], content_mask=big["content_mask"],
                            style_mask=files["style_mask"], reference=big["reference"], weights=vgg16)
-    content = io.resize_image(io.load_image(big["content"]), (H, W))
+    content = sizing.resize_image(reading.load_image(big["content"]), (H, W))
     pair = parse_mask_pair(big["content_mask"], files["style_mask"], content_shape=(H, W))
-    want = evaluate_triple(vgg16, content, io.load_image(files["style"]), io.load_image(files["output"]),
+    want = evaluate_triple(vgg16, content, reading.load_image(files["style"]), reading.load_image(files["output"]),
                            content_mask=pair.content, style_mask=pair.style,
-                           reference=io.resize_image(io.load_image(big["reference"]), (H, W)))
+                           reference=sizing.resize_image(reading.load_image(big["reference"]), (H, W)))
     assert got == want
 
 
@@ -256,24 +256,24 @@ def test_tables():
 
 
 def test_contact_sheet_layout(files):
-    images = {k: io.load_image(files[k]) for k in ("content", "style", "output", "reference")}
+    images = {k: reading.load_image(files[k]) for k in ("content", "style", "output", "reference")}
     rows = [dict(images, name="with reference"), {k: files[k] for k in ("content", "style", "output")},
             {k: files[k] for k in ("content", "style", "output")}]
     height, gap = 30, 4
     sheet = E.contact_sheet(rows, [METRICS, METRICS, None], height=height, gap=gap)
-    first = io.side_by_side(list(images.values()), height=height, gap=gap,
-                            labels=list(E.sheet_captions(METRICS, "with reference").values()))
-    second = io.side_by_side([images[k] for k in ("content", "style", "output")], height=height, gap=gap,
-                             labels=list(E.sheet_captions(METRICS).values())[:3])
+    first = sheets.side_by_side(list(images.values()), height=height, gap=gap,
+                                labels=list(E.sheet_captions(METRICS, "with reference").values()))
+    second = sheets.side_by_side([images[k] for k in ("content", "style", "output")], height=height, gap=gap,
+                                 labels=list(E.sheet_captions(METRICS).values())[:3])
     # the failed third item is skipped; the narrower second row is padded with white
     assert sheet.shape == (2 * first.shape[0] + gap, first.shape[1], 3)
     np.testing.assert_allclose(sheet[:first.shape[0]], first, atol=1e-6)
     below = sheet[first.shape[0] + gap:]
     np.testing.assert_allclose(below[:, :second.shape[1]], second, atol=1e-6)
     assert np.all(below[:, second.shape[1]:] == 1.0)
-    # the tile is the image itself (H < 2 * height: upscaled by io.resize_image)
+    # the tile is the image itself (H < 2 * height: upscaled by sizing.resize_image)
     np.testing.assert_allclose(sheet[:height, :round(W * height / H)],
-                               io.resize_image(images["content"], (height, round(W * height / H))), atol=1e-6)
+                               sizing.resize_image(images["content"], (height, round(W * height / H))), atol=1e-6)
     with pytest.raises(JaxstyleError, match="every item failed"):
         E.contact_sheet(rows[:1], [None])
     with pytest.raises(JaxstyleError, match="2 rows but 1 metric"):
@@ -385,7 +385,7 @@ def large_triple(tmp_path, monkeypatch):
     """A 1500x1200 output with its content and a 600x400 style; the metrics only record their shapes."""
     paths = {"content": tmp_path / "c.png", "style": tmp_path / "s.png", "output": tmp_path / "o.png"}
     for name, (h, w) in (("content", (1200, 1500)), ("style", (400, 600)), ("output", (1200, 1500))):
-        io.save_image(synthetic_photo(h, w, len(name)), paths[name])
+        writing.save_image(synthetic_photo(h, w, len(name)), paths[name])
     shapes = []
 
     def metrics(weights, content, style, output, **kwargs):
@@ -407,21 +407,21 @@ def test_the_command_scores_at_1024_px_unless_told(large_triple, extra, output_h
     paths, shapes = large_triple
     result = run_evaluate(paths, *extra)
     assert result.exit_code == 0, (result.output, result.exception)
-    style_hw = (400, 600) if max(output_hw) >= 600 else io.fit_max_side(400, 600, max(output_hw))
+    style_hw = (400, 600) if max(output_hw) >= 600 else sizing.fit_max_side(400, 600, max(output_hw))
     assert shapes == [(output_hw, style_hw, output_hw)]
 
 
 def test_an_evaluation_too_large_for_the_memory_is_refused_before_any_work(large_triple, monkeypatch):
     paths, shapes = large_triple
     have = 2 * 2**30
-    monkeypatch.setattr(io, "available_memory", lambda: have)
+    monkeypatch.setattr(sizing, "available_memory", lambda: have)
     result = run_evaluate(paths, "--max-side", 0)
     assert result.exit_code == 2 and shapes == [], (result.output, result.exception)
     assert result.stderr.startswith(f"error: evaluating {paths['output']} at 1500x1200 needs about")
     side = int(result.stderr.split("pass --max-side ")[1].split()[0])
     E.check_evaluation_memory(paths["output"], paths["style"], max_side=side)  # the advice fits
-    per_pixel = io.BYTES_PER_COPY_PIXEL * E.EVAL_COPIES
-    h, w = io.fit_max_side(1200, 1500, side + 2)
+    per_pixel = sizing.BYTES_PER_COPY_PIXEL * E.EVAL_COPIES
+    h, w = sizing.fit_max_side(1200, 1500, side + 2)
     assert (h * w + 400 * 600) * per_pixel > have  # and is the largest that does, to a pixel or two
     with pytest.raises(JaxstyleError, match="pass --max-side"):
         E.check_evaluation_memory(paths["output"], paths["style"], max_side=side + 2)

@@ -1,6 +1,6 @@
 """Photo formats read through the field's libraries: TIFF (`tifffile` + `imagecodecs`), 16-bit PNG
 (`imagecodecs`), HEIC/HEIF (`pillow-heif`) and camera RAW (`rawpy`). Each file is made here with a
-library's own writer and read back through `io.read_photo` against the numpy array it was made
+library's own writer and read back through `reading.read_photo` against the numpy array it was made
 from; damaged files must give one `JaxstyleError` line that says what to do."""
 
 import struct
@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageCms
 
-from jaxstyle import io
+from jaxstyle import reading, writing
 from jaxstyle.errors import JaxstyleError
 
 tifffile = pytest.importorskip("tifffile")
@@ -59,7 +59,7 @@ TIFF_LAYOUTS = {
 @pytest.mark.parametrize("bits", [8, 16])
 def test_tiffs_read_back_exactly(tmp_path, layout, bits):
     pixels = pattern(23, 37, bits=bits)
-    photo = io.read_photo(write_tiff(tmp_path / "t.tif", pixels, **TIFF_LAYOUTS[layout]))
+    photo = reading.read_photo(write_tiff(tmp_path / "t.tif", pixels, **TIFF_LAYOUTS[layout]))
     assert photo.bits == bits and photo.pixels.dtype == np.float32
     np.testing.assert_allclose(photo.pixels, unit(pixels), atol=1e-7)
 
@@ -73,15 +73,15 @@ def test_a_sixteen_bit_tiff_is_read_by_tifffile_alone_and_agrees_with_pillows_ei
     with Image.open(path) as im:
         np.testing.assert_array_equal(np.asarray(im.convert("RGB")), (pixels >> 8).astype(np.uint8))
     monkeypatch.setattr(TiffImagePlugin.TiffImageFile, "load", lambda self: pytest.fail("Pillow decoded it"))
-    np.testing.assert_allclose(io.load_image(path), unit(pixels), atol=1e-7)
+    np.testing.assert_allclose(reading.load_image(path), unit(pixels), atol=1e-7)
 
 
 @pytest.mark.parametrize("orientation", [1, 3, 6, 8])
 def test_a_sixteen_bit_tiffs_orientation_is_applied(tmp_path, orientation):
     pixels = pattern(6, 10, seed=orientation)
     path = write_tiff(tmp_path / "t.tif", pixels, extratags=[(274, "H", 1, orientation, True)])
-    assert io.photo_size(path) == io.orient(pixels, orientation).shape[:2]
-    np.testing.assert_allclose(io.load_image(path), unit(io.orient(pixels, orientation)), atol=1e-7)
+    assert reading.photo_size(path) == reading.orient(pixels, orientation).shape[:2]
+    np.testing.assert_allclose(reading.load_image(path), unit(reading.orient(pixels, orientation)), atol=1e-7)
 
 
 @pytest.mark.parametrize("kind", ["unassalpha", "assocalpha"])
@@ -92,22 +92,22 @@ def test_a_sixteen_bit_tiffs_alpha_is_composited_as_its_kind_says(tmp_path, kind
     pixels = np.round(np.concatenate([stored, a], axis=-1) * 65535).astype(np.uint16)
     path = write_tiff(tmp_path / "t.tif", pixels, extrasamples=[kind])
     background = (0.2, 0.5, 0.9)
-    np.testing.assert_allclose(io.load_image(path, background=background),
+    np.testing.assert_allclose(reading.load_image(path, background=background),
                                colour * a + np.array(background) * (1 - a), atol=2e-4)
     with pytest.raises(JaxstyleError, match="transparent pixels"):
-        io.load_image(path, alpha="refuse")
+        reading.load_image(path, alpha="refuse")
 
 
 def test_a_fourth_sample_that_is_not_alpha_is_dropped(tmp_path):
     pixels = pattern(9, 11, 4)
     path = write_tiff(tmp_path / "t.tif", pixels, extrasamples=["unspecified"])
-    np.testing.assert_allclose(io.load_image(path), unit(pixels[..., :3]), atol=1e-7)
+    np.testing.assert_allclose(reading.load_image(path), unit(pixels[..., :3]), atol=1e-7)
 
 
 def test_the_profile_of_a_sixteen_bit_tiff_is_kept(tmp_path):
     profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     path = write_tiff(tmp_path / "t.tif", pattern(8, 9), iccprofile=profile)
-    photo = io.read_photo(path)
+    photo = reading.read_photo(path)
     assert photo.icc_profile == profile and photo.bits == 16
 
 
@@ -123,7 +123,7 @@ def test_damaged_tiff_data_is_refused_in_one_line_with_the_file_named(tmp_path, 
         data[offsets[1] + 2:offsets[1] + 52] = bytes(range(50, 100))
     path.write_bytes(bytes(data))
     with pytest.raises(JaxstyleError, match=r"t\.tif: the image data is damaged or truncated") as error:
-        io.load_image(path)
+        reading.load_image(path)
     assert "\n" not in str(error.value) and "re-export" in str(error.value)
 
 
@@ -141,7 +141,7 @@ def test_sixteen_bit_pngs_read_back_exactly_and_agree_with_pillows_eight_bits(tm
         pixels[..., 3] = 65535  # opaque: the colour reads back as stored
     path = tmp_path / "p.png"
     path.write_bytes(imagecodecs.png_encode(pixels))
-    photo = io.read_photo(path)
+    photo = reading.read_photo(path)
     assert photo.bits == 16
     np.testing.assert_allclose(photo.pixels, unit(pixels[..., :3]), atol=1e-7)
     with Image.open(path) as im:  # Pillow keeps the high byte
@@ -154,10 +154,10 @@ def test_a_sixteen_bit_pngs_colour_key_becomes_transparency(tmp_path):
     encoded = imagecodecs.png_encode(pixels)
     path = tmp_path / "k.png"
     path.write_bytes(encoded[:33] + png_chunk(b"tRNS", struct.pack(">3H", 7, 8, 9)) + encoded[33:])
-    image = io.load_image(path, background=(0.0, 0.0, 0.0))
+    image = reading.load_image(path, background=(0.0, 0.0, 0.0))
     assert image[1, 2].tolist() == [0, 0, 0] and np.allclose(image[0, 0], 1000 / 65535)
     with pytest.raises(JaxstyleError, match="transparent pixels"):
-        io.load_image(path, alpha="refuse")
+        reading.load_image(path, alpha="refuse")
 
 
 def test_a_sixteen_bit_result_keeps_its_pixels_profile_exif_and_settings(tmp_path):
@@ -165,14 +165,14 @@ def test_a_sixteen_bit_result_keeps_its_pixels_profile_exif_and_settings(tmp_pat
     profile = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     exif = Image.Exif()
     exif[MAKE], exif[ORIENTATION] = "Jaxcam", 6
-    path = io.save_image(image, tmp_path / "r.png", bits=16, metadata={"seed": 3}, exif=exif.tobytes())
+    path = writing.save_image(image, tmp_path / "r.png", bits=16, metadata={"seed": 3}, exif=exif.tobytes())
     np.testing.assert_array_equal(imagecodecs.png_decode(path.read_bytes()), np.round(image * 65535))
-    assert np.abs(io.load_image(path) - image).max() <= 0.5 / 65535 + 1e-7
-    assert io.read_metadata(path) == {"seed": 3}
+    assert np.abs(reading.load_image(path) - image).max() <= 0.5 / 65535 + 1e-7
+    assert writing.read_metadata(path) == {"seed": 3}
     with Image.open(path) as im:
         assert im.getexif()[MAKE] == "Jaxcam" and im.getexif()[ORIENTATION] == 1
-    kept = io.save_image(image, tmp_path / "p.png", bits=16, icc_profile=profile)
-    assert io.read_photo(kept).icc_profile == profile
+    kept = writing.save_image(image, tmp_path / "p.png", bits=16, icc_profile=profile)
+    assert reading.read_photo(kept).icc_profile == profile
 
 
 def test_a_cut_sixteen_bit_png_is_refused_with_the_file_named(tmp_path):
@@ -180,7 +180,7 @@ def test_a_cut_sixteen_bit_png_is_refused_with_the_file_named(tmp_path):
     path = tmp_path / "cut.png"
     path.write_bytes(encoded[:encoded.index(b"IDAT") + 10])
     with pytest.raises(JaxstyleError, match=r"cut\.png: the image data is damaged or truncated"):
-        io.load_image(path)
+        reading.load_image(path)
 
 
 # ----------------------------------------------------------------------------- HEIC / HEIF
@@ -207,9 +207,9 @@ def test_an_eight_bit_heic_is_read_upright_with_its_exif(tmp_path, heif):
     path = tmp_path / "photo.heic"
     heif.from_bytes(mode="RGB", size=(24, 16), data=pixels.tobytes()).save(path, quality=-1, chroma=444,
                                                                           exif=exif.tobytes())
-    photo = io.read_photo(path)
-    assert photo.bits == 8 and io.photo_size(path) == (24, 16)
-    np.testing.assert_allclose(photo.pixels, unit(io.orient(pixels, 6)), atol=3 / 255)
+    photo = reading.read_photo(path)
+    assert photo.bits == 8 and reading.photo_size(path) == (24, 16)
+    np.testing.assert_allclose(photo.pixels, unit(reading.orient(pixels, 6)), atol=3 / 255)
     kept = Image.Exif()
     kept.load(photo.exif)
     assert kept[MAKE] == "Apple" and kept[ORIENTATION] == 1
@@ -220,10 +220,10 @@ def test_a_ten_bit_heic_is_read_at_its_depth(tmp_path, heif):
     path = tmp_path / "photo.heif"
     heif.from_bytes(mode="RGB;16", size=(24, 16), data=pixels.tobytes()).save(path, quality=-1, chroma=444)
     assert heif.open_heif(path).info["bit_depth"] == 10
-    photo = io.read_photo(path)
+    photo = reading.read_photo(path)
     assert photo.bits == 16 and photo.pixels.shape == (16, 24, 3)
     np.testing.assert_allclose(photo.pixels, unit(pixels), atol=3 / 1023)
-    assert io.output_bits(None, photo, "out.png") == 16
+    assert writing.output_bits(None, photo, "out.png") == 16
 
 
 @pytest.mark.parametrize("damage, message", [("cut", "damaged or truncated"),
@@ -234,7 +234,7 @@ def test_a_bad_heic_is_refused_in_one_line(tmp_path, heif, damage, message):
     data = path.read_bytes()
     path.write_bytes(data[:-20] if damage == "cut" else b"\0\0\0\x18ftypheic" + bytes(200))
     with pytest.raises(JaxstyleError, match=message) as error:
-        io.read_photo(path)
+        reading.read_photo(path)
     assert "photo.heic" in str(error.value) and "\n" not in str(error.value)
 
 
@@ -271,42 +271,42 @@ def rawpy():
 
 
 def test_a_dng_is_developed_at_sixteen_bits_with_the_cameras_white_balance(tmp_path, rawpy):
-    balanced = io.read_photo(write_dng(tmp_path / "photo.dng", grey_mosaic()))
+    balanced = reading.read_photo(write_dng(tmp_path / "photo.dng", grey_mosaic()))
     assert balanced.bits == 16 and balanced.pixels.shape == (32, 48, 3) and balanced.icc_profile is None
-    assert io.photo_size(tmp_path / "photo.dng") == (32, 48)
+    assert reading.photo_size(tmp_path / "photo.dng") == (32, 48)
     inner = balanced.pixels[4:-4, 4:-4]  # away from the demosaic's edges
     assert np.ptp(inner, axis=-1).max() < 0.02 and inner.mean() > 0.2  # grey: R = G = B
     assert np.abs(inner * 255 - np.round(inner * 255)).max() > 0.1  # levels between 8 bits' steps
-    untouched = io.read_photo(write_dng(tmp_path / "plain.dng", grey_mosaic(), neutral=(1.0, 1.0, 1.0)))
+    untouched = reading.read_photo(write_dng(tmp_path / "plain.dng", grey_mosaic(), neutral=(1.0, 1.0, 1.0)))
     green = untouched.pixels[4:-4, 4:-4]
     assert (green[..., 1] - green[..., 0]).mean() > 0.1  # the white balance did the work above
 
 
 def test_a_dngs_orientation_is_applied_and_its_camera_exif_kept(tmp_path, rawpy):
     path = write_dng(tmp_path / "photo.dng", grey_mosaic(), orientation=6)
-    photo = io.read_photo(path)
-    assert photo.pixels.shape == (48, 32, 3) and io.photo_size(path) == (48, 32)
+    photo = reading.read_photo(path)
+    assert photo.pixels.shape == (48, 32, 3) and reading.photo_size(path) == (48, 32)
     exif = Image.Exif()
     exif.load(photo.exif)
     assert exif[MAKE] == "Jaxcam" and exif[MODEL] == "One" and ORIENTATION not in exif
-    result = io.save_image(photo.pixels, tmp_path / "photo.png", bits=io.output_bits(None, photo, "photo.png"),
-                           exif=photo.exif)
+    bits = writing.output_bits(None, photo, "photo.png")
+    result = writing.save_image(photo.pixels, tmp_path / "photo.png", bits=bits, exif=photo.exif)
     with Image.open(result) as im:
-        assert im.getexif()[MAKE] == "Jaxcam" and io.read_photo(result).bits == 16
+        assert im.getexif()[MAKE] == "Jaxcam" and reading.read_photo(result).bits == 16
 
 
 def test_a_damaged_raw_file_is_refused_in_one_line(tmp_path, rawpy):
     path = write_dng(tmp_path / "photo.dng", grey_mosaic())
     path.write_bytes(path.read_bytes()[:1500])
     with pytest.raises(JaxstyleError, match=r"photo\.dng: LibRaw cannot develop this camera RAW file") as error:
-        io.read_photo(path)
+        reading.read_photo(path)
     assert "\n" not in str(error.value) and "copy it again" in str(error.value)
 
 
 def test_a_file_libraw_does_not_know_is_left_to_pillow(tmp_path, rawpy):
     pixels = pattern(6, 9, bits=8)
     Image.fromarray(pixels).save(tmp_path / "photo.raw", format="PNG")
-    np.testing.assert_allclose(io.load_image(tmp_path / "photo.raw"), unit(pixels), atol=1e-7)
+    np.testing.assert_allclose(reading.load_image(tmp_path / "photo.raw"), unit(pixels), atol=1e-7)
 
 
 # ----------------------------------------------------------------------------- imports
@@ -314,7 +314,7 @@ def test_a_file_libraw_does_not_know_is_left_to_pillow(tmp_path, rawpy):
 
 def test_the_format_libraries_are_imported_only_for_the_files_that_need_them(tmp_path):
     """`import jaxstyle` and reading a JPEG or 8-bit PNG import none of them."""
-    code = ("import sys; from jaxstyle import io; io.load_image(io.sample_paths()[0]); "
+    code = ("import sys; from jaxstyle import reading; reading.load_image(reading.sample_paths()[0]); "
             "print(sorted(m for m in ('tifffile', 'imagecodecs', 'pillow_heif', 'rawpy') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).parent)

@@ -13,7 +13,7 @@ from PIL import Image, ImageCms
 from typer.testing import CliRunner
 
 from conftest import synthetic_photo
-from jaxstyle import cli, io
+from jaxstyle import cli, reading, sizing, writing
 from jaxstyle.errors import JaxstyleError
 
 runner = CliRunner()
@@ -46,7 +46,7 @@ def photo(tmp_path_factory):
     exif[ORIENTATION], exif[MAKE] = 6, "TestCam"
     icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
     Image.fromarray(pixels).save(folder / "content.jpg", quality=95, exif=exif.tobytes(), icc_profile=icc)
-    io.save_image(synthetic_photo(40, 48, 4)[..., ::-1], folder / "style.png")
+    writing.save_image(synthetic_photo(40, 48, 4)[..., ::-1], folder / "style.png")
     (folder / "tiny.toml").write_text(TINY_TOML)
     return {"content": folder / "content.jpg", "style": folder / "style.png", "config": folder / "tiny.toml",
             "icc": icc}
@@ -84,14 +84,14 @@ def test_the_result_has_the_photos_own_size_profile_and_exif(photo, tmp_path):
         assert im.info["icc_profile"] == photo["icc"]
         exif = im.getexif()
         assert exif[ORIENTATION] == 1 and exif[MAKE] == "TestCam"
-    meta = io.read_metadata(out)
+    meta = writing.read_metadata(out)
     assert meta["size"] == [STORED_W, STORED_H] and meta["working_size"] == [32, 21]
     # the full-size result follows the content's structure: it is no blurred upscale of the working size
-    content = io.load_image(photo["content"])
-    image = io.load_image(out)
+    content = reading.load_image(photo["content"])
+    image = reading.load_image(out)
     detail = lambda a: np.abs(np.diff(a, axis=1)).mean()  # noqa: E731
-    small = io.resize_image(image, (32, 21))
-    assert detail(image) > 0.7 * detail(content) > detail(io.resize_image(small, image.shape[:2]))
+    small = sizing.resize_image(image, (32, 21))
+    assert detail(image) > 0.7 * detail(content) > detail(sizing.resize_image(small, image.shape[:2]))
 
 
 def test_sixteen_bits_and_a_capped_output_size(photo, tmp_path):
@@ -103,10 +103,10 @@ def test_sixteen_bits_and_a_capped_output_size(photo, tmp_path):
     assert len(np.unique(pixels)) > 256 and not np.all(pixels % 257 == 0)  # more than 8 bits' worth
     with Image.open(out) as im:
         assert im.info["icc_profile"] == photo["icc"] and im.getexif()[ORIENTATION] == 1
-    assert io.read_metadata(out)["size"] == [72, 48]
+    assert writing.read_metadata(out)["size"] == [72, 48]
 
 
-@pytest.mark.slow  # end to end (2-3 CLI runs); io's tests cover the rule in the default suite
+@pytest.mark.slow  # end to end (2-3 CLI runs); test_io's tests cover the rule in the default suite
 def test_a_wide_gamut_photo_gives_the_result_of_its_srgb_colours_in_its_own_profile(photo, tmp_path):
     """The same colours as Display P3 numbers (tagged) or as sRGB numbers (untagged, converted in
     the test from the formulas) give the same result: the run sees sRGB, and the tagged photo's
@@ -116,7 +116,7 @@ def test_a_wide_gamut_photo_gives_the_result_of_its_srgb_colours_in_its_own_prof
     p3 = _iccprofiles.display_p3()
     stored = (synthetic_photo(STORED_H, STORED_W, 1) * 255).astype(np.uint8)
     Image.fromarray(stored).save(tmp_path / "p3.png", icc_profile=p3)
-    io.save_image(_iccprofiles.p3_to_srgb(stored / 255.0), tmp_path / "srgb.png", bits=16)
+    writing.save_image(_iccprofiles.p3_to_srgb(stored / 255.0), tmp_path / "srgb.png", bits=16)
     results = {}
     for name in ("p3", "srgb"):
         out = tmp_path / f"out_{name}.png"
@@ -133,11 +133,11 @@ def test_a_wide_gamut_photo_gives_the_result_of_its_srgb_colours_in_its_own_prof
     assert np.abs(results["p3"] - results["srgb"]).max() > 0.02  # and the P3 numbers are not sRGB's
 
 
-@pytest.mark.slow  # end to end (2-3 CLI runs); io's tests cover the rule in the default suite
+@pytest.mark.slow  # end to end (2-3 CLI runs); test_io's tests cover the rule in the default suite
 def test_a_sixteen_bit_photo_gives_a_sixteen_bit_png_unless_told_otherwise(photo, tmp_path):
     """Nothing the photo had is lost by default: a 16-bit photo's PNG result has 16 bits; a JPEG
     result, or --bits 8, has 8."""
-    io.save_image(synthetic_photo(STORED_H, STORED_W, 1), tmp_path / "deep.png", bits=16)
+    writing.save_image(synthetic_photo(STORED_H, STORED_W, 1), tmp_path / "deep.png", bits=16)
     depths = {}
     for name, extra in [("out.png", ()), ("out8.png", ("--bits", "8")), ("out.jpg", ())]:
         result = runner.invoke(cli.app, ["transfer", str(tmp_path / "deep.png"), str(photo["style"]), "-o",
@@ -168,7 +168,7 @@ def test_bad_output_options_are_refused_before_any_work(photo, tmp_path, extra, 
 def test_a_photo_too_large_for_the_memory_is_refused_before_any_work(photo, tmp_path, monkeypatch):
     monkeypatch.setattr(importlib.import_module("jaxstyle.stylize"), "run_host",
                         lambda *a, **k: pytest.fail("the pipeline ran"))
-    monkeypatch.setattr(io, "available_memory", lambda: 100_000)
+    monkeypatch.setattr(sizing, "available_memory", lambda: 100_000)
     result = transfer(photo, tmp_path / "out.jpg")
     assert result.exit_code == 2, result.output
     assert "pass --max-output-side" in result.stderr and "GiB" in result.stderr
@@ -183,16 +183,16 @@ def test_an_image_in_memory_too_large_for_the_memory_is_refused_before_any_work(
     monkeypatch.setattr(stylize_module, "run_host", lambda *a, **k: pytest.fail("the pipeline ran"))
     pixels = (synthetic_photo(96, 144, 1) * 255).astype(np.uint8)
     content = {"uint8 array": pixels, "float array": pixels / np.float32(255), "PIL image": Image.fromarray(pixels),
-               "Photo": io.Photo(pixels=pixels.astype(np.float32) / 255)}[kind]
-    copies = io.FULL_SIZE_COPIES - 1
-    need = 96 * 144 * io.BYTES_PER_COPY_PIXEL * copies
-    monkeypatch.setattr(io, "available_memory", lambda: need - 1)
+               "Photo": reading.Photo(pixels=pixels.astype(np.float32) / 255)}[kind]
+    copies = sizing.FULL_SIZE_COPIES - 1
+    need = 96 * 144 * sizing.BYTES_PER_COPY_PIXEL * copies
+    monkeypatch.setattr(sizing, "available_memory", lambda: need - 1)
     with pytest.raises(JaxstyleError, match=r"the result at 144x96 needs about .* GiB.*--max-output-side 143 "):
         stylize_module.stylize(content, pixels, config="fast")
-    monkeypatch.setattr(io, "available_memory", lambda: need)  # exactly enough: the check passes
+    monkeypatch.setattr(sizing, "available_memory", lambda: need)  # exactly enough: the check passes
     assert stylize_module.full_size_content(content).shape == (96, 144, 3)
     # a cap that fits is taken into account before the check
-    monkeypatch.setattr(io, "available_memory", lambda: need // 4)
+    monkeypatch.setattr(sizing, "available_memory", lambda: need // 4)
     assert stylize_module.full_size_content(content, max_output_side=72).shape == (48, 72, 3)
 
 

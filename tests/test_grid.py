@@ -140,7 +140,7 @@ def test_bad_shapes_are_refused_with_the_shapes():
 
 @pytest.mark.parametrize("long", [48, 256, 384, 512])
 def test_buckets_share_few_shapes_and_stretch_little(long):
-    from jaxstyle.io import bucket_shape, fit_max_side
+    from jaxstyle.sizing import bucket_shape, fit_max_side
 
     shapes = set()
     for ratio in np.linspace(0.3, 1, 50):

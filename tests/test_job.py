@@ -17,7 +17,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import synthetic_photo, two_region_mask
-from jaxstyle import io, job
+from jaxstyle import job, reading, writing
 from jaxstyle import runner as R
 from jaxstyle._version import __version__
 from jaxstyle.cli import app
@@ -55,8 +55,8 @@ def bundled_weights(tmp_path_factory, monkeypatch):
 def pair(tmp_path):
     folder = tmp_path / "in"
     folder.mkdir()
-    io.save_image(synthetic_photo(H, W, 0), folder / "c.png")
-    io.save_image(synthetic_photo(H + 4, W - 8, 3)[..., ::-1], folder / "s.png")
+    writing.save_image(synthetic_photo(H, W, 0), folder / "c.png")
+    writing.save_image(synthetic_photo(H + 4, W - 8, 3)[..., ::-1], folder / "s.png")
     colours = np.array([[0, 0, 255], [0, 255, 0]], np.uint8)
     Image.fromarray(colours[np.argmax(two_region_mask(H, W, 0), -1)]).save(folder / "cm.png")
     Image.fromarray(colours[np.argmax(two_region_mask(H + 4, W - 8, 3), -1)]).save(folder / "sm.png")
@@ -76,7 +76,7 @@ def look_of(content):
 def counted(monkeypatch):
     """The solve replaced in both commands, and the memory checks and photo reads counted."""
     calls = {"check_result_memory": [], "read_photo": []}
-    for module, name in ((S, "check_result_memory"), (io, "read_photo")):
+    for module, name in ((S, "check_result_memory"), (reading, "read_photo")):
         real = getattr(module, name)
 
         def counting(path, *args, _real=real, _name=name, **kwargs):
@@ -130,10 +130,10 @@ def test_transfer_and_batch_write_the_same_file_with_the_same_metadata(pair, tmp
     made = {"transfer": tmp_path / "t.png", "batch": tmp_path / "out" / "b.png"}
     pixels = {k: np.asarray(Image.open(p)) for k, p in made.items()}
     np.testing.assert_array_equal(pixels["transfer"], pixels["batch"])
-    expected = np.round(look_of(io.load_image(pair / "c.png")) * 255)
+    expected = np.round(look_of(reading.load_image(pair / "c.png")) * 255)
     assert np.abs(pixels["batch"].astype(int) - expected).max() <= 1  # the stand-in solve's image, written
 
-    meta = {k: io.read_metadata(p) for k, p in made.items()}
+    meta = {k: writing.read_metadata(p) for k, p in made.items()}
     assert set(meta["transfer"]) == set(meta["batch"])
     assert meta["batch"]["jaxstyle"] == meta["transfer"]["jaxstyle"] == __version__
     for key in ("content", "style", "content_mask", "style_mask", "masks", "size", "working_size", "config",
@@ -151,7 +151,7 @@ def test_transfer_and_batch_write_the_same_file_with_the_same_metadata(pair, tmp
 
 def test_batch_outputs_record_the_version_and_seconds(pair, tmp_path, counted):
     assert batch(pair, tmp_path / "out").exit_code == 0
-    meta = io.read_metadata(tmp_path / "out" / "b.png")
+    meta = writing.read_metadata(tmp_path / "out" / "b.png")
     assert meta["jaxstyle"] == __version__
     assert set(meta["seconds"]) == set(SECONDS) and all(v >= 0 for v in meta["seconds"].values())
     (item,) = R.read_summary(tmp_path / "out")["items"]
@@ -162,7 +162,7 @@ def test_the_interrupted_image_keeps_the_photo_depth_like_the_result(pair, tmp_p
     """`transfer`'s two writes (the result, the best image at Ctrl-C) go through `job.write_result`."""
     from jaxstyle.errors import Interrupted
 
-    io.save_image(synthetic_photo(H, W, 0), pair / "c.png", bits=16, overwrite=True)
+    writing.save_image(synthetic_photo(H, W, 0), pair / "c.png", bits=16, overwrite=True)
 
     def interrupted(content, *args, **kwargs):
         raise Interrupted("interrupted during stage1", best_image=look_of(content))
@@ -172,7 +172,7 @@ def test_the_interrupted_image_keeps_the_photo_depth_like_the_result(pair, tmp_p
     assert result.exit_code == 130, (result.output, result.exception)
     kept = tmp_path / "t.interrupted.png"
     assert kept.read_bytes()[24] == 16  # IHDR bit depth: the photo's own
-    meta = io.read_metadata(kept)
+    meta = writing.read_metadata(kept)
     assert meta["jaxstyle"] == __version__ and meta["status"] == "interrupted during stage1"
     assert meta["content"] == str(pair / "c.png") and meta["masks"] == "given"
 
@@ -183,7 +183,7 @@ def test_run_job_is_the_same_file_to_file_call(pair, tmp_path, counted):
     assert result.status == STATUS
     np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "j.png")),
                                   np.asarray(Image.open(tmp_path / "t.png")))
-    meta, reference = io.read_metadata(tmp_path / "j.png"), io.read_metadata(tmp_path / "t.png")
+    meta, reference = writing.read_metadata(tmp_path / "j.png"), writing.read_metadata(tmp_path / "t.png")
     assert set(meta) == set(reference)
     assert {k: meta[k] for k in ("config", "size", "working_size", "status", "weights", "content")} == {
         k: reference[k] for k in ("config", "size", "working_size", "status", "weights", "content")}
@@ -198,7 +198,7 @@ def test_run_job_is_the_same_file_to_file_call(pair, tmp_path, counted):
 
 def test_refuse_input_as_output_sees_paths_and_links(tmp_path):
     photo = tmp_path / "c.png"
-    io.save_image(synthetic_photo(8, 8), photo)
+    writing.save_image(synthetic_photo(8, 8), photo)
     (tmp_path / "sub").mkdir()
     os.symlink(photo, tmp_path / "sub" / "soft.png")
     os.link(photo, tmp_path / "hard.png")
@@ -215,7 +215,7 @@ def test_refuse_input_as_output_sees_paths_and_links(tmp_path):
 def test_check_new_file_says_what_is_wrong_before_any_work(tmp_path):
     """The rule for every file a job writes (the result, --save-look, --cube), in one wording."""
     photo, result, look = tmp_path / "c.png", tmp_path / "r.png", tmp_path / "l.npz"
-    io.save_image(synthetic_photo(8, 8), photo)
+    writing.save_image(synthetic_photo(8, 8), photo)
     protect = {"content": photo, "style": tmp_path / "s.png", "content_mask": None, "style_mask": None,
                "result": result}
 
@@ -266,7 +266,7 @@ def test_transfer_and_batch_agree_with_the_real_solve(pair, tmp_path):
     pixels = {k: np.asarray(Image.open(p)).astype(int) for k, p in made.items()}
     # one item a batch: the same programs' arithmetic (two items may differ by a level: test_paths_agree)
     np.testing.assert_array_equal(pixels["transfer"], pixels["batch"])
-    meta = {k: io.read_metadata(p) for k, p in made.items()}
+    meta = {k: writing.read_metadata(p) for k, p in made.items()}
     assert set(meta["transfer"]) == set(meta["batch"])
     for key in ("content", "style", "size", "working_size", "config", "status", "weights", "jaxstyle"):
         assert meta["transfer"][key] == meta["batch"][key], key

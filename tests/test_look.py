@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 import _iccprofiles
 from conftest import synthetic_photo
-from jaxstyle import cli, cube, grid, io, look
+from jaxstyle import cli, cube, grid, look, reading, writing
 from jaxstyle.errors import JaxstyleError
 
 runner = CliRunner()
@@ -77,8 +77,8 @@ def solved(tmp_path_factory):
     folder = tmp_path_factory.mktemp("solved")
     paths = {"content": folder / "content.png", "style": folder / "style.png", "config": folder / "tiny.toml",
              "result": folder / "result.png", "look": folder / "look.npz", "cube": folder / "look.cube"}
-    io.save_image(synthetic_photo(H, W, 0), paths["content"])
-    io.save_image(synthetic_photo(H, W, 3)[..., ::-1], paths["style"])
+    writing.save_image(synthetic_photo(H, W, 0), paths["content"])
+    writing.save_image(synthetic_photo(H, W, 3)[..., ::-1], paths["style"])
     paths["config"].write_text(TINY)
     with pytest.MonkeyPatch.context() as mp:  # an empty weights cache: the bundled VGG-16
         mp.setenv("JAXSTYLE_CACHE", str(tmp_path_factory.mktemp("cache")))
@@ -143,12 +143,12 @@ def test_transfer_writes_the_look_and_the_cube(solved):
     assert metadata["config"]["grid"]["enabled"] and metadata["grid"] == {"cell": 8, "depth": 8}
     assert metadata["size"] == [H, W] and metadata["jaxstyle"]
     # the result is the look sliced under the content, written in 8 bits
-    content = io.read_photo(solved["content"]).pixels
+    content = reading.read_photo(solved["content"]).pixels
     np.testing.assert_allclose(read_pixels(solved["result"]), grid.slice_grid_host(grid_, content),
                                atol=LEVEL / 2 + 1e-6)
     lut = cube.read_cube(solved["cube"])
     assert lut.shape == (9, 9, 9, 3)
-    saved = io.read_metadata(solved["result"])
+    saved = writing.read_metadata(solved["result"])
     assert saved["look_file"] == str(solved["look"]) and saved["cube"]["size"] == 9
     psnr = saved["cube"]["psnr_db"]
     assert f"{psnr:.1f} dB" in solved["stderr"]
@@ -163,13 +163,13 @@ def test_apply_equals_the_slice_at_any_size(solved, tmp_path):
     other_path = tagged_photo(tmp_path / "other.png", other)
     written = look.apply_files(solved["look"], [solved["content"], other_path], tmp_path / "out")
     assert [p.name for p in written] == ["content.png", "other.png"]
-    content = io.read_photo(solved["content"]).pixels
+    content = reading.read_photo(solved["content"]).pixels
     for path, photo in zip(written, (content, read_pixels(other_path))):
         out = read_pixels(path)
         assert out.shape == photo.shape
         np.testing.assert_allclose(out, grid.slice_grid_host(grid_, photo), atol=LEVEL / 2 + 1e-6)
     np.testing.assert_allclose(read_pixels(written[0]), read_pixels(solved["result"]), atol=LEVEL + 1e-6)
-    assert io.read_metadata(written[1])["look"] == str(solved["look"])
+    assert writing.read_metadata(written[1])["look"] == str(solved["look"])
 
 
 def test_transfer_refuses_a_look_it_cannot_save(solved, tmp_path):

@@ -387,7 +387,7 @@ def test_labels_to_color_keeps_integer_regions_apart():
 
 
 def test_mask_files_by_path(tmp_path):
-    pytest.importorskip("jaxstyle.io")
+    pytest.importorskip("jaxstyle.reading")
     from PIL import Image
 
     Image.fromarray(CONTENT).save(tmp_path / "c.png")

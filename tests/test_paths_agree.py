@@ -139,7 +139,7 @@ def test_transfer_and_batch_commands_write_the_same_image(preset, vgg16, tmp_pat
     from PIL import Image
     from typer.testing import CliRunner
 
-    from jaxstyle import io
+    from jaxstyle import writing
     from jaxstyle.cli import app
 
     (tmp_path / "tiny.toml").write_text(TINY.format(preset=preset))
@@ -148,8 +148,8 @@ def test_transfer_and_batch_commands_write_the_same_image(preset, vgg16, tmp_pat
     colours = np.array([[0, 0, 255], [0, 255, 0]], np.uint8)
     rows = ["content,style,content_mask,style_mask,output"]
     for i, (c, s, cm, sm) in enumerate(pairs):
-        io.save_image(c, tmp_path / f"c{i}.png")
-        io.save_image(s, tmp_path / f"s{i}.png")
+        writing.save_image(c, tmp_path / f"c{i}.png")
+        writing.save_image(s, tmp_path / f"s{i}.png")
         Image.fromarray(colours[np.argmax(cm, -1)]).save(tmp_path / f"cm{i}.png")
         Image.fromarray(colours[np.argmax(sm, -1)]).save(tmp_path / f"sm{i}.png")
         rows.append(f"c{i}.png,s{i}.png,cm{i}.png,sm{i}.png,b{i}.png")

@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from jaxstyle import io, metrics
+from jaxstyle import metrics, reading
 from jaxstyle.config import load_config
 from jaxstyle.stylize import stylize
 
@@ -37,9 +37,9 @@ WORSE_FACTOR = {"laplacian_residual": 1.10, "gram_distance": 1.10, "lab_w2": 1.1
 
 def run_sample(vgg16) -> tuple[dict[str, float], dict[str, float]]:
     """Metrics of the short default run, and of the content image itself as the 'output'."""
-    content_path, style_path = io.sample_paths()
-    content = io.load_image(content_path, max_side=WIDTH)
-    style = io.load_image(style_path, max_side=WIDTH)
+    content_path, style_path = reading.sample_paths()
+    content = reading.load_image(content_path, max_side=WIDTH)
+    style = reading.load_image(style_path, max_side=WIDTH)
     cfg = load_config("default", {"stage1.iterations": ITERATIONS, "stage2.iterations": ITERATIONS,
                                   "stage1.tol": 0.0, "stage2.tol": 0.0})
     result = stylize(content, style, config=cfg, weights=vgg16)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from conftest import synthetic_photo
-from jaxstyle import io
+from jaxstyle import writing
 
 README = Path(__file__).parent.parent / "README.md"
 
@@ -28,8 +28,8 @@ def test_the_readme_has_a_python_example():
 @pytest.mark.slow  # runs the fast preset four ways, one of them reverse-mode: CI runs it via -m slow
 def test_the_readme_python_example_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    io.save_image(synthetic_photo(32, 48, 0), "content.jpg")
-    io.save_image(synthetic_photo(36, 40, 3)[..., ::-1], "style.jpg")
+    writing.save_image(synthetic_photo(32, 48, 0), "content.jpg")
+    writing.save_image(synthetic_photo(36, 40, 3)[..., ::-1], "style.jpg")
     namespace: dict = {}
     exec(compile(python_example(), "README.md", "exec"), namespace)
     assert Path("out.png").is_file()

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import synthetic_photo
-from jaxstyle import cli, grid, io, video
+from jaxstyle import cli, grid, video, writing
 from jaxstyle.errors import Interrupted, JaxstyleError
 
 av = pytest.importorskip("av")
@@ -327,7 +327,7 @@ def test_cli_video(tmp_path, monkeypatch):
     monkeypatch.setenv("JAXSTYLE_CACHE", str(tmp_path / "cache"))  # the bundled VGG-16
     photo = synthetic_photo(32, 48 + 8, 5)
     source = write_clip(tmp_path / "in.mp4", [np.round(photo[:, t:t + 48] * 255).astype(np.uint8) for t in range(8)])
-    io.save_image(synthetic_photo(32, 48, 3)[..., ::-1], tmp_path / "style.png")
+    writing.save_image(synthetic_photo(32, 48, 3)[..., ::-1], tmp_path / "style.png")
     result = runner.invoke(cli.app, ["video", str(source), str(tmp_path / "style.png"), "-o", str(tmp_path / "out.mkv"),
                                      "-c", str(_tiny_config(tmp_path)), "--keyframe-every", "0.5"])
     assert result.exit_code == 0, (result.output, result.exception)
@@ -340,7 +340,7 @@ def test_cli_video_automatic_masks(tmp_path, monkeypatch):
     monkeypatch.setenv("JAXSTYLE_CACHE", str(tmp_path / "cache"))
     photo = synthetic_photo(32, 48 + 8, 5)
     source = write_clip(tmp_path / "in.mp4", [np.round(photo[:, t:t + 48] * 255).astype(np.uint8) for t in range(8)])
-    io.save_image(synthetic_photo(32, 48, 3)[..., ::-1], tmp_path / "style.png")
+    writing.save_image(synthetic_photo(32, 48, 3)[..., ::-1], tmp_path / "style.png")
     result = runner.invoke(cli.app, ["video", str(source), str(tmp_path / "style.png"), "-o", str(tmp_path / "out.mp4"),
                                      "-c", str(_tiny_config(tmp_path)), "--masks", "auto", "-q"])
     assert result.exit_code == 0, (result.output, result.exception)

@@ -500,7 +500,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.add_argument(f"--{term}-weight", type=float, default=value)
     args = parser.parse_args(argv)
 
-    from jaxstyle.io import load_image
+    from jaxstyle.reading import load_image
     from jaxstyle.masks import parse_mask_pair
 
     content = load_image(args.content, max_side=args.size)
@@ -517,7 +517,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"{content.shape[0]}x{content.shape[1]} content, {style.shape[0]}x{style.shape[1]} style")
     print(_summary(result))
     if args.output:
-        from jaxstyle.io import save_image
+        from jaxstyle.writing import save_image
 
         save_image(result["image"], args.output, overwrite=True,
                    protect=(args.content, args.style))

@@ -1,4 +1,4 @@
-"""Reading and writing images (numpy and Pillow; field libraries for what Pillow cannot decode).
+"""Reading photos and in-memory images (numpy and Pillow; field libraries for what Pillow cannot decode).
 
 Images are float32 `[H, W, 3]` RGB in [0, 1] (numpy, on the host). Label images for
 masks are returned raw: uint8 `[H, W, 3]` RGB, or integer `[H, W]` for single-channel
@@ -17,9 +17,8 @@ matrix/TRC ICC profile (Display P3, Adobe RGB, ProPhoto...) is converted to sRGB
 are ignored (their pixels taken as sRGB). Pillow's decompression-bomb guard stays on;
 tripping it raises a `JaxstyleError`.
 
-Writing is atomic (a temporary file in the target directory, then `os.replace`) and never
-replaces one of the inputs unless forced. PNG and JPEG outputs carry the run's settings
-as JSON (`read_metadata` reads them back); 16-bit PNGs are encoded by `imagecodecs`.
+Results are written by `jaxstyle.writing`; working sizes and the memory check are in
+`jaxstyle.sizing`.
 """
 
 from __future__ import annotations
@@ -28,40 +27,27 @@ import contextlib
 import dataclasses
 import functools
 import importlib.resources
-import json
-import math
 import os
-import secrets
 import struct
 import warnings
 import zlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image, ImageDraw, ImageFont, ImageOps, PngImagePlugin, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
-from jaxstyle import icc
-from jaxstyle._version import __version__
+from jaxstyle import icc, sizing
 from jaxstyle.errors import JaxstyleError, did_you_mean
-
-PathLike = str | os.PathLike[str]
+from jaxstyle.filesafety import PathLike
 
 ALPHA_MODES = ("composite", "refuse")
 WHITE = (1.0, 1.0, 1.0)
 # Floats this far outside [0, 1] are rounding noise and get clipped; further out is an error.
 FLOAT_RANGE_TOLERANCE = 1e-3
 MAX_16BIT = 65535.0
-# Output formats by suffix (lower case).
-SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
-# Where the settings live in each output format.
-PNG_METADATA_KEY = "jaxstyle"
-EXIF_IMAGE_DESCRIPTION = 0x010E
-EXIF_SOFTWARE = 0x0131
 EXIF_ORIENTATION = 0x0112
-BIT_DEPTHS = (8, 16)
-JPEG_MAX_EXIF_BYTES = 65_533  # one JPEG APP1 segment, "Exif\0\0" header included
 # Pillow modes that carry a straight (non-premultiplied) alpha channel, and what to convert
 # them to before reading the pixels.
 _ALPHA_CONVERSIONS = {"RGBA": "RGBA", "RGBa": "RGBA", "LA": "LA", "La": "LA", "PA": "RGBA"}
@@ -69,13 +55,11 @@ _16BIT_MODES = ("I;16", "I;16B", "I;16L", "I;16N")
 # What can go wrong while decoding a file that Pillow recognised (truncated data, bad chunks);
 # the codec libraries' errors (imagecodecs', libheif's) are RuntimeErrors and ValueErrors.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, RuntimeError, struct.error, zlib.error)
-_ROWS_PER_BLOCK = 256  # rows converted at a time when writing into an ICC profile
 _NEW_SUBFILE_TYPE = 254  # TIFF field; bit 0: a reduced-resolution version of another image
 # TIFF fields that tell a 16-bit colour TIFF (TIFF 6.0, section 8), and their values meant here
 _TIFF_BITS, _TIFF_PHOTOMETRIC, _TIFF_SAMPLES, _TIFF_SAMPLE_FORMAT, _TIFF_ORIENTATION = 258, 262, 277, 339, 274
 _TIFF_RGB, _TIFF_UNSIGNED = 2, 1
 _ASSOCIATED_ALPHA, _UNASSOCIATED_ALPHA = 1, 2  # TIFF ExtraSamples
-_PNG_HEAD = 8 + 25  # the signature and the IHDR chunk that every PNG begins with
 # LibRaw's development of a camera RAW file: the camera's white balance, sRGB primaries with the
 # sRGB curve (dcraw's -g 2.4 12.92), 16 bits a channel, LibRaw's own exposure.
 _RAW_GAMMA = (2.4, 12.92)
@@ -87,7 +71,6 @@ _EXIF_DIRECTORIES = (0x8769, 0x8825)
 _RAW_SUFFIXES = frozenset({".3fr", ".arw", ".cr2", ".cr3", ".crw", ".dcr", ".dng", ".erf", ".iiq", ".k25", ".kdc",
                            ".mef", ".mos", ".mrw", ".nef", ".nrw", ".orf", ".pef", ".raf", ".raw", ".rw2", ".rwl",
                            ".sr2", ".srf", ".srw", ".x3f"})
-_LABEL_PADDING = 3  # white pixels above and below a label under a contact-sheet image
 
 
 # --------------------------------------------------------------------------- reading
@@ -106,12 +89,12 @@ def load_image(path: PathLike, *, max_side: int | None = None, alpha: str = "com
     equals `max_side`.
     """
     if max_side is not None:
-        _check_side(max_side, "max_side")
+        sizing.check_side(max_side, "max_side")
     image = read_photo(path, alpha=alpha, background=background).pixels
     if max_side is not None:
-        size = fit_max_side(image.shape[0], image.shape[1], max_side)
+        size = sizing.fit_max_side(image.shape[0], image.shape[1], max_side)
         if size != image.shape[:2]:
-            image = resize_image(image, size)
+            image = sizing.resize_image(image, size)
     return image
 
 
@@ -161,7 +144,7 @@ def read_photo(path: PathLike, *, alpha: str = "composite", background: Sequence
         developed = _develop_raw(p)
         if developed is not None:
             return developed
-    with _open_image(p, deep_lazily=True) as im:
+    with open_image(p, deep_lazily=True) as im:
         try:
             deep = _deep_colour(im)  # asked first: Pillow decodes a PNG to find its EXIF
             profile = _rgb_profile(im)
@@ -248,7 +231,7 @@ def load_label_image(path: PathLike) -> np.ndarray:
     "L" / "LA" / "1" (bilevel as 0 and 255), uint16 for 16-bit, int32 for "I".
     The EXIF orientation is applied.
     """
-    with _open_image(path) as im:
+    with open_image(path) as im:
         try:
             im = ImageOps.exif_transpose(im)
             if im.mode in _16BIT_MODES:
@@ -281,7 +264,7 @@ def sample_paths() -> tuple[str, str]:
     return str(root / "sample_content.jpg"), str(root / "sample_style.jpg")
 
 
-def _open_image(path: PathLike, *, deep_lazily: bool = False) -> Image.Image:
+def open_image(path: PathLike, *, deep_lazily: bool = False) -> Image.Image:
     """Open and fully decode `path`, turning every failure into a `JaxstyleError`. With
     `deep_lazily`, an image of deeper colour than Pillow's 8 bits (`_deep_colour`) is left
     undecoded: `_decode` reads it at its full depth (Pillow's decode would be 8 bits, thrown away)."""
@@ -584,98 +567,6 @@ def _float_rgb_and_alpha(im: Image.Image, source: str) -> tuple[np.ndarray, np.n
     return np.asarray(im.convert("RGB"), dtype=np.float32) / 255.0, None
 
 
-# --------------------------------------------------------------------------- sizes
-
-
-def fit_max_side(h: int, w: int, max_side: int) -> tuple[int, int]:
-    """`(h, w)` scaled down (aspect kept, rounded, each >= 1) so that max(h, w) <= max_side."""
-    _check_side(h, "h")
-    _check_side(w, "w")
-    _check_side(max_side, "max_side")
-    longest = max(h, w)
-    if longest <= max_side:
-        return h, w
-    scale = max_side / longest
-    if h >= w:
-        return max_side, max(1, round(w * scale))
-    return max(1, round(h * scale)), max_side
-
-
-BUCKET_RATIO = 0.75  # the bucket aspects: shorter / longer side = 0.75 ** k (1, 3:4, 9:16, ...)
-BUCKET_STEP = 8  # px
-
-
-def bucket_shape(h: int, w: int) -> tuple[int, int]:
-    """The working size photos of nearby aspects share: the longer side kept, the shorter one
-    snapped to the nearest (in log scale) of longer x `BUCKET_RATIO ** k`, a multiple of
-    `BUCKET_STEP` px (a stretch of at most 16%: 4:3 and 3:2 share 4:3, 16:9 has its own)."""
-    long, short = max(h, w), min(h, w)
-    k = round(math.log(short / long) / math.log(BUCKET_RATIO))
-    short = max(BUCKET_STEP, BUCKET_STEP * round(long * BUCKET_RATIO ** k / BUCKET_STEP))
-    long = max(BUCKET_STEP, BUCKET_STEP * round(long / BUCKET_STEP))
-    return (long, short) if h >= w else (short, long)
-
-
-# float32 [H, W, 3] copies of a full-size photo that a run holds at once (decoded pixels, their
-# device copy, the result on the device and on the host, the written 8/16-bit pixels), rounded up
-FULL_SIZE_COPIES = 6
-BYTES_PER_COPY_PIXEL = 12  # float32 RGB
-
-
-def available_memory() -> int | None:
-    """Bytes of memory available to this process now (Linux MemAvailable, else free pages), or None."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        return None
-
-
-def check_memory(size: tuple[int, int], *, copies: float = FULL_SIZE_COPIES, what: str = "the output",
-                 extra_pixels: int = 0, option: str = "max-output-side") -> None:
-    """Refuse, before any work, a full size `(H, W)` whose float copies (and `copies` as many per
-    one of `extra_pixels` more) would not fit in memory; the message names `--option`."""
-    per_pixel = BYTES_PER_COPY_PIXEL * copies
-    need = (size[0] * size[1] + extra_pixels) * per_pixel
-    have = available_memory()
-    if have is not None and need > have:
-        fraction = max(have - extra_pixels * per_pixel, 0) / (size[0] * size[1] * per_pixel)
-        side = max(1, int(max(size) * fraction ** 0.5))
-        raise JaxstyleError(f"{what} at {size[1]}x{size[0]} needs about {need / 2**30:.1f} GiB of memory and "
-                            f"{have / 2**30:.1f} GiB are available: pass --{option} {side} (or less; "
-                            f"{option.replace('-', '_')}= in Python), or free memory")
-
-
-def resize_image(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resample float `[H, W, C]` (or `[H, W]`) to `size = (h, w)`; float32 clipped to [0, 1].
-
-    Lanczos in 32-bit float per channel (Pillow's filter widens when downscaling, so it
-    averages over the covered area rather than aliasing).
-    """
-    image = np.asarray(image, dtype=np.float32)
-    if image.ndim not in (2, 3) or 0 in image.shape:
-        raise JaxstyleError(f"resize_image expects [H, W] or [H, W, C], got shape {image.shape}")
-    if len(size) != 2:
-        raise JaxstyleError(f"size must be (height, width), got {size!r}")
-    h, w = (int(s) for s in size)
-    _check_side(h, "height")
-    _check_side(w, "width")
-    if image.shape[:2] == (h, w):
-        return np.clip(image, 0.0, 1.0)
-    channels = image[..., None] if image.ndim == 2 else image
-    out = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(channels[..., c]))
-                               .resize((w, h), Image.Resampling.LANCZOS), dtype=np.float32)
-                    for c in range(channels.shape[-1])], axis=-1)  # [h, w, C]
-    out = np.clip(out, 0.0, 1.0)
-    return out[..., 0] if image.ndim == 2 else out
-
-
 # --------------------------------------------------------------------------- in-memory images
 
 
@@ -759,311 +650,3 @@ def _check_background(background: Sequence[float]) -> np.ndarray:
     if bg.shape != (3,) or not np.all((bg >= 0) & (bg <= 1)):
         raise JaxstyleError(message)
     return bg
-
-
-def _check_side(n: Any, name: str) -> None:
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 1:
-        raise JaxstyleError(f"{name} must be a positive integer, got {n!r}")
-
-
-# --------------------------------------------------------------------------- writing
-
-
-def check_write_options(bits: int | None, quality: int, suffix: str | None = None) -> None:
-    """Refuse, before any work, a bit depth or JPEG quality that `save_image` cannot write (16 bits
-    only as PNG, when the output's `suffix` is given), in the command line's words. `bits` None:
-    the photo's own (see `output_bits`)."""
-    if bits is not None and (bits not in BIT_DEPTHS or (bits == 16 and suffix is not None
-                                                         and suffix.lower() != ".png")):
-        raise JaxstyleError(f"--bits {bits}: write 8 bits (PNG or JPEG) or 16 bits (a .png output)")
-    if isinstance(quality, bool) or not 1 <= quality <= 100:
-        raise JaxstyleError(f"--jpeg-quality must be from 1 to 100, got {quality}")
-
-
-def output_bits(bits: int | None, photo: Photo, path: PathLike) -> int:
-    """The depth to write a result from `photo` at: `bits` when given, else the photo's own for a
-    PNG output (a 16-bit photo gives a 16-bit PNG) and 8 for a JPEG."""
-    if bits is not None:
-        return bits
-    return photo.bits if SAVE_FORMATS.get(Path(path).suffix.lower()) == "PNG" else 8
-
-
-def save_image(image: Any, path: PathLike, *, metadata: Mapping[str, Any] | None = None,
-               overwrite: bool = False, force: bool = False, protect: Sequence[PathLike] = (),
-               quality: int = 95, bits: int = 8, icc_profile: bytes | None = None,
-               exif: bytes | None = None) -> Path:
-    """Write float `[H, W, 3]` sRGB in [0, 1] (clipped, rounded) as PNG or JPEG.
-
-    The format comes from the suffix (.png, .jpg, .jpeg). The write is atomic: a temporary
-    file in the same directory, then `os.replace`; nothing is left behind on failure.
-    An existing file is replaced only with `overwrite=True`; a path in `protect` (the inputs)
-    only with `force=True`. `metadata` (JSON-serialisable) is stored in the file:
-    PNG text chunk "jaxstyle", or JPEG EXIF ImageDescription. `bits`: 8, or 16 (PNG only).
-    `icc_profile` and `exif` (e.g. a `Photo`'s) are kept in the file, the EXIF orientation
-    set to 1; the pixels are converted into `icc_profile`'s colours when `jaxstyle.icc` reads
-    it. Returns the path written.
-    """
-    path = Path(path)
-    fmt = SAVE_FORMATS.get(path.suffix.lower())
-    if fmt is None:
-        suffix = path.suffix or "(none)"
-        raise JaxstyleError(f"{path}: unknown output suffix {suffix}"
-                            f"{did_you_mean(path.suffix.lower(), SAVE_FORMATS)}; "
-                            f"supported: {', '.join(SAVE_FORMATS)}")
-    if bits not in BIT_DEPTHS or (bits == 16 and fmt != "PNG"):
-        raise JaxstyleError(f"{path}: {bits}-bit output is not possible; write 8-bit PNG or JPEG, or "
-                            "16-bit PNG (.png)")
-    pixels = _to_uint(image, bits, icc.to_convert(icc_profile))
-    description = _metadata_json(metadata)
-    _check_target(path, overwrite=overwrite, force=force, protect=protect)
-    # JPEG keeps the metadata in EXIF; PNG only carries an EXIF block when the source had one
-    exif_block = _exif_block(exif, description if fmt == "JPEG" else None) if fmt == "JPEG" or exif else b""
-    if fmt == "PNG" and bits == 16:
-        encoded = _png16(pixels, description, icc_profile, exif_block)
-        write_atomically(path, lambda f: f.write(encoded))
-        return path
-    options: dict[str, Any] = {"exif": exif_block} if exif_block else {}
-    if icc_profile:
-        options["icc_profile"] = icc_profile
-    if fmt == "PNG":
-        info = PngImagePlugin.PngInfo()
-        info.add_text("Software", f"jaxstyle {__version__}")
-        if description is not None:
-            info.add_text(PNG_METADATA_KEY, description)
-        options["pnginfo"] = info
-    else:
-        if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
-            raise JaxstyleError(f"JPEG quality must be an integer in 1..100, got {quality!r}")
-        if len(exif_block) > JPEG_MAX_EXIF_BYTES:
-            raise JaxstyleError(f"{path}: the metadata ({len(exif_block)} bytes) does not fit in a JPEG's "
-                                f"EXIF block ({JPEG_MAX_EXIF_BYTES} bytes); save as .png instead")
-        options.update(quality=quality, subsampling=0)  # 4:4:4 chroma
-    write_atomically(path, lambda f: Image.fromarray(pixels).save(f, format=fmt, **options))
-    return path
-
-
-def _exif_block(source: bytes | None, description: str | None) -> bytes:
-    """The EXIF to write: the source's (orientation 1), our software tag, and the description."""
-    exif = Image.Exif()
-    if source:
-        exif.load(source)
-        exif[EXIF_ORIENTATION] = 1
-    exif[EXIF_SOFTWARE] = f"jaxstyle {__version__}"
-    if description is not None:
-        exif[EXIF_IMAGE_DESCRIPTION] = description
-    return exif.tobytes()
-
-
-def _png_chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-
-def _png16(pixels: np.ndarray, description: str | None, icc_profile: bytes | None, exif: bytes) -> bytes:
-    """A 16-bit RGB PNG of uint16 `pixels` `[H, W, 3]`: libpng's encoding (`imagecodecs`) with the
-    iCCP, eXIf and iTXt chunks put after its IHDR. Written here because no library does both: Pillow
-    writes 16-bit grey but not 16-bit colour, and imagecodecs writes the pixels only."""
-    import imagecodecs
-
-    # filter type 0 on every row, as the hand-written writer did (tests/test_fullres_cli.py reads so)
-    encoded = imagecodecs.png_encode(np.ascontiguousarray(pixels), filter=imagecodecs.PNG.FILTER.NONE)
-    chunks = []
-    if icc_profile:
-        chunks.append(_png_chunk(b"iCCP", b"ICC profile\0\0" + zlib.compress(icc_profile)))
-    if exif:
-        chunks.append(_png_chunk(b"eXIf", exif[6:] if exif.startswith(b"Exif\0\0") else exif))
-    texts = [("Software", f"jaxstyle {__version__}")] + ([(PNG_METADATA_KEY, description)] if description else [])
-    for key, text in texts:  # iTXt: UTF-8, uncompressed
-        chunks.append(_png_chunk(b"iTXt", key.encode("latin-1") + b"\0\0\0\0\0" + text.encode("utf-8")))
-    return encoded[:_PNG_HEAD] + b"".join(chunks) + encoded[_PNG_HEAD:]
-
-
-def read_metadata(path: PathLike) -> dict[str, Any]:
-    """The settings dict stored by `save_image` in a PNG or JPEG ({} when there is none)."""
-    with _open_image(path) as im:
-        if im.format == "PNG":
-            text = getattr(im, "text", {}).get(PNG_METADATA_KEY)
-        else:
-            text = im.getexif().get(EXIF_IMAGE_DESCRIPTION)
-    if text is None:
-        return {}
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise JaxstyleError(f"{path}: the stored jaxstyle metadata is not valid JSON ({e})") from e
-    if not isinstance(data, dict):
-        raise JaxstyleError(f"{path}: the stored jaxstyle metadata is not a JSON object")
-    return data
-
-
-def _to_uint(image: Any, bits: int = 8, profile: icc.RgbProfile | None = None) -> np.ndarray:
-    """Float `[H, W, 3]` sRGB in [0, 1] (or uint8) as uint8, or uint16 for `bits` 16, in
-    `profile`'s colours when given."""
-    array = np.asarray(image)
-    if array.ndim != 3 or array.shape[-1] != 3 or 0 in array.shape:
-        raise JaxstyleError(f"save_image expects an image shaped [H, W, 3], got {array.shape}")
-    if array.dtype == np.uint8 and profile is None:
-        return np.ascontiguousarray(array) if bits == 8 else array.astype(np.uint16) * 257
-    if array.dtype == np.uint8:
-        array = array.astype(np.float32) / 255.0
-    if not np.issubdtype(array.dtype, np.floating):
-        raise JaxstyleError(f"save_image expects float RGB in [0, 1] or uint8, got dtype {array.dtype}")
-    if not np.all(np.isfinite(array)):
-        raise JaxstyleError("image to save contains NaN or Inf values (if it came from an optimisation, "
-                            "that diverged: try a smaller learning rate)")
-    top = (1 << bits) - 1
-    if profile is None:
-        return np.round(np.clip(array.astype(np.float32), 0.0, 1.0) * top).astype(np.uint8 if bits == 8 else np.uint16)
-    out = np.empty(array.shape, np.uint8 if bits == 8 else np.uint16)
-    for row in range(0, array.shape[0], _ROWS_PER_BLOCK):  # a block at a time: no full-size float copy
-        block = icc.from_srgb(np.clip(array[row:row + _ROWS_PER_BLOCK].astype(np.float32), 0.0, 1.0), profile)
-        out[row:row + _ROWS_PER_BLOCK] = np.round(block * top)
-    return out
-
-
-def _metadata_json(metadata: Mapping[str, Any] | None) -> str | None:
-    if metadata is None:
-        return None
-    if not isinstance(metadata, Mapping):
-        raise JaxstyleError(f"metadata must be a dict, got {type(metadata).__name__}")
-    try:
-        return json.dumps(dict(metadata), sort_keys=True, ensure_ascii=True)
-    except (TypeError, ValueError) as e:
-        raise JaxstyleError(f"metadata must be JSON-serialisable (str, numbers, lists, dicts): {e}") from e
-
-
-def same_file(a: Path, b: Path) -> bool:
-    """Whether paths `a` and `b` name one file (the same path, a symbolic or a hard link); for paths
-    that do not both exist, whether they resolve to the same place."""
-    if a.exists() and b.exists():
-        return os.path.samefile(a, b)
-    return a.resolve() == b.resolve()
-
-
-def _check_target(path: Path, *, overwrite: bool, force: bool, protect: Sequence[PathLike]) -> None:
-    """Refuse to replace an input (without `force`) or an existing file (without `overwrite`)."""
-    if path.is_dir():
-        raise JaxstyleError(f"{path} is a directory; give a file name such as {path / 'out.png'}")
-    if not path.parent.is_dir():
-        raise JaxstyleError(f"{path}: the directory {path.parent} does not exist; create it first")
-    for p in protect:
-        if same_file(path, Path(p)):
-            if force:
-                return
-            raise JaxstyleError(f"{path} is one of the inputs ({p}); choose another output (-o) "
-                                "or pass --force (force=True) to replace it")
-    if path.exists() and not (overwrite or force):
-        raise JaxstyleError(f"{path} already exists; choose another output (-o) or pass "
-                            "--overwrite (overwrite=True)")
-
-
-def check_writable(path: PathLike, *, what: str = "output") -> None:
-    """Raise `JaxstyleError` now, not after a long run, when `path` cannot be written as
-    `save_image` writes it: a new file in its folder (created and removed here), renamed over it."""
-    path = Path(path)
-    probe = path.with_name(f".{path.name}.{secrets.token_hex(4)}.probe")
-    try:
-        os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-    except OSError as e:
-        raise JaxstyleError(f"cannot write {what} {path}: {e.strerror or e} in the folder {path.parent}; "
-                            "choose another folder or fix its permissions") from None
-    probe.unlink()
-
-
-def write_atomically(path: Path, write: Any) -> None:
-    """Call `write(file)` on a new temporary file next to `path`, then rename it over `path`.
-
-    Errors name `path`, never the temporary file."""
-    while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        try:  # O_EXCL: never reuse someone's file; mode 0o666 lets the umask decide permissions
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0), 0o666)
-            break
-        except FileExistsError:
-            continue
-        except OSError as e:
-            raise OSError(e.errno, e.strerror, str(path)) from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except OSError as e:
-        tmp.unlink(missing_ok=True)
-        if e.errno is None:  # not a system call's error (an encoder's, say): keep its message
-            raise
-        raise OSError(e.errno, e.strerror, str(path)) from e
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-# --------------------------------------------------------------------------- contact sheets
-
-
-def side_by_side(images: Sequence[Any], *, height: int, gap: int = 4,
-                 labels: Sequence[str] | None = None) -> np.ndarray:
-    """One row of a contact sheet: each image resized to `height`, left to right on white.
-
-    Returns float32 `[height (+ label band), W, 3]`; with `labels`, each is drawn in
-    Pillow's default font, centred under its image (clipped to the image's width).
-    """
-    _check_side(height, "height")
-    if isinstance(gap, bool) or not isinstance(gap, int) or gap < 0:
-        raise JaxstyleError(f"gap must be a non-negative integer, got {gap!r}")
-    if len(images) == 0:
-        raise JaxstyleError("side_by_side needs at least one image")
-    if labels is not None and len(labels) != len(images):
-        raise JaxstyleError(f"got {len(labels)} labels for {len(images)} images; give one per image")
-    tiles = []
-    for x in images:
-        image = to_numpy_image(x)
-        h, w = image.shape[:2]
-        tiles.append(resize_image(image, (height, max(1, round(w * height / h)))))
-    band = _label_band_height() if labels is not None else 0
-    width = sum(t.shape[1] for t in tiles) + gap * (len(tiles) - 1)
-    sheet = np.ones((height + band, width, 3), np.float32)
-    x0 = 0
-    for i, tile in enumerate(tiles):
-        w = tile.shape[1]
-        sheet[:height, x0:x0 + w] = tile
-        if labels is not None:
-            sheet[height:, x0:x0 + w] = _label_strip(str(labels[i]), w, band)
-        x0 += w + gap
-    return sheet
-
-
-def stack_rows(rows: Sequence[np.ndarray], *, gap: int = 4) -> np.ndarray:
-    """Stack `[h_i, w_i, 3]` rows top to bottom, `gap` white pixels apart; narrow rows padded
-    on the right with white. Returns float32 `[sum h_i + gaps, max w_i, 3]`."""
-    if isinstance(gap, bool) or not isinstance(gap, int) or gap < 0:
-        raise JaxstyleError(f"gap must be a non-negative integer, got {gap!r}")
-    if len(rows) == 0:
-        raise JaxstyleError("stack_rows needs at least one row")
-    images = [to_numpy_image(r) for r in rows]
-    width = max(r.shape[1] for r in images)
-    height = sum(r.shape[0] for r in images) + gap * (len(images) - 1)
-    sheet = np.ones((height, width, 3), np.float32)
-    y0 = 0
-    for r in images:
-        sheet[y0:y0 + r.shape[0], :r.shape[1]] = r
-        y0 += r.shape[0] + gap
-    return sheet
-
-
-def _label_band_height() -> int:
-    _, _, _, bottom = ImageFont.load_default().getbbox("Ag")
-    return int(np.ceil(bottom)) + 2 * _LABEL_PADDING
-
-
-def _label_strip(text: str, width: int, height: int) -> np.ndarray:
-    """Black `text` centred (or left-aligned when too long) on a white `[height, width, 3]` strip."""
-    strip = Image.new("RGB", (width, height), "white")
-    draw = ImageDraw.Draw(strip)
-    font = ImageFont.load_default()
-    left, _, right, _ = draw.textbbox((0, 0), text, font=font)
-    x = max(0, (width - (right - left)) // 2)
-    draw.text((x, _LABEL_PADDING), text, fill="black", font=font)
-    return np.asarray(strip, dtype=np.float32) / 255.0
