@@ -351,13 +351,13 @@ enabled = false
 
 @pytest.fixture
 def cli_inputs(pair, tmp_path, monkeypatch):
-    from jaxstyle import io
+    from jaxstyle import writing
 
     monkeypatch.setenv("JAXSTYLE_CACHE", str(tmp_path / "cache"))  # the bundled VGG-16
     paths = {"content": tmp_path / "content.png", "style": tmp_path / "style.png",
              "config": tmp_path / "tiny.toml"}
-    io.save_image(pair[0], paths["content"])
-    io.save_image(pair[1], paths["style"])
+    writing.save_image(pair[0], paths["content"])
+    writing.save_image(pair[1], paths["style"])
     paths["config"].write_text(TINY_TOML)
     return paths
 
@@ -374,7 +374,7 @@ def test_cli_passes_the_automatic_masks_to_stylize(cli_inputs, tmp_path, monkeyp
     """The wiring, with stylize replaced by a stand-in that records what it was given."""
     import importlib
 
-    from jaxstyle import io
+    from jaxstyle import writing
 
     stylize_module = importlib.import_module("jaxstyle.stylize")  # jaxstyle.stylize is the function
     seen = {}
@@ -399,24 +399,24 @@ def test_cli_passes_the_automatic_masks_to_stylize(cli_inputs, tmp_path, monkeyp
     order = [int(np.argmax(seen["pair"].content[saved.content[..., k] > 0].sum(0))) for k in range(2)]
     np.testing.assert_array_equal(saved.content, seen["pair"].content[..., order])
     np.testing.assert_array_equal(saved.style, seen["pair"].style[..., order])
-    assert io.read_metadata(out)["masks"] == "auto"
+    assert writing.read_metadata(out)["masks"] == "auto"
 
 
 @pytest.mark.slow
 def test_cli_transfer_with_automatic_masks_saves_them(cli_inputs, tmp_path):
-    from jaxstyle import io
+    from jaxstyle import reading, writing
 
     out, folder = tmp_path / "out.png", tmp_path / "masks"
     result = run_cli(cli_inputs["content"], cli_inputs["style"], "-o", out, "-c", cli_inputs["config"],
                      "--masks", "auto", "--save-masks", folder, "-q")
     assert result.exit_code == 0, (result.output, result.exception)
     assert "note: automatic masks: 2 region(s)" in result.stderr
-    meta = io.read_metadata(out)
+    meta = writing.read_metadata(out)
     assert meta["masks"] == "auto" and meta["auto_labels"] == ["blue", "green"]
     back = masks.parse_mask_pair(folder / "content_mask.png", folder / "style_mask.png")
     assert back.labels == ("blue", "green")
     assert back.content.shape == (H, W, 2) and back.style.shape == (56, 48, 2)
-    assert io.load_image(out).shape == (H, W, 3)
+    assert reading.load_image(out).shape == (H, W, 3)
     # The masks are not replaced without --force.
     again = run_cli(cli_inputs["content"], cli_inputs["style"], "-o", tmp_path / "b.png", "-c",
                     cli_inputs["config"], "--masks", "auto", "--save-masks", folder, "-q")
