@@ -131,7 +131,7 @@ class Config:
     max_side: the working size (the optimisation's longer side, px); max_output_side: a cap on
     the result's longer side (0: the content photo's own size; `upsample` carries the result
     there). buckets: both photos are stretched at the working size to the nearest of a few
-    aspects (`io.bucket_shape`, at most 16% apart), so photos of any size share a few
+    aspects (`sizing.bucket_shape`, at most 16% apart), so photos of any size share a few
     compiled shapes; the full-size stage restores the photo's exact aspect.
     backbone: "vgg16" (bundled), "vgg19" or a path to a canonical .npz;
     allow_fallback lets a missing VGG-19 fall back to the bundled VGG-16 (with a warning).
