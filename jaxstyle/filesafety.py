@@ -18,6 +18,8 @@ from jaxstyle.errors import JaxstyleError
 
 PathLike = str | os.PathLike[str]
 
+__all__ = ["PathLike", "check_target", "check_writable", "same_file", "write_atomically"]
+
 
 def same_file(a: Path, b: Path) -> bool:
     """Whether paths `a` and `b` name one file (the same path, a symbolic or a hard link); for paths

@@ -42,6 +42,11 @@ from jaxstyle import icc, sizing
 from jaxstyle.errors import JaxstyleError, did_you_mean
 from jaxstyle.filesafety import PathLike
 
+__all__ = [
+    "EXIF_ORIENTATION", "Photo", "demo_paths", "image_size", "load_image", "load_label_image", "open_image", "orient",
+    "photo_size", "read_photo", "sample_paths", "to_numpy_image", "transparency_note",
+]
+
 ALPHA_MODES = ("composite", "refuse")
 WHITE = (1.0, 1.0, 1.0)
 # Floats this far outside [0, 1] are rounding noise and get clipped; further out is an error.

@@ -15,6 +15,8 @@ from PIL import Image, ImageDraw, ImageFont
 from jaxstyle import reading, sizing
 from jaxstyle.errors import JaxstyleError
 
+__all__ = ["side_by_side", "stack_rows"]
+
 _LABEL_PADDING = 3  # white pixels above and below a label under a contact-sheet image
 
 

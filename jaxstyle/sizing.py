@@ -15,6 +15,11 @@ from PIL import Image
 
 from jaxstyle.errors import JaxstyleError
 
+__all__ = [
+    "BYTES_PER_COPY_PIXEL", "FULL_SIZE_COPIES", "available_memory", "bucket_shape", "check_memory", "check_side",
+    "fit_max_side", "resize_image",
+]
+
 
 def check_side(n: Any, name: str) -> None:
     """Refuse `n` unless it is a positive integer (a side in pixels); the message names `name`."""

@@ -24,6 +24,8 @@ from jaxstyle._version import __version__
 from jaxstyle.errors import JaxstyleError, did_you_mean
 from jaxstyle.filesafety import PathLike
 
+__all__ = ["JPEG_MAX_EXIF_BYTES", "SAVE_FORMATS", "check_write_options", "output_bits", "read_metadata", "save_image"]
+
 # Output formats by suffix (lower case).
 SAVE_FORMATS = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG"}
 # Where the settings live in each output format.
