@@ -129,8 +129,10 @@ def _png_chunk(kind: bytes, data: bytes) -> bytes:
 
 def _png16(pixels: np.ndarray, description: str | None, icc_profile: bytes | None, exif: bytes) -> bytes:
     """A 16-bit RGB PNG of uint16 `pixels` `[H, W, 3]`: libpng's encoding (`imagecodecs`) with the
-    iCCP, eXIf and iTXt chunks put after its IHDR. Written here because no library does both: Pillow
-    writes 16-bit grey but not 16-bit colour, and imagecodecs writes the pixels only."""
+    iCCP, eXIf and iTXt chunks put after its IHDR.
+
+    The chunks are framed here because no library writes both: Pillow has no 16-bit colour mode, and
+    imagecodecs' PNG encoders (`png_encode`, `spng_encode`, `apng_encode`) take the pixels only."""
     import imagecodecs
 
     # filter type 0 on every row, as the hand-written writer did (tests/test_fullres_cli.py reads so)
