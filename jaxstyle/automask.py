@@ -1,7 +1,7 @@
 """Automatic semantic masks: matching regions of a content and a style photo, found from the
 VGG's own features (no extra model).
 
-Conventions: images are float32 `[H, W, 3]` RGB in [0, 1]; a feature grid is `[h, w, D]`;
+Conventions: images as in `jaxstyle.images`; a feature grid is `[h, w, D]`;
 points are `[N, D]` (the content's grid cells, then the style's); region maps are
 `[h, w, K]` or `[H, W, K]` (one-hot or soft). The result is a `jaxstyle.masks.MaskPair`
 (content `[H, W, K]`, style `[Hs, Ws, K]`, both one-hot) whose labels are palette colour
@@ -66,6 +66,7 @@ import numpy as np
 from jaxstyle import masks as masks_lib
 from jaxstyle import vgg
 from jaxstyle.errors import JaxstyleError
+from jaxstyle.images import check_image
 from jaxstyle.smoothing import joint_bilateral
 from jaxstyle.vgg import VGGWeights
 
@@ -114,7 +115,7 @@ def feature_grid(weights: VGGWeights, image: jax.Array, *,
     if pad < 0 or pad % stride:
         raise JaxstyleError(f"pad must be a non-negative multiple of {layers[0]}'s stride {stride}, "
                             f"got {pad}")
-    image = jnp.asarray(image, jnp.float32)
+    image = jnp.asarray(check_image(image, "image"), jnp.float32)
     if pad:
         image = jnp.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
     feats = vgg.features(weights, image, layers)
@@ -278,7 +279,7 @@ def refine_regions(regions: jax.Array, image: jax.Array, *, radius: int,
     nearby known pixels of similar colour. Pixels with no known pixel in reach keep the
     plainly filtered maps. Argmax the result for labels.
     """
-    h, w = image.shape[:2]
+    h, w = check_image(image, "image").shape[:2]
     regions = jnp.asarray(regions, jnp.float32)
     k = regions.shape[-1]
     known = 1.0 - boundary_cells(regions, width=uncertain).astype(jnp.float32)[..., None]  # [h, w, 1]
@@ -397,17 +398,6 @@ _stability_jit = jax.jit(stability)
 _resize_jit = jax.jit(jax.image.resize, static_argnames=("shape", "method", "antialias"))
 
 
-def _check_rgb(image, name: str) -> np.ndarray:
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[-1] != 3:
-        raise JaxstyleError(f"{name} must be an RGB image [H, W, 3], got shape {image.shape}; "
-                            "call auto_masks once per pair")
-    if not np.issubdtype(image.dtype, np.floating):
-        raise JaxstyleError(f"{name} must be a float image in [0, 1], got dtype {image.dtype}: "
-                            "load it with jaxstyle.reading.load_image")
-    return image.astype(np.float32)
-
-
 def _analysis_image(image: np.ndarray, side: int) -> jax.Array:
     """`image` scaled (antialiased when shrinking) so its longer side is `side`."""
     h, w = image.shape[:2]
@@ -428,7 +418,7 @@ def auto_masks(weights: VGGWeights, content, style, *, regions: int | None = Non
 
     Args:
       weights: the VGG whose features describe the regions.
-      content, style: float RGB images in [0, 1].
+      content, style: images (numpy or JAX).
       regions: ask for exactly this many regions (fewer when not enough regions are shared
         by both images: a note says so); None: choose up to `max_regions` automatically.
       max_regions: upper bound of the automatic choice.
@@ -444,8 +434,8 @@ def auto_masks(weights: VGGWeights, content, style, *, regions: int | None = Non
       A `MaskPair`: content `[H, W, K]`, style `[Hs, Ws, K]`, one-hot, 1 <= K <= 9, labels
       the first K palette colour names (largest region first); a note lists the regions.
     """
-    content = _check_rgb(content, "content")
-    style = _check_rgb(style, "style")
+    content = check_image(np.asarray(content), "content").astype(np.float32)
+    style = check_image(np.asarray(style), "style").astype(np.float32)
     palette = masks_lib.PALETTE
     limit = regions if regions is not None else max_regions
     if isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or not 1 <= limit <= len(palette):

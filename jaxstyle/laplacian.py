@@ -1,7 +1,7 @@
 """The matting Laplacian of a content image (Levin, Lischinski & Weiss 2008), in two forms.
 
-Conventions: `content` is a float `[H, W, 3]` RGB image in [0, 1]; vectors `v` (and
-outputs `image`) are `[H, W, C]`. Everything is computed in the dtype of `content`
+Conventions: `content` is an image (`jaxstyle.images`); vectors `v` (and outputs
+`image`) are `[H, W, C]`. Everything is computed in the dtype of `content`
 (float32 by default, genuinely float64 under `jax.enable_x64(True)` with float64 input).
 Batches come from `jax.vmap`.
 
@@ -54,6 +54,7 @@ import numpy as np
 
 from jaxstyle.boxfilter import box_spread, box_sum, windows_per_pixel
 from jaxstyle.errors import JaxstyleError, did_you_mean
+from jaxstyle.images import check_image
 
 DEFAULT_RADIUS = 1
 DEFAULT_EPS = 1e-7
@@ -88,13 +89,7 @@ def _check_settings(radius: int, eps: float, form: str = "auto") -> None:
 
 
 def _check_content(content: jax.Array, radius: int) -> jax.Array:
-    content = jnp.asarray(content)
-    if content.ndim != 3 or content.shape[-1] != 3:
-        raise JaxstyleError(f"the matting Laplacian needs a content image [H, W, 3], got shape "
-                            f"{tuple(content.shape)}; use jax.vmap for batches")
-    if not jnp.issubdtype(content.dtype, jnp.floating):
-        raise JaxstyleError(f"content must be a float image in [0, 1], got dtype {content.dtype}: "
-                            "convert it (e.g. jaxstyle.io loaders return float32)")
+    content = jnp.asarray(check_image(content, "content"))
     size = 2 * radius + 1
     if content.shape[0] < size or content.shape[1] < size:
         raise JaxstyleError(f"content {content.shape[0]}x{content.shape[1]} is smaller than one "
@@ -407,7 +402,7 @@ def resolve_form(shape: tuple[int, ...], radius: int, form: str = "auto") -> str
 def build_laplacian(content: jax.Array, *, radius: int = DEFAULT_RADIUS, eps: float = DEFAULT_EPS,
                     form: str = "auto") -> Laplacian:
     """An operator with `.matvec(v)` for L of `content [H, W, 3]`: build once, apply many times."""
-    content = jnp.asarray(content)
+    content = jnp.asarray(check_image(content, "content"))
     if resolve_form(content.shape, radius, form) == "sparse":
         return matting_laplacian(content, radius=radius, eps=eps)
     return matting_operator(content, radius=radius, eps=eps)

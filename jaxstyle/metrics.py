@@ -1,8 +1,8 @@
 """Quality metrics for a stylised photo: structure kept, photorealism, style matched, and
 similarity to a reference.
 
-Conventions: images are float32 `[H, W, 3]` RGB in [0, 1] (sRGB-encoded); grey images and
-edge maps are `[H, W]`; semantic masks are `[H, W, K]` soft one-hot stacks at their own
+Conventions: images as in `jaxstyle.images` (sRGB-encoded); grey images and edge
+maps are `[H, W]`; semantic masks are `[H, W, K]` soft one-hot stacks at their own
 image's resolution (`MaskPair.content` for the output/content, `MaskPair.style` for the
 style). Every metric is a pure JAX function returning a scalar (jit- and vmap-able; batches
 via `jax.vmap`); only `evaluate_triple` leaves JAX and returns Python floats.
@@ -50,6 +50,7 @@ import numpy as np
 
 from jaxstyle.boxfilter import box_sum
 from jaxstyle.errors import JaxstyleError
+from jaxstyle.images import check_image
 from jaxstyle.laplacian import DEFAULT_EPS, DEFAULT_RADIUS, photorealism_loss
 from jaxstyle.losses import masked_grams
 from jaxstyle.masks import propagate_masks
@@ -82,17 +83,6 @@ _HIGHEST = jax.lax.Precision.HIGHEST
 
 
 # ----------------------------------------------------------------------------- checks
-
-
-def _check_image(image: jax.Array, name: str) -> jax.Array:
-    image = jnp.asarray(image)
-    if image.ndim != 3 or image.shape[-1] != 3:
-        raise JaxstyleError(f"{name} must be an RGB image [H, W, 3], got shape {tuple(image.shape)}; "
-                            "use jax.vmap for batches")
-    if not jnp.issubdtype(image.dtype, jnp.floating):
-        raise JaxstyleError(f"{name} must be a float image in [0, 1], got dtype {image.dtype}: "
-                            "convert it (jaxstyle.io loaders return float32)")
-    return image
 
 
 def _check_same_shape(a: jax.Array, b: jax.Array, what: str) -> None:
@@ -208,13 +198,13 @@ def ssim_rgb(a: jax.Array, b: jax.Array, *, window: int = SSIM_WINDOW, sigma: fl
 
 def luminance(image: jax.Array) -> jax.Array:
     """Rec. 601 luma `[H, W]` of an sRGB-encoded `[H, W, 3]` image: 0.299 R + 0.587 G + 0.114 B."""
-    image = _check_image(image, "image")
+    image = jnp.asarray(check_image(image, "image"))
     return image @ jnp.asarray(REC601, image.dtype)
 
 
 def structure_ssim(output: jax.Array, content: jax.Array) -> jax.Array:
     """SSIM between the lumas of `output` and `content` (`[H, W, 3]` each): structure kept."""
-    output, content = _check_image(output, "output"), _check_image(content, "content")
+    output, content = jnp.asarray(check_image(output, "output")), jnp.asarray(check_image(content, "content"))
     _check_same_shape(output, content, "structure_ssim(output, content)")
     return ssim(luminance(output), luminance(content))
 
@@ -242,7 +232,7 @@ def sobel_magnitude(gray: jax.Array) -> jax.Array:
 
 def edge_ssim(output: jax.Array, content: jax.Array) -> jax.Array:
     """SSIM between the Sobel edge maps of the lumas, both divided by `SOBEL_MAX` (range [0, 1])."""
-    output, content = _check_image(output, "output"), _check_image(content, "content")
+    output, content = jnp.asarray(check_image(output, "output")), jnp.asarray(check_image(content, "content"))
     _check_same_shape(output, content, "edge_ssim(output, content)")
     edges_out = sobel_magnitude(luminance(output)) / SOBEL_MAX
     edges_content = sobel_magnitude(luminance(content)) / SOBEL_MAX
@@ -270,7 +260,7 @@ def laplacian_residual(content: jax.Array, output: jax.Array, *, radius: int = D
     float32 energy of a near-affine output slightly negative (~1e-7 per pixel); it is
     clamped at 0.
     """
-    content, output = _check_image(content, "content"), _check_image(output, "output")
+    content, output = jnp.asarray(check_image(content, "content")), jnp.asarray(check_image(output, "output"))
     _check_same_shape(output, content, "laplacian_residual(content, output)")
     h, w = output.shape[:2]
     energy = photorealism_loss(content, output, radius=radius, eps=eps)
@@ -285,7 +275,7 @@ def laplacian_residual_map(content: jax.Array, output: jax.Array, *, radius: int
     eq. 3-4; summed over windows and channels it is sum_c v_c^T L v_c). Isolated speckles
     show as a few large values, which a mean hides (report a high percentile of this map).
     """
-    content, output = _check_image(content, "content"), _check_image(output, "output")
+    content, output = jnp.asarray(check_image(content, "content")), jnp.asarray(check_image(output, "output"))
     _check_same_shape(output, content, "laplacian_residual_map(content, output)")
     n = (2 * radius + 1) ** 2
     mean_c = box_sum(content, radius) / n  # [h, w, 3]
@@ -335,7 +325,7 @@ def gram_distance_by_layer(weights: VGGWeights, output: jax.Array, style: jax.Ar
         Both or neither (neither: one whole-image region).
       layers: VGG layer names.
     """
-    output, style = _check_image(output, "output"), _check_image(style, "style")
+    output, style = jnp.asarray(check_image(output, "output")), jnp.asarray(check_image(style, "style"))
     layers = tuple(layers)
     content_mask, style_mask = _region_masks(content_mask, style_mask, output.shape[:2], style.shape[:2])
     style_mask = _style_fallback(style_mask)
@@ -425,7 +415,7 @@ def lab_w2(output: jax.Array, style: jax.Array, content_mask: jax.Array | None =
       content_mask: `[H, W, K]`; style_mask: `[Hs, Ws, K]`, both at image resolution; both
         or neither (neither: one whole-image region).
     """
-    output, style = _check_image(output, "output"), _check_image(style, "style")
+    output, style = jnp.asarray(check_image(output, "output")), jnp.asarray(check_image(style, "style"))
     content_mask, style_mask = _region_masks(content_mask, style_mask, output.shape[:2], style.shape[:2])
     k = content_mask.shape[-1]
     out_lab = rgb_to_lab(output).reshape(-1, 3)  # [P, 3]
@@ -457,7 +447,7 @@ def lpips(a: jax.Array, b: jax.Array, *, weights: VGGWeights | None = None,
         (under jit, pass it explicitly so it is not baked into the program as constants).
       heads: the five `[C]` channel weights; None: LPIPS's (`jaxstyle.weights.lpips_linear_heads()`).
     """
-    a, b = _check_image(a, "a"), _check_image(b, "b")
+    a, b = jnp.asarray(check_image(a, "a")), jnp.asarray(check_image(b, "b"))
     _check_same_shape(a, b, "lpips")
     if weights is None:
         weights = embedded_vgg16()
@@ -489,9 +479,14 @@ def triple_metrics(weights: VGGWeights, content: jax.Array, style: jax.Array, ou
     `lpips_weights` (torchvision VGG-16) is used for LPIPS; None: `weights` when they are
     torchvision VGG-16, else the bundled VGG-16.
     """
-    content, style = _check_image(content, "content"), _check_image(style, "style")
-    output = _check_image(output, "output")
+    content, style = jnp.asarray(check_image(content, "content")), jnp.asarray(check_image(style, "style"))
+    output = jnp.asarray(check_image(output, "output"))
     _check_same_shape(output, content, "output and content")
+    if reference is not None:
+        reference = jnp.asarray(check_image(reference, "reference"))
+        if reference.shape != output.shape:
+            raise JaxstyleError(f"reference is {reference.shape[0]}x{reference.shape[1]} but the output is "
+                                f"{output.shape[0]}x{output.shape[1]}: resize the reference to the output's size")
     out = {
         "ssim": structure_ssim(output, content),
         "edge_ssim": edge_ssim(output, content),
@@ -500,10 +495,6 @@ def triple_metrics(weights: VGGWeights, content: jax.Array, style: jax.Array, ou
         "lab_w2": lab_w2(output, style, content_mask, style_mask),
     }
     if reference is not None:
-        reference = _check_image(reference, "reference")
-        if reference.shape != output.shape:
-            raise JaxstyleError(f"reference is {reference.shape[0]}x{reference.shape[1]} but the output is "
-                                f"{output.shape[0]}x{output.shape[1]}: resize the reference to the output's size")
         if lpips_weights is None and weights.arch == "vgg16" and weights.convention == "torchvision":
             lpips_weights = weights
         out["psnr"] = psnr(output, reference)

@@ -1,9 +1,9 @@
 """Smooth local affine: the post-process of Deep Photo Style Transfer (Luan et al. 2017).
 
-Images are float32 `[H, W, 3]` RGB in [0, 1] (float64 inputs stay float64 under
-`jax.enable_x64(True)`; other dtypes become float32). The filter takes a stylised `output` and
-the `content` photo and returns an image that is, around every pixel, an affine function
-of the content's colours, so content edges stay sharp and textures do not smear:
+Images as in `jaxstyle.images` (float16 and bfloat16 ones are filtered in float32). The
+filter takes a stylised `output` and the `content` photo and returns an image that is,
+around every pixel, an affine function of the content's colours, so content edges stay
+sharp and textures do not smear:
 
 1. `local_affine_coefficients`: for each pixel i, the ridge-regularised least-squares
    affine map `A_i` (`[3, 4]`: 3x3 colour matrix, then offset) with
@@ -45,22 +45,13 @@ import jax.numpy as jnp
 
 from jaxstyle.boxfilter import box_mean
 from jaxstyle.errors import JaxstyleError
+from jaxstyle.images import as_float, check_image
 
 ORIGINAL_RIDGE = 1e-3  # cuda_utils.cu: Mt_M[i][i] = 1e-3 for the colour rows
 DEFAULT_RADIUS = 15  # gen_all.py: -f_radius 15
 DEFAULT_EDGE = 0.01  # gen_all.py: -f_edge 0.01
 DEFAULT_PATCH_RADIUS = 1  # -patch 3
 SPATIAL_SIGMA_PER_RADIUS = 1.0 / 3.0  # deepmatting_seg.lua: sigma1 = filter_radius / 3
-
-
-def _check_image(name: str, x: jax.Array, channels: int | None = 3) -> jax.Array:
-    x = jnp.asarray(x)
-    if x.ndim != 3 or (channels is not None and x.shape[-1] != channels):
-        want = f"[H, W, {channels}]" if channels is not None else "[H, W, D]"
-        raise JaxstyleError(f"{name} must be {want}, got shape {tuple(x.shape)}; "
-                            "batch with jax.vmap")
-    # Keep float64 inputs in float64 (precise gradients and finite differences); others -> float32.
-    return x if x.dtype in (jnp.float32, jnp.float64) else x.astype(jnp.float32)
 
 
 def _check_same_hw(a_name: str, a: jax.Array, b_name: str, b: jax.Array) -> None:
@@ -108,8 +99,8 @@ def local_affine_coefficients(output: jax.Array, content: jax.Array, *,
       `[H, W, 3, 4]` in the inputs' float dtype; `[..., c, :3]` weights content RGB for output channel c,
       `[..., c, 3]` is its offset.
     """
-    output = _check_image("output", output)
-    content = _check_image("content", content)
+    output = as_float(check_image(output, "output"))
+    content = as_float(check_image(content, "content"))
     _check_same_hw("output", output, "content", content)
     p = _check_radius("patch_radius", patch_radius)
     _check_positive("eps", eps)
@@ -166,8 +157,8 @@ def joint_bilateral(values: jax.Array, guide: jax.Array, *, radius: int = DEFAUL
     `w_ij = exp(-(dx^2 + dy^2) / (2 (radius/3)^2) - mean_c (g_j - g_i)_c^2 / (2 edge^2))`.
     `radius=0` returns `values` unchanged. Returns `[H, W, D]` in the inputs' float dtype.
     """
-    values = _check_image("values", values, channels=None)
-    guide = _check_image("guide", guide)
+    values = as_float(check_image(values, "values", channels=None))
+    guide = as_float(check_image(guide, "guide"))
     _check_same_hw("values", values, "guide", guide)
     r = _check_radius("radius", radius)
     _check_positive("edge", edge)
@@ -206,6 +197,7 @@ def joint_bilateral(values: jax.Array, guide: jax.Array, *, radius: int = DEFAUL
 
 def apply_affine(coefficients: jax.Array, content: jax.Array) -> jax.Array:
     """`A_i [I_i; 1]` per pixel: `[H, W, 3, 4]`, `[H, W, 3]` -> `[H, W, 3]` (not clipped)."""
+    check_image(content, "content")
     return jnp.einsum("hwoi,hwi->hwo", coefficients[..., :3], content) + coefficients[..., 3]
 
 
@@ -219,8 +211,8 @@ def smooth_local_affine(output: jax.Array, content: jax.Array, *, radius: int = 
     joint-bilaterally smoothed (`radius`, range sigma `edge`) under the content, applied
     to the content and clipped to [0, 1]. Returns `[H, W, 3]` in the inputs' float dtype.
     """
-    output = _check_image("output", output)
-    content = _check_image("content", content)
+    output = as_float(check_image(output, "output"))
+    content = as_float(check_image(content, "content"))
     _check_same_hw("output", output, "content", content)
     radius = _check_radius("radius", radius)
     _check_positive("edge", edge)
@@ -245,8 +237,8 @@ def guided_filter(guide: jax.Array, source: jax.Array, *, radius: int = REFINE_R
     and applies them to its guide colour. `guide` `[H, W, 3]`, `source` `[H, W, C]`, filtered
     channel by channel -> `[H, W, C]` in the inputs' float dtype.
     """
-    guide = _check_image("guide", guide)
-    source = _check_image("source", source, channels=None)
+    guide = as_float(check_image(guide, "guide"))
+    source = as_float(check_image(source, "source", channels=None))
     _check_same_hw("guide", guide, "source", source)
     r = _check_radius("radius", radius)
     _check_positive("eps", eps)
@@ -270,8 +262,8 @@ def refine_detail(output: jax.Array, content: jax.Array, *, radius: int = REFINE
     smoothing of the content removes (fine texture and edges below the `eps` contrast), so
     flat, posterised patches of `output` get the content's texture back.
     """
-    output = _check_image("output", output)
-    content = _check_image("content", content)
+    output = as_float(check_image(output, "output"))
+    content = as_float(check_image(content, "content"))
     _check_same_hw("output", output, "content", content)
     detail = content - guided_filter(content, content, radius=radius, eps=eps)
     return jnp.clip(output + detail.astype(output.dtype), 0.0, 1.0)

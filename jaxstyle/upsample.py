@@ -1,8 +1,7 @@
 """Full-resolution output: carry a result computed at the working size to the photo's size.
 
-Images are float32 `[H, W, 3]` RGB in [0, 1] (float64 stays float64 under
-`jax.enable_x64(True)`): `content_full` is `[H, W, 3]`; `content_small` and `result_small`
-are `[h, w, 3]`, the working size (usually H >= h). Batches come from `jax.vmap`.
+Images as in `jaxstyle.images`: `content_full` is `[H, W, 3]`; `content_small` and
+`result_small` are `[h, w, 3]`, the working size (usually H >= h).
 
 The result of photo style transfer is, around every pixel, an affine function of the
 content's colours (the matting-Laplacian model), so it travels to full size as a field of
@@ -65,6 +64,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxstyle.errors import JaxstyleError
+from jaxstyle.images import as_float, check_image
 from jaxstyle.smoothing import solve_sym3
 
 DEFAULT_RADIUS = 1  # fit windows of 3x3 working-size pixels
@@ -79,19 +79,6 @@ MAPS = 12  # numbers per affine colour map: 3x3 matrix and offset
 
 
 # ----------------------------------------------------------------------------- checks
-
-
-def _check_image(name: str, x) -> jax.Array:
-    x = jnp.asarray(x)
-    if x.ndim != 3 or x.shape[-1] != 3:
-        raise JaxstyleError(f"{name} must be [H, W, 3] RGB, got shape {tuple(x.shape)}; "
-                            "batch with jax.vmap")
-    if 0 in x.shape:
-        raise JaxstyleError(f"{name} is empty: shape {tuple(x.shape)}")
-    if not jnp.issubdtype(x.dtype, jnp.floating):
-        raise JaxstyleError(f"{name} must be a float image in [0, 1], got dtype {x.dtype}: convert it "
-                            "(jaxstyle.io loaders return float32)")
-    return x if x.dtype in (jnp.float32, jnp.float64) else x.astype(jnp.float32)
 
 
 def _check_pair(content_small: jax.Array, result_small: jax.Array) -> None:
@@ -130,8 +117,8 @@ def global_affine(content: jax.Array, result: jax.Array, *,
     to the mean squared error; the ridge only decides colour directions the image hardly
     varies in.
     """
-    content = _check_image("content", content)
-    result = _check_image("result", result)
+    content = as_float(check_image(content, "content"))
+    result = as_float(check_image(result, "result"))
     _check_pair(content, result)
     _check_positive("ridge", ridge)
     dtype = jnp.result_type(content, result)
@@ -160,8 +147,8 @@ def fit_affine(content_small: jax.Array, result_small: jax.Array, *, radius: int
     With `average`, each pixel's map is then the `w_kj`-weighted mean of the maps of its
     window. `[..., :3]` weights content RGB, `[..., 3]` is the offset.
     """
-    content_small = _check_image("content_small", content_small)
-    result_small = _check_image("result_small", result_small)
+    content_small = as_float(check_image(content_small, "content_small"))
+    result_small = as_float(check_image(result_small, "result_small"))
     _check_pair(content_small, result_small)
     r = _check_int("radius", radius, 0)
     _check_positive("eps", eps)
@@ -338,10 +325,10 @@ def joint_bilateral_upsample(values: jax.Array, guide_small: jax.Array, guide_fu
     `tent(t) = prod_axes max(0, 1 - |t| / support)`. `guide_small` `[h, w, 3]`,
     `guide_full` `[H, W, 3]`; computed in `tile x tile` output tiles (`None`: one tile).
     """
-    guide_small = _check_image("guide_small", guide_small)
-    guide_full = _check_image("guide_full", guide_full)
-    values = jnp.asarray(values)
-    if values.ndim != 3 or values.shape[:2] != guide_small.shape[:2]:
+    guide_small = as_float(check_image(guide_small, "guide_small"))
+    guide_full = as_float(check_image(guide_full, "guide_full"))
+    values = jnp.asarray(check_image(values, "values", channels=None))
+    if values.shape[:2] != guide_small.shape[:2]:
         raise JaxstyleError(f"values must be [h, w, D] at the size of guide_small "
                             f"{tuple(guide_small.shape[:2])}, got shape {tuple(values.shape)}")
     support = _check_int("support", support, 1)
@@ -361,8 +348,8 @@ def _apply_maps(means: jax.Array, content: jax.Array) -> jax.Array:
 
 
 def _check_settings(content_small, result_small, support, tile, sigma_range, fit_sigma_range):
-    content_small = _check_image("content_small", content_small)
-    result_small = _check_image("result_small", result_small)
+    content_small = as_float(check_image(content_small, "content_small"))
+    result_small = as_float(check_image(result_small, "result_small"))
     _check_pair(content_small, result_small)
     _check_positive("sigma_range", sigma_range)
     _check_positive("fit_sigma_range", fit_sigma_range)
@@ -385,7 +372,7 @@ def upsample_affine(content_full: jax.Array, content_small: jax.Array, result_sm
     `jax.lax.fori_loop` (`None`: one tile); the tiling does not change the result.
     `radius`, `support`, `tile` fix shapes: static under `jax.jit`. Returns `[H, W, 3]`.
     """
-    content_full = _check_image("content_full", content_full)
+    content_full = as_float(check_image(content_full, "content_full"))
     content_small, result_small, support, tile = _check_settings(
         content_small, result_small, support, tile, sigma_range, fit_sigma_range)
     dtype = jnp.result_type(content_full, content_small, result_small)
@@ -431,10 +418,7 @@ def upsample_affine_host(content_full, content_small, result_small, *,
     `upsample_affine` (equal to float32 rounding). Not traceable: use `upsample_affine`
     under `jit`, `vmap` or `grad`.
     """
-    full = np.asarray(content_full)
-    if full.ndim != 3 or full.shape[-1] != 3 or 0 in full.shape or full.dtype.kind != "f":
-        raise JaxstyleError(f"content_full must be a float [H, W, 3] RGB image in [0, 1], got "
-                            f"shape {full.shape} and dtype {full.dtype}")
+    full = check_image(np.asarray(content_full), "content_full")
     content_small, result_small, support, tile = _check_settings(
         content_small, result_small, support, tile, sigma_range, fit_sigma_range)
     dtype = np.dtype(jnp.result_type(full.dtype, content_small.dtype, jnp.float32))

@@ -330,7 +330,7 @@ def test_errors_name_the_shapes():
     good = jnp.zeros((8, 8, 3))
     with pytest.raises(JaxstyleError, match=r"result_small 9x8 does not match content_small 8x8"):
         upsample.upsample_affine(jnp.zeros((16, 16, 3)), good, jnp.zeros((8, 9, 3)))
-    with pytest.raises(JaxstyleError, match=r"content_full must be \[H, W, 3\].*\(16, 16\)"):
+    with pytest.raises(JaxstyleError, match=r"content_full must be a float image \[H, W, 3\].*\(16, 16\)"):
         upsample.upsample_affine(jnp.zeros((16, 16)), good, good)
     with pytest.raises(JaxstyleError, match="support must be >= 1"):
         upsample.upsample_affine(jnp.zeros((16, 16, 3)), good, good, support=0)
