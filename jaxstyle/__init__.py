@@ -9,8 +9,6 @@ command line's `--help` and `--version` do not import JAX.
 from __future__ import annotations
 
 import importlib
-import sys
-import types
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -36,7 +34,7 @@ _EXPORTS = {
     "jaxstyle.optimize": ("OptimConfig", "minimize", "minimize_fixed"),
     "jaxstyle.smoothing": ("guided_filter", "refine_detail", "smooth_local_affine"),
     "jaxstyle.pipeline": ("initial_image", "run_plan"),
-    "jaxstyle.stylize": ("Result", "stylize", "stylize_image"),
+    "jaxstyle.single": ("Result", "stylize", "stylize_image"),
     "jaxstyle.upsample": ("fit_affine", "global_affine", "joint_bilateral_upsample", "upsample_affine",
                           "upsample_affine_host"),
     "jaxstyle.vgg": ("CONTENT_LAYERS", "STYLE_LAYERS", "VGGWeights", "features"),
@@ -64,7 +62,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports
     from jaxstyle.optimize import OptimConfig, minimize, minimize_fixed
     from jaxstyle.pipeline import initial_image, run_plan
     from jaxstyle.smoothing import guided_filter, refine_detail, smooth_local_affine
-    from jaxstyle.stylize import Result, stylize, stylize_image
+    from jaxstyle.single import Result, stylize, stylize_image
     from jaxstyle.upsample import (fit_affine, global_affine, joint_bilateral_upsample, upsample_affine,
                                    upsample_affine_host)
     from jaxstyle.vgg import CONTENT_LAYERS, STYLE_LAYERS, VGGWeights, features
@@ -83,26 +81,6 @@ def __getattr__(name: str) -> Any:
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *__all__})
-
-
-class _Package(types.ModuleType):
-    """`jaxstyle.stylize` is the function, as it was when this package imported eagerly.
-
-    Importing the submodule `jaxstyle.stylize` binds the submodule as an attribute of its
-    package; this setter ignores that binding, so the function (imported on first use) stays.
-    Reach the module itself with `importlib.import_module("jaxstyle.stylize")`.
-    """
-
-    @property
-    def stylize(self) -> Any:
-        return importlib.import_module("jaxstyle.stylize").stylize
-
-    @stylize.setter
-    def stylize(self, value: Any) -> None:
-        pass
-
-
-sys.modules[__name__].__class__ = _Package
 
 
 def extract_features(image: Any, layers: Sequence[str] | None = None, *,

@@ -505,7 +505,7 @@ def _auto_mask_inputs(content: Any, style: str, cfg: Any, *, max_side: int | Non
     import numpy as np
 
     from jaxstyle.automask import auto_masks, save_masks
-    from jaxstyle.stylize import load_inputs
+    from jaxstyle.single import load_inputs
     from jaxstyle.weights import resolve_weights
 
     side = max_side or cfg.max_side

@@ -2,7 +2,7 @@
 in device-side chunks, progress, snapshots and Ctrl-C between chunks.
 
 `run_host` drives `jaxstyle.pipeline.run_plan` for one item (`itemwise.ONE`) or for a
-batch laid over devices (`itemwise.Items`); `jaxstyle.stylize` and `jaxstyle.batch` are
+batch laid over devices (`itemwise.Items`); `jaxstyle.single` and `jaxstyle.batch` are
 thin adapters over it. Arrays are float32 `[H, W, 3]` RGB in [0, 1], with a leading batch
 axis `[B, ...]` for a batch; per-item numbers (losses, status) are scalars or `[B]`.
 """

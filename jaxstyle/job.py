@@ -6,8 +6,8 @@ Images are float32 `[H, W, 3]` RGB in [0, 1].
   the same path, a symbolic or a hard link); `check_new_file` (and `check_output` for the
   result) adds the suffix, folder, existing-file and writable checks, all before any work.
 - `read_content`: the content photo read once, at its own size capped at `max_output_side`,
-  after one memory check from the file's header (`stylize.check_result_memory`).
-- `working_inputs`: the content, style and masks at the working size (`stylize.load_inputs`),
+  after one memory check from the file's header (`single.check_result_memory`).
+- `working_inputs`: the content, style and masks at the working size (`single.load_inputs`),
   for a caller that solves them itself (`jaxstyle batch` stacks them into buckets).
 - `describe` and `result_metadata`: the one schema of what is saved in a result.
 - `write_result`: the protected atomic write (`writing.save_image`) that keeps the photo's ICC
@@ -21,7 +21,6 @@ Images are float32 `[H, W, 3]` RGB in [0, 1].
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import os
 import time
 from collections.abc import Mapping, Sequence
@@ -30,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxstyle import filesafety, reading, sizing, writing
+from jaxstyle import filesafety, reading, single, sizing, writing
 from jaxstyle._version import __version__
 from jaxstyle.config import Config, load_config
 from jaxstyle.errors import Interrupted, JaxstyleError
@@ -38,7 +37,6 @@ from jaxstyle.vgg import VGGWeights
 from jaxstyle.weights import resolve_weights, weights_identity
 
 # the module: the package's `stylize` is the function of that name
-S = importlib.import_module("jaxstyle.stylize")
 
 PathLike = str | os.PathLike[str]
 INPUT_FIELDS = ("content", "style", "content_mask", "style_mask")
@@ -91,7 +89,7 @@ def read_content(path: PathLike, *, max_output_side: int = 0) -> Content:
     """Read the content photo once at its own size (EXIF rotation applied), its longer side capped
     at `max_output_side` (0: no cap), after one memory check from its header."""
     start = time.perf_counter()
-    S.check_result_memory(path, max_output_side=max_output_side)
+    single.check_result_memory(path, max_output_side=max_output_side)
     photo = reading.read_photo(path)
     pixels = photo.pixels
     if max_output_side and max(pixels.shape[:2]) > max_output_side:
@@ -107,7 +105,7 @@ def working_inputs(content: Content, style: PathLike, content_mask: Any = None, 
     """(content `[h, w, 3]`, style `[hs, ws, 3]`, content mask `[h, w, K]` or None, style mask
     `[hs, ws, K]` or None, notes) at the working size (`max_side`, default `config.max_side`),
     as `stylize.stylize` makes them from the same photo."""
-    images = S.load_inputs(content.photo.pixels, style, content_mask, style_mask,
+    images = single.load_inputs(content.photo.pixels, style, content_mask, style_mask,
                            max_side=max_side or config.max_side, buckets=config.buckets)
     return (*images[:4], (*content.notes, *images[4]))
 
@@ -194,7 +192,7 @@ def solve(job: Job, weights: VGGWeights, *, content_mask: Any = None, style_mask
     style; masks default to the job's files; `options` are stylize's progress options."""
     masks = (job.inputs["content_mask"], job.inputs["style_mask"]) if content_mask is None else (content_mask,
                                                                                                  style_mask)
-    return S.stylize(job.content.photo.pixels, job.inputs["style"], content_mask=masks[0], style_mask=masks[1],
+    return single.stylize(job.content.photo.pixels, job.inputs["style"], content_mask=masks[0], style_mask=masks[1],
                      config=job.config, weights=weights, max_side=max_side, content_is_full_size=True, **options)
 
 
@@ -227,7 +225,7 @@ def run_job(content: PathLike, style: PathLike, output: PathLike, *, content_mas
     """Stylise one photo file into `output`, the steps `jaxstyle transfer` takes: `open_job`
     (checks, one read of the content), `solve` (`options`: stylize's progress options), `finish`
     (the write). On Ctrl-C the best image so far is written by `write_interrupted`, and
-    `Interrupted` raised. Returns the `stylize.Result`."""
+    `Interrupted` raised. Returns the `single.Result`."""
     cfg = config if isinstance(config, Config) else load_config(config, overrides)
     if max_side is not None:
         cfg = dataclasses.replace(cfg, max_side=max_side)
@@ -246,7 +244,7 @@ def run_job(content: PathLike, style: PathLike, output: PathLike, *, content_mas
 
 
 def solved_fields(result: Any, content: Content) -> dict[str, Any]:
-    """The `result_metadata` fields of a `stylize.Result` from `content`: its sizes, settings,
+    """The `result_metadata` fields of a `single.Result` from `content`: its sizes, settings,
     status, seconds (the reading counted as setup) and notes."""
     seconds = dict(result.seconds)
     for phase in ("setup", "total"):

@@ -89,7 +89,7 @@ def _check_grid(look: np.ndarray, where: str) -> None:
 
 
 def look_metadata(result: Any, *, content: str, style: str) -> dict[str, Any]:
-    """What a look file keeps of the run (`stylize.Result`) that solved it: the jaxstyle
+    """What a look file keeps of the run (`single.Result`) that solved it: the jaxstyle
     version, the settings, the photos' names and sizes, the grid's spacing."""
     cfg = result.config
     return {"jaxstyle": __version__, "content": str(content), "style": str(style), "config": cfg.to_dict(),

@@ -362,7 +362,7 @@ def make_solver(style, *, config: Any = "default", overrides: Any = None, max_si
     `masks` "auto" each keyframe's masks are found by `automask.auto_masks`."""
     from jaxstyle import automask, reading
     from jaxstyle.config import Config, load_config
-    from jaxstyle.stylize import load_inputs, stylize
+    from jaxstyle.single import load_inputs, stylize
     from jaxstyle.weights import resolve_weights
 
     cfg = config if isinstance(config, Config) else load_config(config, overrides)

@@ -27,7 +27,7 @@ import numpy as np
 from jaxstyle import reading
 from jaxstyle.batch import resolve_strategy, stylize_batch
 from jaxstyle.config import load_config
-from jaxstyle.stylize import stylize
+from jaxstyle.single import stylize
 from jaxstyle.weights import resolve_weights
 
 

@@ -48,7 +48,7 @@ import _bench_common as common
 from jaxstyle import reading
 from jaxstyle.config import load_config, parse_overrides
 from jaxstyle.objective import Objective, prepare_targets
-from jaxstyle.stylize import stylize
+from jaxstyle.single import stylize
 from jaxstyle.weights import resolve_weights
 
 STAGES = ("stage1", "stage2")

@@ -220,7 +220,7 @@ def main() -> None:
                   f"{row['peak_rss_mb']} MiB", flush=True)
 
         # per-frame transfer's rate at --size
-        from jaxstyle.stylize import stylize
+        from jaxstyle.single import stylize
 
         still = photo[:h, :w].astype(np.float32) / 255
         stylize(still, style, config=args.config, max_side=args.max_side)  # compiles

@@ -77,7 +77,7 @@ from jaxstyle.automask import auto_masks
 from jaxstyle.config import Config, load_config, parse_overrides
 from jaxstyle.errors import JaxstyleError
 from jaxstyle.pipeline import finish, upsample
-from jaxstyle.stylize import Result, stylize
+from jaxstyle.single import Result, stylize
 from jaxstyle.vgg import STYLE_LAYERS, VGGWeights
 from jaxstyle.weights import resolve_weights
 

@@ -372,20 +372,17 @@ def run_cli(*args):
 
 def test_cli_passes_the_automatic_masks_to_stylize(cli_inputs, tmp_path, monkeypatch):
     """The wiring, with stylize replaced by a stand-in that records what it was given."""
-    import importlib
+    from jaxstyle import single, writing
 
-    from jaxstyle import writing
-
-    stylize_module = importlib.import_module("jaxstyle.stylize")  # jaxstyle.stylize is the function
     seen = {}
 
     def fake_stylize(content, style, *, content_mask, style_mask, config, weights, **_):
         seen.update(content=content, style=style, pair=masks.parse_mask_pair(content_mask, style_mask),
                     weights=weights)
-        return stylize_module.Result(image=content, stages={}, history={}, terms={}, status={},
-                                     seconds={"total": 0.0}, notes=(), config=config)
+        return single.Result(image=content, stages={}, history={}, terms={}, status={},
+                             seconds={"total": 0.0}, notes=(), config=config)
 
-    monkeypatch.setattr(stylize_module, "stylize", fake_stylize)
+    monkeypatch.setattr(single, "stylize", fake_stylize)
     out, folder = tmp_path / "out.png", tmp_path / "masks"
     result = run_cli(cli_inputs["content"], cli_inputs["style"], "-o", out, "-c", cli_inputs["config"],
                      "--masks", "auto", "--save-masks", folder, "--regions", 2)

@@ -4,7 +4,6 @@ optimisation step runs, and nothing the user had is changed. `no_steps` makes ev
 optimisation step fail the test."""
 
 import errno
-import importlib
 import os
 import signal
 import struct
@@ -20,10 +19,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import synthetic_photo
-from jaxstyle import cli, optimize, reading, sizing, writing
+from jaxstyle import cli, optimize, reading, single, sizing, writing
 from jaxstyle import runner as R
 from jaxstyle.errors import JaxstyleError
-from jaxstyle.stylize import load_inputs
+from jaxstyle.single import load_inputs
 
 runner = CliRunner()
 H, W = 32, 48
@@ -470,13 +469,12 @@ def transparent_photo(path: Path) -> Path:
 def test_transfer_says_a_transparent_content_photo_was_put_on_white(inputs, tmp_path, monkeypatch):
     """`transfer` reads the photo once and gives `stylize` its pixels, already on white: the note
     comes from the reading. (`stylize` is replaced: its solve is not what is tested.)"""
-    S = importlib.import_module("jaxstyle.stylize")  # the module (the package exports the function)
 
     def solved(content, style, *, config, **kwargs):
-        return S.Result(image=content, stages={}, history={}, terms={}, status={}, seconds={"total": 0.0},
+        return single.Result(image=content, stages={}, history={}, terms={}, status={}, seconds={"total": 0.0},
                         notes=(), config=config, working_size=content.shape[:2])
 
-    monkeypatch.setattr(S, "stylize", solved)
+    monkeypatch.setattr(single, "stylize", solved)
     clear = transparent_photo(tmp_path / "clear.png")
     result = transfer(inputs, tmp_path / "out.png", content=clear)
     assert result.exit_code == 0, (result.output, result.exception)

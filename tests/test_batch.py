@@ -21,7 +21,7 @@ from jaxstyle.manifest import ManifestItem, check_distinct_outputs, process_shar
 from jaxstyle.objective import LossConfig
 from jaxstyle.optimize import OptimConfig
 from jaxstyle.runner import initialize_distributed
-from jaxstyle.stylize import load_inputs, stylize
+from jaxstyle.single import load_inputs, stylize
 
 H, W, HS, WS = 32, 48, 36, 40
 K = 3  # the common label count: 2-label pairs are padded to 3

@@ -6,7 +6,6 @@ one set of compiled stages (the demo at --max-side 48 has the same shapes).
 """
 
 import errno
-import importlib
 import json
 import os
 import signal
@@ -22,7 +21,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import synthetic_photo
-from jaxstyle import cli, filesafety, host, optimize, reading, sizing, smoothing, writing
+from jaxstyle import cli, filesafety, host, optimize, reading, single, sizing, smoothing, writing
 from jaxstyle import weights as weights_lib
 from jaxstyle.config import load_config
 from jaxstyle.optimize import finalize
@@ -30,8 +29,6 @@ from jaxstyle.pipeline import finish
 
 runner = CliRunner()
 H, W = 32, 48  # the demo pair at --max-side 48 is 48x32 too
-# `jaxstyle.stylize` is the function; the module is reached through importlib.
-stylize_module = importlib.import_module("jaxstyle.stylize")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TERM_KEYS = ("content", "style", "tv", "photo")
 TINY_TOML = """\
@@ -238,7 +235,7 @@ def test_internal_failure_exits_1_in_one_line(inputs, tmp_path, monkeypatch):
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(stylize_module, "stylize", broken)
+    monkeypatch.setattr(single, "stylize", broken)
     before = listing(tmp_path)
     line = error_line(transfer(inputs, tmp_path / "out.png", "-q"), code=1, prefix="internal error: ")
     assert "RuntimeError: boom" in line and "JAXSTYLE_DEBUG=1" in line
@@ -319,7 +316,7 @@ def test_iterations_seed_and_no_smooth_are_honoured(tmp_path):
 def test_the_result_records_which_weights_made_it(inputs, tmp_path, monkeypatch):
     """Bundled weights, then a VGG-16 put in the cache: the run says so and its metadata names
     the file and its sha256. (The optimisation is replaced: only what the command line records.)"""
-    from jaxstyle.stylize import Result
+    from jaxstyle.single import Result
 
     used = []
 
@@ -328,7 +325,7 @@ def test_the_result_records_which_weights_made_it(inputs, tmp_path, monkeypatch)
         return Result(image=np.full((H, W, 3), 0.5, np.float32), stages={}, history={}, terms={}, status={},
                       seconds={"total": 0.0}, notes=(), config=config)
 
-    monkeypatch.setattr(stylize_module, "stylize", fake_stylize)
+    monkeypatch.setattr(single, "stylize", fake_stylize)
     weights_lib.resolve_weights.cache_clear()
     try:
         assert transfer(inputs, tmp_path / "a.png", "-q").stderr == ""

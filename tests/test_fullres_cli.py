@@ -2,7 +2,6 @@
 --max-side, carried to full size by the upsampling stage, with the photo's ICC profile and EXIF
 kept (orientation reset), 8- or 16-bit, and both sizes in the metadata."""
 
-import importlib
 import struct
 import zlib
 from pathlib import Path
@@ -13,7 +12,7 @@ from PIL import Image, ImageCms
 from typer.testing import CliRunner
 
 from conftest import synthetic_photo
-from jaxstyle import cli, reading, sizing, writing
+from jaxstyle import cli, reading, single, sizing, writing
 from jaxstyle.errors import JaxstyleError
 
 runner = CliRunner()
@@ -158,7 +157,7 @@ def test_a_sixteen_bit_photo_gives_a_sixteen_bit_png_unless_told_otherwise(photo
     (("--max-output-side", -1), "max_output_side must be >= 0"),
 ])
 def test_bad_output_options_are_refused_before_any_work(photo, tmp_path, extra, message, monkeypatch):
-    monkeypatch.setattr(importlib.import_module("jaxstyle.stylize"), "run_host",
+    monkeypatch.setattr(single, "run_host",
                         lambda *a, **k: pytest.fail("the pipeline ran"))
     result = transfer(photo, tmp_path / "out.jpg", *extra)
     assert result.exit_code == 2 and message in result.stderr, result.output
@@ -166,7 +165,7 @@ def test_bad_output_options_are_refused_before_any_work(photo, tmp_path, extra, 
 
 
 def test_a_photo_too_large_for_the_memory_is_refused_before_any_work(photo, tmp_path, monkeypatch):
-    monkeypatch.setattr(importlib.import_module("jaxstyle.stylize"), "run_host",
+    monkeypatch.setattr(single, "run_host",
                         lambda *a, **k: pytest.fail("the pipeline ran"))
     monkeypatch.setattr(sizing, "available_memory", lambda: 100_000)
     result = transfer(photo, tmp_path / "out.jpg")
@@ -179,8 +178,7 @@ def test_a_photo_too_large_for_the_memory_is_refused_before_any_work(photo, tmp_
 def test_an_image_in_memory_too_large_for_the_memory_is_refused_before_any_work(kind, monkeypatch):
     """The library's check covers images passed in memory, not only files: it counts the copies
     still to be made (the caller's image is one) and names the cap that would fit."""
-    stylize_module = importlib.import_module("jaxstyle.stylize")
-    monkeypatch.setattr(stylize_module, "run_host", lambda *a, **k: pytest.fail("the pipeline ran"))
+    monkeypatch.setattr(single, "run_host", lambda *a, **k: pytest.fail("the pipeline ran"))
     pixels = (synthetic_photo(96, 144, 1) * 255).astype(np.uint8)
     content = {"uint8 array": pixels, "float array": pixels / np.float32(255), "PIL image": Image.fromarray(pixels),
                "Photo": reading.Photo(pixels=pixels.astype(np.float32) / 255)}[kind]
@@ -188,16 +186,16 @@ def test_an_image_in_memory_too_large_for_the_memory_is_refused_before_any_work(
     need = 96 * 144 * sizing.BYTES_PER_COPY_PIXEL * copies
     monkeypatch.setattr(sizing, "available_memory", lambda: need - 1)
     with pytest.raises(JaxstyleError, match=r"the result at 144x96 needs about .* GiB.*--max-output-side 143 "):
-        stylize_module.stylize(content, pixels, config="fast")
+        single.stylize(content, pixels, config="fast")
     monkeypatch.setattr(sizing, "available_memory", lambda: need)  # exactly enough: the check passes
-    assert stylize_module.full_size_content(content).shape == (96, 144, 3)
+    assert single.full_size_content(content).shape == (96, 144, 3)
     # a cap that fits is taken into account before the check
     monkeypatch.setattr(sizing, "available_memory", lambda: need // 4)
-    assert stylize_module.full_size_content(content, max_output_side=72).shape == (48, 72, 3)
+    assert single.full_size_content(content, max_output_side=72).shape == (48, 72, 3)
 
 
 def test_a_jpeg_quality_for_a_png_output_is_refused_before_any_work(photo, tmp_path, monkeypatch):
-    monkeypatch.setattr(importlib.import_module("jaxstyle.stylize"), "run_host",
+    monkeypatch.setattr(single, "run_host",
                         lambda *a, **k: pytest.fail("the pipeline ran"))
     result = transfer(photo, tmp_path / "out.png", "--jpeg-quality", 80)
     assert result.exit_code == 2 and "--jpeg-quality sets the quality of a JPEG" in result.stderr, result.output

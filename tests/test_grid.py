@@ -160,7 +160,7 @@ def test_a_second_photo_of_another_size_and_aspect_traces_nothing_new(vgg16):
     (no new trace, so no compile), and each result has its photo's own size (photos of at least
     `grid.TILE` px a side share the full-size tile program)."""
     from jaxstyle.config import load_config
-    from jaxstyle.stylize import stylize
+    from jaxstyle.single import stylize
 
     cfg = load_config("default", {"max_side": 48, "buckets": True, "loss.content_layers": ["relu1_2"],
                                "loss.style_layers": ["relu1_1", "relu1_2"], "stage1.iterations": 2,
@@ -189,7 +189,7 @@ def test_projection_keeps_a_pixel_solve_on_the_affine_model(vgg16):
     look's slice (what the full-size stage carries), and no more locally non-affine than before."""
     from jaxstyle import metrics
     from jaxstyle.config import load_config
-    from jaxstyle.stylize import stylize_image
+    from jaxstyle.single import stylize_image
 
     tiny = {"max_side": 48, "loss.content_layers": ["relu1_2"], "loss.style_layers": ["relu1_1", "relu1_2"],
             "stage1.iterations": 4, "stage2.iterations": 4, "smooth.enabled": False}

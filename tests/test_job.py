@@ -6,7 +6,6 @@ one memory check and one read of the content, one metadata schema, one write. Th
 runs the real solve through both commands.
 """
 
-import importlib
 import json
 import os
 from types import SimpleNamespace
@@ -17,14 +16,12 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import synthetic_photo, two_region_mask
-from jaxstyle import job, reading, writing
+from jaxstyle import job, reading, single, writing
 from jaxstyle import runner as R
 from jaxstyle._version import __version__
 from jaxstyle.cli import app
 from jaxstyle.errors import JaxstyleError
 from jaxstyle.weights import CACHE_ENV
-
-S = importlib.import_module("jaxstyle.stylize")  # the module (the package exports the function)
 runner = CliRunner()
 H, W = 32, 48
 TINY_TOML = """base = "fast"
@@ -76,7 +73,7 @@ def look_of(content):
 def counted(monkeypatch):
     """The solve replaced in both commands, and the memory checks and photo reads counted."""
     calls = {"check_result_memory": [], "read_photo": []}
-    for module, name in ((S, "check_result_memory"), (reading, "read_photo")):
+    for module, name in ((single, "check_result_memory"), (reading, "read_photo")):
         real = getattr(module, name)
 
         def counting(path, *args, _real=real, _name=name, **kwargs):
@@ -95,8 +92,8 @@ def counted(monkeypatch):
         return SimpleNamespace(images=[look_of(c) for c in contents_full], failed=[None] * n, status=[STATUS] * n,
                                notes=[()] * n, seconds={k: v * n for k, v in SECONDS.items()})
 
-    monkeypatch.setattr(S, "run_host", run_host)
-    monkeypatch.setattr(S, "status_names", lambda record: ("budget",))
+    monkeypatch.setattr(single, "run_host", run_host)
+    monkeypatch.setattr(single, "status_names", lambda record: ("budget",))
     monkeypatch.setattr(R, "stylize_batch", stylize_batch)
     return calls
 
@@ -167,7 +164,7 @@ def test_the_interrupted_image_keeps_the_photo_depth_like_the_result(pair, tmp_p
     def interrupted(content, *args, **kwargs):
         raise Interrupted("interrupted during stage1", best_image=look_of(content))
 
-    monkeypatch.setattr(S, "stylize", interrupted)
+    monkeypatch.setattr(single, "stylize", interrupted)
     result = transfer(pair, tmp_path / "t.png")
     assert result.exit_code == 130, (result.output, result.exception)
     kept = tmp_path / "t.interrupted.png"

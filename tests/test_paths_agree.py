@@ -22,7 +22,7 @@ import pytest
 from conftest import synthetic_photo, two_region_mask
 from jaxstyle.batch import stylize_batch
 from jaxstyle.config import load_config
-from jaxstyle.stylize import stylize, stylize_image
+from jaxstyle.single import stylize, stylize_image
 
 TESTS = Path(__file__).parent
 # float32: batched, sharded and fused programs sum in other orders than a single run, and the
@@ -58,7 +58,7 @@ SCRIPT = textwrap.dedent("""
     sys.path.insert(0, sys.argv[1])
     from jaxstyle.batch import stylize_batch
     from jaxstyle.config import load_config
-    from jaxstyle.stylize import stylize
+    from jaxstyle.single import stylize
     from jaxstyle.weights import embedded_vgg16
 
     folder = Path(sys.argv[2])
@@ -181,7 +181,7 @@ FULL_CFG = {"max_side": 48, "loss.content_layers": ["relu1_2"], "loss.style_laye
 
 def full_size_case(weights, preset="fast"):
     """(config, working-size inputs per pair, full-size contents, `stylize`'s images `[2, 64, 96, 3]`)."""
-    from jaxstyle.stylize import load_inputs
+    from jaxstyle.single import load_inputs
 
     cfg = load_config(preset, {**FULL_CFG, "buckets": False})
     pairs = tiny_pairs()

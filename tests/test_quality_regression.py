@@ -17,7 +17,7 @@ import pytest
 
 from jaxstyle import metrics, reading
 from jaxstyle.config import load_config
-from jaxstyle.stylize import stylize
+from jaxstyle.single import stylize
 
 WIDTH = 128
 ITERATIONS = 60  # per stage; tolerance stop off, so the budget is exact

@@ -11,7 +11,7 @@ from conftest import pixel_config, synthetic_photo, two_region_mask
 from jaxstyle.config import Config, SmoothConfig, load_config
 from jaxstyle.objective import LossConfig, Objective, prepare_targets
 from jaxstyle.optimize import OptimConfig, run_chunk
-from jaxstyle.stylize import stylize, stylize_image
+from jaxstyle.single import stylize, stylize_image
 
 H, W = 32, 48
 LOSS = LossConfig(content_layers=("relu2_2",), style_layers=("relu1_1", "relu2_1", "relu3_1"))

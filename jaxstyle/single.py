@@ -25,15 +25,15 @@ import numpy as np
 
 from jaxstyle import masks as masks_lib, reading, sizing
 from jaxstyle.config import Config, load_config
-from jaxstyle.errors import Interrupted, JaxstyleError
+from jaxstyle.errors import JaxstyleError
 from jaxstyle.host import ProgressFn, SnapshotFn, run_host, status_names
 from jaxstyle.itemwise import ONE
 from jaxstyle.optimize import minimize_fixed
-from jaxstyle.pipeline import Inputs, Stage, check_sizes, direct, initial_image, run_plan
+from jaxstyle.pipeline import Inputs, Stage, check_sizes, direct, run_plan
 from jaxstyle.vgg import VGGWeights
 from jaxstyle.weights import resolve_weights
 
-__all__ = ["Interrupted", "Result", "initial_image", "load_inputs", "stylize", "stylize_image"]
+__all__ = ["Result", "check_result_memory", "full_size_content", "load_inputs", "stylize", "stylize_image"]
 
 
 @dataclasses.dataclass
