@@ -13,7 +13,7 @@ opens 8-bit ones for Pillow), and camera RAW files (DNG, CR2, CR3, NEF, ARW, RAF
 are developed by `rawpy` (LibRaw) at 16 bits with the camera's white balance into sRGB.
 These libraries are imported when a file needs them. Pixels are sRGB: a photo with an RGB
 matrix/TRC ICC profile (Display P3, Adobe RGB, ProPhoto...) is converted to sRGB
-(`jaxstyle.icc`), and `save_image` converts back into the profile it embeds; other profiles
+(`jaxstyle.icc`), and `jaxstyle.writing.save_image` converts back into the profile it embeds; other profiles
 are ignored (their pixels taken as sRGB). Pillow's decompression-bomb guard stays on;
 tripping it raises a `JaxstyleError`.
 
