@@ -20,6 +20,13 @@ import typer
 from jaxstyle._version import __version__
 from jaxstyle.errors import JaxstyleError
 
+__all__ = [
+    "DEMO_SHEET_HEIGHT", "EXIT_BAD_INPUT", "EXIT_INTERNAL", "ProgressPrinter", "app", "apply_command", "batch_command",
+    "demo", "environment_info", "evaluate", "fail", "friendly_errors", "info", "interrupts_deferred", "load_libraries",
+    "main", "run_transfer", "start_compile_cache", "transfer", "video_command", "weights_fetch", "weights_import",
+    "weights_list",
+]
+
 EXIT_INTERNAL = 1
 EXIT_BAD_INPUT = 2
 EXIT_SOME_FAILED = 3

@@ -29,6 +29,12 @@ import numpy as np
 from jaxstyle import filesafety, grid
 from jaxstyle.errors import JaxstyleError
 
+__all__ = [
+    "CUBE_SIZE", "FIT_PIXELS", "affine_cube", "apply_cube", "apply_cube_host", "cell_corners", "cell_weights",
+    "check_size", "cube_energy", "curvature", "fit_cube", "fit_pixels", "identity_cube", "normal_equations",
+    "read_cube", "write_cube",
+]
+
 CUBE_SIZE = 33  # lattice nodes per axis, the common size (17 and 65 are the others)
 MAX_CUBE_SIZE = 65
 # The curvature term's weight against the data's mean squared error. Small: where the photo

@@ -56,6 +56,12 @@ from jaxstyle.boxfilter import box_spread, box_sum, windows_per_pixel
 from jaxstyle.errors import JaxstyleError, did_you_mean
 from jaxstyle.images import check_image
 
+__all__ = [
+    "DEFAULT_EPS", "DEFAULT_RADIUS", "MattingOperator", "SparseLaplacian", "build_laplacian", "laplacian_matvec",
+    "laplacian_residual_map", "matting_laplacian", "matting_operator", "offsets", "photorealism_loss",
+    "quadratic_energy", "resolve_form", "window_size",
+]
+
 DEFAULT_RADIUS = 1
 DEFAULT_EPS = 1e-7
 FORMS: tuple[str, ...] = ("auto", "sparse", "matrix_free")

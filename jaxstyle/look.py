@@ -22,6 +22,11 @@ from jaxstyle import cube, filesafety, grid, reading, writing
 from jaxstyle._version import __version__
 from jaxstyle.errors import JaxstyleError
 
+__all__ = [
+    "FORMAT", "apply_files", "apply_look", "fit_result_cube", "load_look", "look_metadata", "output_suffix", "read_any",
+    "save_look",
+]
+
 FORMAT = "jaxstyle look"
 FORMAT_VERSION = 1
 LOOK_SUFFIX = ".npz"

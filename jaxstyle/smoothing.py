@@ -47,6 +47,11 @@ from jaxstyle.boxfilter import box_mean
 from jaxstyle.errors import JaxstyleError
 from jaxstyle.images import as_float, check_image
 
+__all__ = [
+    "apply_affine", "guided_filter", "joint_bilateral", "local_affine_coefficients", "refine_detail",
+    "smooth_local_affine", "solve_sym3",
+]
+
 ORIGINAL_RIDGE = 1e-3  # cuda_utils.cu: Mt_M[i][i] = 1e-3 for the colour rows
 DEFAULT_RADIUS = 15  # gen_all.py: -f_radius 15
 DEFAULT_EDGE = 0.01  # gen_all.py: -f_edge 0.01

@@ -67,6 +67,11 @@ from jaxstyle.errors import JaxstyleError
 from jaxstyle.images import as_float, check_image
 from jaxstyle.smoothing import solve_sym3
 
+__all__ = [
+    "DEFAULT_TILE", "PRIOR_RIDGE", "RANGE_FLOOR", "fit_affine", "global_affine", "joint_bilateral_upsample",
+    "tile_origins", "upsample_affine", "upsample_affine_host",
+]
+
 DEFAULT_RADIUS = 1  # fit windows of 3x3 working-size pixels
 DEFAULT_EPS = 1e-5  # ridge toward the global map, in colour variance (std 0.003, ~1 level of 255)
 DEFAULT_SIGMA_RANGE = 0.1  # upsampling: colours this far apart (RGB distance) count as different surfaces

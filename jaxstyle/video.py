@@ -43,6 +43,13 @@ import numpy as np
 from jaxstyle import grid
 from jaxstyle.errors import Interrupted, JaxstyleError
 
+__all__ = [
+    "ENCODER_OPTIONS", "FrameLook", "Step", "VideoInfo", "blend_frame", "blend_weight", "block_mean", "carry_looks",
+    "check_paths", "check_solver_config", "frame_time", "lead_keyframes", "make_solver", "partial_path",
+    "pick_keyframes", "probe", "render", "slice_frame", "stored_look", "stylize_video", "thumbnail", "to_pixels",
+    "track", "translation", "upright",
+]
+
 # Output suffix -> video encoder (FFmpeg's name) and its options: H.264 at a quality that
 # leaves no visible loss, fast enough not to slow the slicing down.
 ENCODERS = {".mp4": "libx264", ".mov": "libx264", ".mkv": "libx264"}
