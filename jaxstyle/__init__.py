@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any
 
 from jaxstyle._version import __version__
 
-# Public name -> the module that defines it.
+# Public name -> the module that defines it: what a user calls (run, losses and filters to
+# compose, files, settings, weights, errors); the stage plan's and the solver's pieces stay in
+# their modules. tests/test_api.py pins these names and their signatures.
 _EXPORTS = {
     "jaxstyle.batch": ("BatchResult", "stylize_batch"),
     "jaxstyle.color": ("linear_color_transfer",),
@@ -22,23 +24,20 @@ _EXPORTS = {
     "jaxstyle.cube": ("apply_cube", "fit_cube", "read_cube", "write_cube"),
     "jaxstyle.errors": ("DivergenceError", "Interrupted", "JaxstyleError", "WeightsError"),
     "jaxstyle.evaluate": ("evaluate_files",),
-    "jaxstyle.reading": ("Photo", "load_image", "read_photo", "to_numpy_image"),
-    "jaxstyle.writing": ("read_metadata", "save_image"),
-    "jaxstyle.laplacian": ("build_laplacian", "laplacian_matvec", "laplacian_residual_map", "matting_laplacian",
-                           "matting_operator", "photorealism_loss", "quadratic_energy"),
+    "jaxstyle.laplacian": ("laplacian_matvec", "laplacian_residual_map", "matting_laplacian", "photorealism_loss"),
     "jaxstyle.look": ("apply_look", "load_look", "save_look"),
     "jaxstyle.losses": ("content_loss", "gram", "masked_grams", "style_loss", "total_variation"),
     "jaxstyle.masks": ("MaskPair", "parse_mask_pair", "propagate_masks"),
     "jaxstyle.metrics": ("evaluate_triple",),
-    "jaxstyle.objective": ("LossConfig", "Objective", "make_objective", "prepare_targets"),
-    "jaxstyle.optimize": ("OptimConfig", "minimize", "minimize_fixed"),
-    "jaxstyle.smoothing": ("guided_filter", "refine_detail", "smooth_local_affine"),
-    "jaxstyle.pipeline": ("initial_image", "run_plan"),
+    "jaxstyle.objective": ("LossConfig", "make_objective", "prepare_targets"),
+    "jaxstyle.optimize": ("OptimConfig",),
+    "jaxstyle.reading": ("Photo", "load_image", "read_photo"),
     "jaxstyle.single": ("Result", "stylize", "stylize_image"),
-    "jaxstyle.upsample": ("fit_affine", "global_affine", "joint_bilateral_upsample", "upsample_affine",
-                          "upsample_affine_host"),
+    "jaxstyle.smoothing": ("guided_filter", "refine_detail", "smooth_local_affine"),
+    "jaxstyle.upsample": ("joint_bilateral_upsample", "upsample_affine"),
     "jaxstyle.vgg": ("CONTENT_LAYERS", "STYLE_LAYERS", "VGGWeights", "features"),
     "jaxstyle.weights": ("embedded_vgg16", "fetch_weights", "import_weights", "resolve_weights"),
+    "jaxstyle.writing": ("read_metadata", "save_image"),
 }
 _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
@@ -49,24 +48,20 @@ if TYPE_CHECKING:  # what type checkers and IDEs see: the eager imports
     from jaxstyle.cube import apply_cube, fit_cube, read_cube, write_cube
     from jaxstyle.errors import DivergenceError, Interrupted, JaxstyleError, WeightsError
     from jaxstyle.evaluate import evaluate_files
-    from jaxstyle.reading import Photo, load_image, read_photo, to_numpy_image
-    from jaxstyle.writing import read_metadata, save_image
-    from jaxstyle.laplacian import (build_laplacian, laplacian_matvec, laplacian_residual_map,
-                                    matting_laplacian, matting_operator, photorealism_loss,
-                                    quadratic_energy)
+    from jaxstyle.laplacian import laplacian_matvec, laplacian_residual_map, matting_laplacian, photorealism_loss
     from jaxstyle.look import apply_look, load_look, save_look
     from jaxstyle.losses import content_loss, gram, masked_grams, style_loss, total_variation
     from jaxstyle.masks import MaskPair, parse_mask_pair, propagate_masks
     from jaxstyle.metrics import evaluate_triple
-    from jaxstyle.objective import LossConfig, Objective, make_objective, prepare_targets
-    from jaxstyle.optimize import OptimConfig, minimize, minimize_fixed
-    from jaxstyle.pipeline import initial_image, run_plan
-    from jaxstyle.smoothing import guided_filter, refine_detail, smooth_local_affine
+    from jaxstyle.objective import LossConfig, make_objective, prepare_targets
+    from jaxstyle.optimize import OptimConfig
+    from jaxstyle.reading import Photo, load_image, read_photo
     from jaxstyle.single import Result, stylize, stylize_image
-    from jaxstyle.upsample import (fit_affine, global_affine, joint_bilateral_upsample, upsample_affine,
-                                   upsample_affine_host)
+    from jaxstyle.smoothing import guided_filter, refine_detail, smooth_local_affine
+    from jaxstyle.upsample import joint_bilateral_upsample, upsample_affine
     from jaxstyle.vgg import CONTENT_LAYERS, STYLE_LAYERS, VGGWeights, features
     from jaxstyle.weights import embedded_vgg16, fetch_weights, import_weights, resolve_weights
+    from jaxstyle.writing import read_metadata, save_image
 
 
 def __getattr__(name: str) -> Any:
