@@ -18,6 +18,9 @@ moves `--pan` px a frame to the right, then back (a ping-pong), so every frame's
    `--per-frame-frames` frames in the same run (the full-size result of `stylize`).
 3. The machine's XLA convolution speed (`_bench_common.conv_gflops`), to compare runs.
 
+With `--figure PNG`, a contact sheet of the flicker clip: `--figure-frames` frames evenly spaced, a
+row each for the content clip, per-frame transfer and `jaxstyle video` (the README's picture).
+
     python scripts/bench_video.py --json docs/bench/video.json
 
 takes, on a 2-core CPU, about (keyframes x one solve at the working size) for each clip plus
@@ -116,6 +119,19 @@ def flicker(frames, offsets) -> float:
     return float(np.mean(diffs))
 
 
+def write_figure(path: str, clips: dict[str, list], *, frames: int, height: int = 144) -> None:
+    """A row per clip (label -> decoded frames), the same `frames` evenly spaced frames in each."""
+    import numpy as np
+
+    from jaxstyle import sheets, writing
+
+    count = min(len(f) for f in clips.values())
+    picks = np.linspace(0, count - 1, frames).round().astype(int)
+    rows = [sheets.side_by_side([clip[i] for i in picks], height=height,
+                                labels=[f"{label}, frame {i}" for i in picks]) for label, clip in clips.items()]
+    writing.save_image(sheets.stack_rows(rows, gap=8), path, overwrite=True, quality=90)
+
+
 def per_frame_clip(clip: Path, output: Path, style: str, *, config: str, max_side: int | None, rate: int) -> float:
     """Every frame of `clip` transferred on its own (the look sliced under its own frame), written
     as `stylize_video` writes; returns the seconds a frame."""
@@ -158,6 +174,8 @@ def main() -> None:
     parser.add_argument("--per-frame-frames", type=int, default=2,
                         help="Frames per-frame transfer is timed on at --size.")
     parser.add_argument("--json", help="Also write the results here.")
+    parser.add_argument("--figure", help="Write a contact sheet of the flicker clips here (PNG or JPEG).")
+    parser.add_argument("--figure-frames", type=int, default=4, help="Frames a row in --figure.")
     args = parser.parse_args()
 
     import numpy as np
@@ -185,8 +203,12 @@ def main() -> None:
         carried = video.stylize_video(clip, folder / "flicker_video.mp4", solve, every=args.keyframe_every, force=True)
         per_frame_s = per_frame_clip(clip, folder / "flicker_per_frame.mp4", style, config=args.config,
                                      max_side=args.max_side, rate=args.rate)
-        numbers = {name: flicker(decoded(folder / f), offsets) for name, f in
-                   (("content", "flicker.mp4"), ("video", "flicker_video.mp4"), ("per_frame", "flicker_per_frame.mp4"))}
+        clips = {name: decoded(folder / f) for name, f in
+                 (("content", "flicker.mp4"), ("video", "flicker_video.mp4"), ("per_frame", "flicker_per_frame.mp4"))}
+        numbers = {name: flicker(frames, offsets) for name, frames in clips.items()}
+        if args.figure:
+            write_figure(args.figure, {"content": clips["content"], "per-frame transfer": clips["per_frame"],
+                                       "jaxstyle video": clips["video"]}, frames=args.figure_frames)
         numbers.update(video_over_per_frame=numbers["video"] / numbers["per_frame"],
                        video_over_content=numbers["video"] / max(numbers["content"], 1e-12),
                        keyframes=carried["keyframes"], per_frame_seconds_a_frame=per_frame_s)
