@@ -8,7 +8,7 @@ instead. The command line turns it on; the library leaves JAX's global configura
 
 Where: `$JAXSTYLE_COMPILE_CACHE` if set (`off`, `0`, `no`, `false` or an empty string switch
 it off), else `cache_dir() / "xla"` (`~/.cache/jaxstyle/xla`; without a home folder, a private
-folder in the temporary directory, see `jaxstyle.weights.cache_dir`). A cache directory set through
+folder in the temporary directory, see `jaxstyle.cachedirs.cache_dir`). A cache directory set through
 JAX's own `JAX_COMPILATION_CACHE_DIR` wins, and so does a threshold set through
 `JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS` (default here: programs compiling in under
 0.5 s are not written). JAX treats the cache as trusted code, so the
@@ -23,8 +23,8 @@ import os
 import stat
 from pathlib import Path
 
+from jaxstyle.cachedirs import cache_dir
 from jaxstyle.errors import JaxstyleError
-from jaxstyle.weights import cache_dir
 
 ENV = "JAXSTYLE_COMPILE_CACHE"
 OFF_VALUES = ("", "0", "off", "no", "false", "none")

@@ -32,9 +32,7 @@ import http.client
 import io
 import os
 import re
-import stat
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -48,12 +46,13 @@ from typing import Any
 import numpy as np
 
 from jaxstyle import checkpoints
+from jaxstyle.cachedirs import cache_dir
 from jaxstyle.checkpoints import detect_format, read_safetensors, read_torch_checkpoint, safe_unpickle
 from jaxstyle.errors import WeightsError, did_you_mean
 from jaxstyle.vgg import ARCHS, CONVENTIONS, VGGWeights, conv_shapes, layer_specs
 
 __all__ = [
-    "CACHE_ENV", "KnownWeights", "WeightsFallbackWarning", "cache_dir", "cached_weights_path", "describe_backbone",
+    "KnownWeights", "WeightsFallbackWarning", "cached_weights_path", "describe_backbone",
     "embedded_vgg16", "fetch_weights", "import_weights", "list_weights", "load_npz", "load_weights_file",
     "lpips_checkpoint_path", "lpips_linear_heads", "missing_weights_message", "npz_metadata", "resolve_weights",
     "save_npz", "sha256_file", "torchvision_conv_indices", "torchvision_params", "validate_params", "verify_sha256",
@@ -61,7 +60,6 @@ __all__ = [
 ]
 
 LPIPS_VGG16_SHA256 = "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d"
-CACHE_ENV = "JAXSTYLE_CACHE"
 URL_ENV = "JAXSTYLE_WEIGHTS_URL"  # a mirror: base URL that serves the registry's file names
 DOWNLOAD_TIMEOUT_S = 60.0
 WEIGHT_SUFFIXES = (".npz", ".pth", ".pt", ".bin", ".safetensors")
@@ -158,39 +156,6 @@ def validate_params(params: Mapping[str, Any], arch: str, *, source: str = "weig
             got = tuple(np.shape(layer[key]))
             if got != shape:
                 raise WeightsError(f"{source}: {name}/{key} has shape {got}, expected {shape} for {arch}")
-
-
-def cache_dir() -> Path:
-    """`$JAXSTYLE_CACHE`, else `$XDG_CACHE_HOME/jaxstyle`, else `~/.cache/jaxstyle`.
-
-    Without a home folder ($HOME unset and a user id with no passwd entry, as in some
-    containers): a private folder in the temporary directory, `jaxstyle-cache-UID`, created
-    0700; one that is not a private folder of this user is refused (set $JAXSTYLE_CACHE).
-    """
-    if os.environ.get(CACHE_ENV):
-        return Path(os.path.expanduser(os.environ[CACHE_ENV]))
-    if os.environ.get("XDG_CACHE_HOME"):
-        return Path(os.path.expanduser(os.environ["XDG_CACHE_HOME"])) / "jaxstyle"
-    home = os.path.expanduser("~")  # "~" itself when there is no home folder
-    if home != "~":
-        return Path(home) / ".cache" / "jaxstyle"
-    return _temporary_cache_dir()
-
-
-def _temporary_cache_dir() -> Path:
-    uid = os.getuid() if hasattr(os, "getuid") else None
-    path = Path(tempfile.gettempdir()) / f"jaxstyle-cache-{uid if uid is not None else 'user'}"
-    why = f"there is no home folder ($HOME is unset and user id {uid} has no passwd entry)"
-    try:
-        path.mkdir(mode=0o700, exist_ok=True)
-        info = path.lstat()
-    except OSError as e:
-        raise WeightsError(f"{why} and the cache folder {path} cannot be made ({e.strerror or e}); "
-                           f"set ${CACHE_ENV} to a folder of yours") from None
-    if not stat.S_ISDIR(info.st_mode) or (uid is not None and info.st_uid != uid) or info.st_mode & 0o077:
-        raise WeightsError(f"{why} and {path} is not a private folder of yours (another user may have made "
-                           f"it); set ${CACHE_ENV} to a folder of yours")
-    return path
 
 
 def weights_dir() -> Path:

@@ -14,7 +14,7 @@ from conftest import synthetic_photo, two_region_mask
 from jaxstyle import reading, writing
 from jaxstyle import runner as R
 from jaxstyle.cli import app
-from jaxstyle.weights import CACHE_ENV
+from jaxstyle.cachedirs import CACHE_ENV
 
 runner = CliRunner()
 H, W, HS, WS = 32, 48, 36, 40

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from jaxstyle import reading
 from jaxstyle.cli import app
-from jaxstyle.weights import CACHE_ENV
+from jaxstyle.cachedirs import CACHE_ENV
 from test_batch_cli import csv_manifest, write_inputs
 
 PROCESSES = 2

@@ -21,7 +21,7 @@ from jaxstyle import runner as R
 from jaxstyle._version import __version__
 from jaxstyle.cli import app
 from jaxstyle.errors import JaxstyleError
-from jaxstyle.weights import CACHE_ENV
+from jaxstyle.cachedirs import CACHE_ENV
 runner = CliRunner()
 H, W = 32, 48
 TINY_TOML = """base = "fast"

@@ -24,6 +24,7 @@ import _weightfiles as F
 from jaxstyle import checkpoints as C
 from jaxstyle import vgg
 from jaxstyle import weights as W
+from jaxstyle.cachedirs import CACHE_ENV
 from jaxstyle.errors import WeightsError
 
 # torchvision's vgg.features indices of the convolutions (from torchvision's cfgs 'D' and 'E').
@@ -67,7 +68,7 @@ def real_files(tmp_path_factory, tv16, random19):
 def cache(tmp_path, monkeypatch):
     """An empty cache of our own; resolve_weights' lru_cache is cleared around the test."""
     root = tmp_path / "cache"
-    monkeypatch.setenv(W.CACHE_ENV, str(root))
+    monkeypatch.setenv(CACHE_ENV, str(root))
     monkeypatch.delenv(W.URL_ENV, raising=False)
     W.resolve_weights.cache_clear()
     yield root

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 import _weightfiles as F
 from jaxstyle import cli, vgg
 from jaxstyle import weights as W
+from jaxstyle.cachedirs import CACHE_ENV
 
 runner = CliRunner()
 TV_VGG16 = (0, 2, 5, 7, 10, 12, 14, 17, 19, 21, 24, 26, 28)
@@ -27,7 +28,7 @@ def vgg16_pth(tmp_path_factory):
 @pytest.fixture
 def cache(tmp_path, monkeypatch):
     root = tmp_path / "cache"
-    monkeypatch.setenv(W.CACHE_ENV, str(root))
+    monkeypatch.setenv(CACHE_ENV, str(root))
     monkeypatch.delenv(W.URL_ENV, raising=False)
     W.resolve_weights.cache_clear()
     yield root
