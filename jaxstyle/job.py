@@ -21,7 +21,6 @@ Images are float32 `[H, W, 3]` RGB in [0, 1].
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -33,12 +32,12 @@ from jaxstyle import filesafety, reading, single, sizing, writing
 from jaxstyle._version import __version__
 from jaxstyle.config import Config, load_config
 from jaxstyle.errors import Interrupted, JaxstyleError
+from jaxstyle.filesafety import PathLike
 from jaxstyle.vgg import VGGWeights
 from jaxstyle.weights import resolve_weights, weights_identity
 
 # the module: the package's `stylize` is the function of that name
 
-PathLike = str | os.PathLike[str]
 INPUT_FIELDS = ("content", "style", "content_mask", "style_mask")
 DEFAULT_JPEG_QUALITY = 95
 
