@@ -13,7 +13,7 @@ import functools
 import json
 import sys
 from collections.abc import Callable, Iterator
-from typing import Any, TypeVar
+from typing import Annotated, Any, TypeVar
 
 import typer
 
@@ -79,6 +79,37 @@ weights_app = _Typer(help="List, import and fetch VGG weights.", no_args_is_help
 app.add_typer(weights_app, name="weights")
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# ----------------------------------------------------------------------------- options shared by commands
+# Declared once; each command gives its own default in its signature. An option whose meaning
+# differs between commands keeps a declaration in each, with why.
+
+ConfigOption = Annotated[str, typer.Option("--config", "-c", help="Preset (paper, default, fast) or a .toml file.")]
+SetOption = Annotated[list[str], typer.Option("--set", help="Override any setting: --set loss.style_weight=50.")]
+MaxSideOption = Annotated[int | None, typer.Option(
+    "--max-side", help="Working size: optimise with the longer side at most N px (default: the preset's); "
+    "outputs keep their full size.")]
+MaxOutputSideOption = Annotated[int | None, typer.Option(
+    "--max-output-side", help="Cap each result's longer side at N px (default: its content photo's own size).")]
+IterationsOption = Annotated[int | None, typer.Option("--iterations", help="Iterations for each stage.")]
+BitsOption = Annotated[int | None, typer.Option(
+    "--bits", help="8, or 16 for 16-bit PNGs (default: a PNG has its photo's own depth, a JPEG 8 bits).")]
+_jpeg_quality = typer.Option("--jpeg-quality", show_default=False,
+                             help="JPEG quality of .jpg results, 1 to 100 (default 95).")
+JpegQualityOption = Annotated[int, _jpeg_quality]
+# transfer: None when not given, as it refuses the option with a .png output
+OptionalJpegQualityOption = Annotated[int | None, _jpeg_quality]
+RegionsOption = Annotated[int | None, typer.Option(
+    "--regions", help="With --masks auto: this many regions (default: chosen automatically, up to 6).")]
+# --masks keeps a declaration per command: each takes other modes (transfer given/auto/none,
+# demo auto/none, video none/auto, each with its own default).
+ContentMaskOption = Annotated[str | None, typer.Option("--content-mask",
+                                                       help="Colour-coded or label mask of the content.")]
+StyleMaskOption = Annotated[str | None, typer.Option("--style-mask", help="Mask of the style with the same labels.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")]
+ForceOption = Annotated[bool, typer.Option("--force", help="Replace existing outputs (never an input).")]
+ForceWeightsOption = Annotated[bool, typer.Option("--force", help="Replace weights already in the cache.")]
+JsonFlagOption = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON.")]
 
 
 def fail(message: str, code: int = EXIT_BAD_INPUT) -> None:
@@ -207,7 +238,7 @@ def environment_info() -> dict[str, Any]:
 
 @app.command()
 @friendly_errors
-def info(as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON.")) -> None:
+def info(as_json: JsonFlagOption = False) -> None:
     """Show the JAX backend and devices, and which weights are available and where."""
     start_compile_cache()
     data = environment_info()
@@ -229,7 +260,7 @@ def info(as_json: bool = typer.Option(False, "--json", help="Print machine-reada
 
 @weights_app.command("list")
 @friendly_errors
-def weights_list(as_json: bool = typer.Option(False, "--json", help="Print machine-readable JSON.")) -> None:
+def weights_list(as_json: JsonFlagOption = False) -> None:
     """Show cached and bundled weights (arch, convention, size, path) and what 'fetch' can get."""
     from jaxstyle import weights as W
 
@@ -259,7 +290,7 @@ def weights_import(
     convention: str | None = typer.Option(
         None, "--convention", help="Preprocessing the weights expect: torchvision (default) or caffe."),
     sha256: str | None = typer.Option(None, "--sha256", help="Refuse the file unless its sha256 is this."),
-    force: bool = typer.Option(False, "--force", help="Replace weights already in the cache."),
+    force: ForceWeightsOption = False,
 ) -> None:
     """Convert a weights file you have into the cache, where backbone 'vgg16'/'vgg19' finds it.
 
@@ -279,8 +310,8 @@ def weights_fetch(
     name: str = typer.Argument(..., help="Which weights: vgg16 or vgg19 (see 'jaxstyle weights list')."),
     url: str | None = typer.Option(None, "--url", help="Download from here instead (a mirror)."),
     sha256: str | None = typer.Option(None, "--sha256", help="Also require this full sha256."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
-    force: bool = typer.Option(False, "--force", help="Replace weights already in the cache."),
+    quiet: QuietOption = False,
+    force: ForceWeightsOption = False,
 ) -> None:
     """Download torchvision's ImageNet weights, verify the checksum, convert them into the cache."""
     from jaxstyle import weights as W
@@ -537,38 +568,33 @@ def transfer(
     content: str = typer.Argument(..., help="Content photo (its structure is kept)."),
     style: str = typer.Argument(..., help="Style photo (its look is transferred)."),
     output: str = typer.Option(..., "-o", "--output", help="Where to write the result (.png or .jpg)."),
-    content_mask: str | None = typer.Option(None, "--content-mask", help="Colour-coded or label mask of the content."),
-    style_mask: str | None = typer.Option(None, "--style-mask", help="Mask of the style with the same labels."),
+    content_mask: ContentMaskOption = None,
+    style_mask: StyleMaskOption = None,
     masks: str = typer.Option("given", "--masks", help="given: the mask files (or none); auto: find matching "
                               "regions in both photos from the network's features; none: no masks."),
-    regions: int | None = typer.Option(None, "--regions", help="With --masks auto: this many regions "
-                                       "(default: chosen automatically, up to 6)."),
+    regions: RegionsOption = None,
     save_masks: str | None = typer.Option(None, "--save-masks", help="With --masks auto: write "
                                           "content_mask.png and style_mask.png to this folder."),
-    config: str = typer.Option("default", "--config", "-c", help="Preset (paper, default, fast) or a .toml file."),
-    max_side: int | None = typer.Option(None, "--max-side", help="Working size: optimise with the longer side at "
-                                        "most N px (default: the preset's; the result keeps the photo's size)."),
-    max_output_side: int | None = typer.Option(None, "--max-output-side", help="Cap the result's longer side at "
-                                               "N px (default: the content photo's own size)."),
-    bits: int | None = typer.Option(None, "--bits", help="8, or 16 for a 16-bit PNG (default: a PNG has the "
-                                    "photo's own depth, a JPEG 8 bits)."),
-    jpeg_quality: int | None = typer.Option(None, "--jpeg-quality", help="JPEG quality, 1 to 100 (a .jpg "
-                                            "output; default 95)."),
-    iterations: int | None = typer.Option(None, "--iterations", help="Iterations for each stage."),
+    config: ConfigOption = "default",
+    max_side: MaxSideOption = None,
+    max_output_side: MaxOutputSideOption = None,
+    bits: BitsOption = None,
+    jpeg_quality: OptionalJpegQualityOption = None,
+    iterations: IterationsOption = None,
     seed: int | None = typer.Option(None, "--seed", help="Random seed (the start's noise: init, init_noise; automatic masks)."),
     save_every: int = typer.Option(0, "--save-every", help="Write the best image every N iterations."),
     log: str | None = typer.Option(None, "--log", help="Write per-term losses as JSON lines to FILE."),
     no_smooth: bool = typer.Option(False, "--no-smooth", help="Skip the smooth-local-affine filter."),
     refine: bool | None = typer.Option(None, "--refine/--no-refine", help="Add the content's fine detail back "
                                        "after the filter (the original's de-posterisation; default: the preset's)."),
-    set_: list[str] = typer.Option([], "--set", help="Override any setting: --set loss.style_weight=50."),
+    set_: SetOption = [],
     save_look: str | None = typer.Option(None, "--save-look", help="Also write the look to LOOK.npz, for "
                                          "'jaxstyle apply' (grid runs: the default preset, or grid.project)."),
     cube: str | None = typer.Option(None, "--cube", help="Also write the global 3D LUT that best reproduces the "
                                     "result to LOOK.cube (ffmpeg lut3d, Resolve, Photoshop)."),
     cube_size: int = typer.Option(33, "--cube-size", help="Nodes an axis of the --cube LUT."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing output (never an input)."),
+    quiet: QuietOption = False,
+    force: ForceOption = False,
 ) -> None:
     """Transfer the look of STYLE onto CONTENT and write a photorealistic result."""
     overrides = _parse_overrides(set_)
@@ -597,11 +623,12 @@ def transfer(
 @friendly_errors
 def demo(
     output_dir: str = typer.Option("jaxstyle-demo", "-o", "--output-dir", help="Folder for the results."),
-    config: str = typer.Option("fast", "--config", "-c", help="Preset or .toml file."),
+    config: ConfigOption = "fast",
+    # not MaxSideOption, whose help promises the preset's size by default
     max_side: int | None = typer.Option(256, "--max-side", help="Longer side of the working size."),
     masks: str = typer.Option("auto", "--masks", help="auto: regions matched between the photos "
                               "(sky, buildings, ...); none: one region."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    quiet: QuietOption = False,
 ) -> None:
     """Run on the bundled demo pair (a daylight and a sunset photo); writes result.png at the
     content photo's own size and sheet.png (content | style | result)."""
@@ -648,8 +675,8 @@ def evaluate(
     content: str | None = typer.Option(None, "--content", help="Content photo the output was made from."),
     style: str | None = typer.Option(None, "--style", help="Style photo the output was made from."),
     output: str | None = typer.Option(None, "--output", help="The stylised result to score."),
-    content_mask: str | None = typer.Option(None, "--content-mask", help="Mask of the content (as for transfer)."),
-    style_mask: str | None = typer.Option(None, "--style-mask", help="Mask of the style with the same labels."),
+    content_mask: ContentMaskOption = None,
+    style_mask: StyleMaskOption = None,
     reference: str | None = typer.Option(None, "--reference", help="A reference result: adds psnr, "
                                          "ssim_reference and lpips."),
     manifest: str | None = typer.Option(None, "--manifest", help="Many items: a CSV or JSON-lines file with "
@@ -659,7 +686,8 @@ def evaluate(
     json_path: str | None = typer.Option(None, "--json", help="Write the numbers as JSON to FILE."),
     sheet: str | None = typer.Option(None, "--sheet", help="Write a contact sheet (content | style | output "
                                      "| reference, numbers under each) to PNG."),
-    # full-size results are 12-50 MP: scoring one at its own size takes ~2 KB of memory a pixel
+    # not MaxSideOption: the size scored at, not a working size; full-size results are 12-50 MP
+    # and scoring one at its own size takes ~2 KB of memory a pixel
     max_side: int = typer.Option(1024, "--max-side", help="Score at most N px on the longer side (the output, "
                                  "and the style); 0: the output's own size, as memory allows."),
     backbone: str = typer.Option("vgg16", "--backbone", help="VGG for gram_distance: vgg16, vgg19 or a "
@@ -747,21 +775,19 @@ def batch_command(
     manifest: str = typer.Argument(..., help="CSV with a header (content,style[,content_mask,style_mask,output,"
                                              "overrides]) or JSON lines; paths relative to its folder."),
     outdir: str = typer.Option(..., "-o", "--outdir", help="Folder for the results and summary.json."),
-    config: str = typer.Option("default", "--config", "-c", help="Preset (paper, default, fast) or a .toml file."),
-    max_side: int | None = typer.Option(None, "--max-side", help="Working size: optimise with the longer side at "
-                                        "most N px (default: the preset's; each result keeps its photo's size)."),
-    max_output_side: int | None = typer.Option(None, "--max-output-side", help="Cap each result's longer side at "
-                                               "N px (default: its content photo's own size)."),
-    bits: int | None = typer.Option(None, "--bits", help="8, or 16 for 16-bit PNGs (default: a PNG has its "
-                                    "photo's own depth, a JPEG 8 bits)."),
-    jpeg_quality: int = typer.Option(95, "--jpeg-quality", help="JPEG quality, 1 to 100."),
-    iterations: int | None = typer.Option(None, "--iterations", help="Iterations for each stage."),
+    config: ConfigOption = "default",
+    max_side: MaxSideOption = None,
+    max_output_side: MaxOutputSideOption = None,
+    bits: BitsOption = None,
+    jpeg_quality: JpegQualityOption = 95,
+    iterations: IterationsOption = None,
     batch_size: int | None = typer.Option(None, "--batch-size", help="Pairs per batch (default: one per device)."),
+    # not ForceOption: without --force a finished item is skipped (resume), not refused
     force: bool = typer.Option(False, "--force", help="Redo items whose output exists."),
     coordinator: str | None = typer.Option(None, "--coordinator", help="host:port of process 0 (multi-process)."),
     num_processes: int | None = typer.Option(None, "--num-processes", help="How many processes share the work."),
     process_id: int | None = typer.Option(None, "--process-id", help="This process's index, 0-based."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    quiet: QuietOption = False,
 ) -> None:
     """Stylise every pair of MANIFEST into OUTDIR; rerun to resume (finished outputs are skipped).
 
@@ -796,11 +822,10 @@ def apply_command(
     photos: list[str] = typer.Argument(..., help="The photos to apply it to (each at its own size)."),
     outdir: str = typer.Option(..., "-o", "--outdir", help="Folder for the results, DIR/<photo's stem>.<suffix>."),
     fmt: str | None = typer.Option(None, "--format", help="png or jpg (default: each photo's own suffix)."),
-    bits: int | None = typer.Option(None, "--bits", help="8, or 16 for 16-bit PNGs (default: a PNG has its "
-                                    "photo's own depth, a JPEG 8 bits)."),
-    jpeg_quality: int = typer.Option(95, "--jpeg-quality", help="JPEG quality, 1 to 100."),
-    force: bool = typer.Option(False, "--force", help="Replace existing results (never an input)."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
+    bits: BitsOption = None,
+    jpeg_quality: JpegQualityOption = 95,
+    force: ForceOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Apply a saved look or a .cube LUT to many photos (a whole shoot), at full size, keeping
     each photo's ICC profile and EXIF. Nothing is written unless every input is usable."""
@@ -827,15 +852,15 @@ def video_command(
     video_file: str = typer.Argument(..., metavar="INPUT", help="The video (any container FFmpeg reads)."),
     style: str = typer.Argument(..., help="Style photo (its look is carried to every frame)."),
     output: str = typer.Option(..., "-o", "--output", help="Where to write the result (.mp4, .mov or .mkv)."),
-    config: str = typer.Option("default", "--config", "-c", help="Preset or .toml file the keyframes are solved with."),
-    max_side: int | None = typer.Option(None, "--max-side", help="Working size of the keyframe solves."),
+    config: ConfigOption = "default",
+    max_side: MaxSideOption = None,
     keyframe_every: float = typer.Option(2.0, "--keyframe-every", help="Solve a keyframe every N seconds "
                                          "(and at each shot change)."),
     masks: str = typer.Option("none", "--masks", help="none, or auto: regions matched at each keyframe."),
-    regions: int | None = typer.Option(None, "--regions", help="With --masks auto: this many regions."),
-    set_: list[str] = typer.Option([], "--set", help="Override any setting: --set loss.style_weight=50."),
-    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress output."),
-    force: bool = typer.Option(False, "--force", help="Replace an existing output (never the input)."),
+    regions: RegionsOption = None,
+    set_: SetOption = [],
+    quiet: QuietOption = False,
+    force: ForceOption = False,
 ) -> None:
     """Carry the look of STYLE to every frame of INPUT without flicker: solved at keyframes,
     blended between them; frame times, rotation and audio kept. Ctrl-C leaves OUTPUT.partial.mp4."""
