@@ -209,6 +209,7 @@ def environment_info() -> dict[str, Any]:
     import jax
 
     from jaxstyle import weights as W
+    from jaxstyle.cachedirs import cache_dir
 
     available = []
     for arch in ("vgg16", "vgg19"):
@@ -229,7 +230,7 @@ def environment_info() -> dict[str, Any]:
         "devices": [str(d) for d in jax.devices()],
         "device_count": jax.device_count(),
         "process_count": jax.process_count(),
-        "cache_dir": str(W.cache_dir()),
+        "cache_dir": str(cache_dir()),
         "compile_cache_dir": jax.config.jax_compilation_cache_dir or None,
         "weights": available,
         "backbones": {arch: W.describe_backbone(arch) for arch in ("vgg16", "vgg19")},

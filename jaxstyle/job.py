@@ -36,8 +36,6 @@ from jaxstyle.filesafety import PathLike
 from jaxstyle.vgg import VGGWeights
 from jaxstyle.weights import resolve_weights, weights_identity
 
-# the module: the package's `stylize` is the function of that name
-
 INPUT_FIELDS = ("content", "style", "content_mask", "style_mask")
 DEFAULT_JPEG_QUALITY = 95
 
