@@ -95,7 +95,9 @@ ORIGINALS = ("final", "stage1")  # the original implementation's outputs, FILE_N
 OVERLAY_ALPHA = 0.55  # share of the mask colour in the drawn regions
 MASK_SHEET_HEIGHT = 96  # px per tile in the masks contact sheet
 QUALITY_METRICS = (("edge_ssim", "edge SSIM", "{:.3f}"), ("laplacian_residual", "residual", "{:.5f}"),
-                   ("gram_distance", "Gram dist.", "{:.3f}"), ("lab_w2", "Lab W2", "{:.1f}"))
+                   ("residual_p999", "residual p99.9", "{:.4f}"), ("gram_distance", "Gram dist.", "{:.3f}"),
+                   ("lab_w2", "Lab W2", "{:.1f}"))
+HIGHER_IS_BETTER = ("edge_ssim",)  # the worst row takes the minimum of these, the maximum of the rest
 FINISH_KEYS = ("edge_ssim", "laplacian_residual", "gram_distance", "lab_w2", "lpips")
 
 _gram = jax.jit(metrics.gram_distance)
@@ -318,9 +320,10 @@ def modes_table(results: Sequence[dict[str, Any]]) -> str:
 
 
 def quality_table(runs: dict[str, list[dict[str, Any]]], mode: str) -> str:
-    """Markdown, one row per pair of the first run: iterations, seconds, edge SSIM, residual,
-    region Gram distance and Lab W2 of the original's final output and of each run's `mode`
-    arm, LPIPS of each to the original; means in the last row."""
+    """Markdown, one row per pair of the first run: iterations, seconds, edge SSIM, residual, its
+    99.9th percentile, region Gram distance and Lab W2 of the original's final output and of each
+    run's `mode` arm, LPIPS of each to the original; then the means, and the worst pair's value of
+    each column (the lowest edge SSIM, the highest of the others)."""
     labels = list(runs)
     names = " / ".join(labels)
     head = (["pair", "size", f"iterations {names}", f"seconds {names}"]
@@ -343,7 +346,7 @@ def quality_table(runs: dict[str, list[dict[str, Any]]], mode: str) -> str:
         cells = [str(record["pair"]), "x".join(map(str, record["size"])), its,
                  " / ".join(_fmt(s, "{:.0f}") for s in secs)]
         for key, _, fmt in QUALITY_METRICS:
-            values = [record.get("original", {}).get(key)] + [arm["metrics"][key] for arm in arms]
+            values = [record.get("original", {}).get(key)] + [arm["metrics"].get(key, arm.get(key)) for arm in arms]
             columns[key].append(values)
             cells.append(" / ".join(_fmt(v, fmt) for v in values))
         lp = [arm["metrics"].get("lpips") for arm in arms]
@@ -359,6 +362,17 @@ def quality_table(runs: dict[str, list[dict[str, Any]]], mode: str) -> str:
         mean.append(" / ".join(_fmt(v, f"**{fmt}**") for v in means(columns[key])))
     mean.append(" / ".join(_fmt(v, "{:.3f}") for v in means(columns["lpips"])))
     lines.append("| " + " | ".join(mean) + " |")
+
+    def worst(rows: list[list[float | None]], key: str) -> list[float | None]:
+        pick = min if key in HIGHER_IS_BETTER else max
+        return [None if any(row[i] is None for row in rows) else pick(row[i] for row in rows)
+                for i in range(len(rows[0]))]
+
+    worst_row = ["worst", "", "", " / ".join(_fmt(v, "{:.0f}") for v in worst(seconds, "seconds"))]
+    for key, _, fmt in QUALITY_METRICS:
+        worst_row.append(" / ".join(_fmt(v, fmt) for v in worst(columns[key], key)))
+    worst_row.append(" / ".join(_fmt(v, "{:.3f}") for v in worst(columns["lpips"], "lpips")))
+    lines.append("| " + " | ".join(worst_row) + " |")
     return "\n".join(lines)
 
 
