@@ -12,8 +12,8 @@ Each is read `--repeats` times (after one untimed read) in two ways, alternating
 
 - today: `jaxstyle.reading.read_photo` (what `load_image`, `transfer` and `batch` call): Pillow
   opens the file, `tifffile` + `imagecodecs` or `imagecodecs` (libpng) decode the 16-bit ones;
-- hand-written: the reader of `--commit` (default 4a9cf82, the last commit before `tiff16.py` and
-  `png16.py` were removed): Pillow opens the file and reads its EXIF, then `tiff16.read_tiff16` /
+- hand-written: the reader of `--commit` (default 4a9cf82, the code issue 29 was written against,
+  with its `tiff16.py` and `png16.py`): Pillow opens the file and reads its EXIF, then `tiff16.read_tiff16` /
   `png16.read_png16` decode it, loaded from that commit with `git show` into temporary modules
   (nothing old is copied into the repository); the JPEG goes through Pillow as it always did (a
   control row: its ratio shows the reader's own overhead).
