@@ -319,3 +319,67 @@ def test_the_format_libraries_are_imported_only_for_the_files_that_need_them(tmp
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).parent)
     assert out.stdout.strip() == "[]"
+
+
+# ----------------------------------------------------------------------------- through `transfer`
+
+TINY_TOML = """base = "default"
+max_side = 32
+[loss]
+content_layers = ["relu2_1"]
+style_layers = ["relu1_1", "relu2_1"]
+[stage1]
+iterations = 2
+[stage2]
+iterations = 2
+"""
+
+
+def make_photo(kind: str, folder: Path, icc: bytes) -> tuple[Path, tuple[int, int], int, bytes | None]:
+    """A photo of `kind` made by its library's own writer, with EXIF Make (and the ICC profile where
+    the format carries one): (path, upright (h, w), the result's expected depth, its profile)."""
+    exif = Image.Exif()
+    exif[MAKE] = "FormatCam"
+    if kind == "tiff16":
+        path = folder / "photo.tif"
+        tifffile.imwrite(path, pattern(40, 56), photometric="rgb", compression="lzw", predictor=True,
+                         iccprofile=icc, extratags=[(MAKE, "s", 0, "FormatCam", True)])
+        return path, (40, 56), 16, icc
+    if kind == "png16":
+        path = writing.save_image(unit(pattern(40, 56)), folder / "photo.png", bits=16, icc_profile=icc,
+                                  exif=exif.tobytes())
+        return path, (40, 56), 16, icc
+    if kind == "heic10":
+        heif = pytest.importorskip("pillow_heif")
+        if not heif.libheif_info().get("HEIF"):
+            pytest.skip("this pillow-heif has no HEVC encoder to make a HEIC file with")
+        path = folder / "photo.heic"
+        heif.from_bytes(mode="RGB;16", size=(56, 40), data=smooth(40, 56).tobytes()).save(
+            path, quality=-1, chroma=444, exif=exif.tobytes())
+        return path, (40, 56), 16, None
+    pytest.importorskip("rawpy")
+    return write_dng(folder / "photo.dng", grey_mosaic(40, 56)), (40, 56), 16, None
+
+
+@pytest.mark.slow  # four command-line transfers (one compile of the tiny solve); reading is tested above
+@pytest.mark.parametrize("kind", ["tiff16", "png16", "heic10", "dng"])
+def test_each_kind_of_photo_goes_through_transfer_at_full_size_and_depth(kind, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from jaxstyle import cli
+
+    monkeypatch.setenv("JAXSTYLE_CACHE", str(tmp_path / "cache"))
+    icc = ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    content, (h, w), bits, profile = make_photo(kind, tmp_path, icc)
+    style = writing.save_image(unit(pattern(24, 32, bits=8, seed=1)), tmp_path / "style.png")
+    (tmp_path / "tiny.toml").write_text(TINY_TOML)
+    out = tmp_path / "result.png"
+    result = CliRunner().invoke(cli.app, ["transfer", str(content), str(style), "-o", str(out),
+                                          "--config", str(tmp_path / "tiny.toml"), "-q"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    made = reading.read_photo(out)
+    assert made.pixels.shape == (h, w, 3) and made.bits == bits
+    assert made.icc_profile == profile
+    with Image.open(out) as im:
+        assert im.getexif()[MAKE] in ("FormatCam", "Jaxcam")
+    assert writing.read_metadata(out)["size"] == [h, w]
