@@ -354,25 +354,24 @@ def quality_table(runs: dict[str, list[dict[str, Any]]], mode: str) -> str:
         cells.append(" / ".join(_fmt(v, "{:.3f}") for v in lp))
         lines.append("| " + " | ".join(cells) + " |")
 
-    def means(rows: list[list[float | None]]) -> list[float | None]:
-        return [_mean([row[i] for row in rows]) for i in range(len(rows[0]))]
+    def mean(values: list[float | None], key: str) -> float | None:
+        return _mean(values)
 
-    mean = ["mean", "", "", " / ".join(_fmt(v, "{:.0f}") for v in means(seconds))]
-    for key, _, fmt in QUALITY_METRICS:
-        mean.append(" / ".join(_fmt(v, f"**{fmt}**") for v in means(columns[key])))
-    mean.append(" / ".join(_fmt(v, "{:.3f}") for v in means(columns["lpips"])))
-    lines.append("| " + " | ".join(mean) + " |")
-
-    def worst(rows: list[list[float | None]], key: str) -> list[float | None]:
+    def worst(values: list[float | None], key: str) -> float | None:
         pick = min if key in HIGHER_IS_BETTER else max
-        return [None if any(row[i] is None for row in rows) else pick(row[i] for row in rows)
-                for i in range(len(rows[0]))]
+        return None if any(v is None for v in values) else pick(values)
 
-    worst_row = ["worst", "", "", " / ".join(_fmt(v, "{:.0f}") for v in worst(seconds, "seconds"))]
-    for key, _, fmt in QUALITY_METRICS:
-        worst_row.append(" / ".join(_fmt(v, fmt) for v in worst(columns[key], key)))
-    worst_row.append(" / ".join(_fmt(v, "{:.3f}") for v in worst(columns["lpips"], "lpips")))
-    lines.append("| " + " | ".join(worst_row) + " |")
+    def summary(label: str, reduce: Callable[[list[float | None], str], float | None], emphasis: str) -> str:
+        """The row of `reduce` over the pairs, column by column (one value per run in each)."""
+        def cell(rows: list[list[float | None]], key: str, fmt: str) -> str:
+            return " / ".join(_fmt(reduce([row[i] for row in rows], key), fmt) for i in range(len(rows[0])))
+
+        cells = [label, "", "", cell(seconds, "seconds", "{:.0f}")]
+        cells += [cell(columns[key], key, f"{emphasis}{fmt}{emphasis}") for key, _, fmt in QUALITY_METRICS]
+        cells.append(cell(columns["lpips"], "lpips", "{:.3f}"))
+        return "| " + " | ".join(cells) + " |"
+
+    lines += [summary("mean", mean, "**"), summary("worst", worst, "")]
     return "\n".join(lines)
 
 
