@@ -4,8 +4,8 @@
 device, and the same two sharded over two devices), and the command line (`jaxstyle transfer`
 and `jaxstyle batch`) all run the one plan of `jaxstyle.pipeline`. The library paths run in
 this process; the sharded and command-line paths in a subprocess with two simulated CPU
-devices (its images come back in an .npz). `default` (the grid solve) and `fast` in the default suite, every
-preset with the slow tests.
+devices (its images come back in an .npz). The library paths of `default` (the grid solve) and the
+full-size batch of `default` and `fast` in the default suite; every preset and path with the slow tests.
 """
 
 import os
@@ -133,7 +133,11 @@ def test_a_batch_sharded_over_two_devices_gives_the_same_image(preset, tmp_path)
     assert_same(images["sharded"], reference, "sharded")
 
 
-@pytest.mark.parametrize("preset", ["fast", pytest.param("default", marks=pytest.mark.slow)])
+# Both with the slow tests (~28 s each on 2 cores): in the default suite, test_job checks that the two
+# commands write the same file through the one job (a counted solve), and the full-size batch test
+# below that the batch's numerics are stylize's.
+@pytest.mark.parametrize("preset", [pytest.param("fast", marks=pytest.mark.slow),
+                                    pytest.param("default", marks=pytest.mark.slow)])
 def test_transfer_and_batch_commands_write_the_same_image(preset, vgg16, tmp_path):
     """`jaxstyle transfer` and `jaxstyle batch` on the same files: the same PNG, the library's."""
     from PIL import Image
