@@ -62,14 +62,18 @@ class GridConfig:
     sliced under the photo at its own size, is the full-size result. `project`: the finished
     image is replaced by its fit on such a grid, which no speckle survives (for pixel solves).
     `smooth`: weight of the grid's spatial roughness in the objective (`jaxstyle.grid.roughness`),
-    which keeps the maps from painting shapes into flat areas. `fit_ridge`: a fit's per-node
-    least squares lean toward the global affine map by this much."""
+    which keeps the maps from painting shapes into flat areas. `flat`: weight of the maps'
+    change between neighbouring pixels of like colour (`jaxstyle.grid.flat_variation`, colour
+    scale `flat_sigma`), which lets them change across the content's edges only. `fit_ridge`: a
+    fit's per-node least squares lean toward the global affine map by this much."""
 
     enabled: bool = False
     project: bool = False
     cell: int = 16
     depth: int = 8
     smooth: float = 0.0
+    flat: float = 0.0
+    flat_sigma: float = 0.05
     fit_ridge: float = 1e-2
 
     def __post_init__(self) -> None:
@@ -77,6 +81,9 @@ class GridConfig:
             raise JaxstyleError(f"grid.cell must be >= 1 and grid.depth >= 2, got {self.cell} and {self.depth}")
         if not self.smooth >= 0:
             raise JaxstyleError(f"grid.smooth must be >= 0, got {self.smooth}")
+        if not self.flat >= 0 or not self.flat_sigma > 0:
+            raise JaxstyleError(f"grid.flat must be >= 0 and grid.flat_sigma > 0, "
+                                f"got {self.flat} and {self.flat_sigma}")
         if not self.fit_ridge > 0:
             raise JaxstyleError(f"grid.fit_ridge must be > 0, got {self.fit_ridge}")
 

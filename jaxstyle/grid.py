@@ -28,7 +28,7 @@ from jaxstyle.upsample import tile_origins
 
 __all__ = [
     "CENTRE", "TILE", "apply_maps", "fit_grid", "global_affine", "grid_shape", "guide", "identity_grid", "interpolate",
-    "roughness", "slice_grid", "slice_grid_host", "tent_weights",
+    "flat_variation", "roughness", "slice_grid", "slice_maps", "slice_grid_host", "tent_weights",
 ]
 
 LUMA = (0.299, 0.587, 0.114)  # the guide: Rec. 601 luma of the content
@@ -100,14 +100,30 @@ def apply_maps(maps: jax.Array, image: jax.Array) -> jax.Array:
                       + maps[..., r, 3] for r in range(3)], -1)
 
 
-def slice_grid(grid: jax.Array, image: jax.Array) -> jax.Array:
-    """The grid's maps sliced under `image [H, W, 3]` and applied to it -> `[H, W, 3]`
-    (not clipped). Pure: jit, vmap and grad with respect to both."""
+def slice_maps(grid: jax.Array, image: jax.Array) -> jax.Array:
+    """The grid's maps sliced under `image [H, W, 3]`: every pixel's map `[H, W, 3, 4]`."""
     _check(grid, image)
     (h, w, _), (gh, gw, gd) = image.shape, grid.shape[:3]
     wy, wx = tent_weights(0, h, h, gh, image.dtype), tent_weights(0, w, w, gw, image.dtype)
-    maps = interpolate(grid.reshape(gh, gw, gd, 12), guide(image), wy, wx)
-    return apply_maps(maps.reshape(h, w, 3, 4), image)
+    return interpolate(grid.reshape(gh, gw, gd, 12), guide(image), wy, wx).reshape(h, w, 3, 4)
+
+
+def slice_grid(grid: jax.Array, image: jax.Array) -> jax.Array:
+    """The grid's maps sliced under `image [H, W, 3]` and applied to it -> `[H, W, 3]`
+    (not clipped). Pure: jit, vmap and grad with respect to both."""
+    return apply_maps(slice_maps(grid, image), image)
+
+
+def flat_variation(maps: jax.Array, image: jax.Array, *, sigma: float) -> jax.Array:
+    """How much per-pixel maps `[H, W, 3, 4]` change between neighbouring pixels where `image`
+    `[H, W, 3]` does not: the sum over horizontally and vertically adjacent pixels p, q of
+    exp(-|c_p - c_q|^2 / (2 sigma^2)) |M_p - M_q|^2, divided by H W. Maps may change across the
+    content's edges; inside its flat areas they must stay put, so no shape is painted there."""
+    total = 0.0
+    for axis in (0, 1):
+        weight = jnp.exp(-jnp.sum(jnp.square(jnp.diff(image, axis=axis)), -1) / (2 * sigma ** 2))
+        total = total + jnp.sum(weight * jnp.sum(jnp.square(jnp.diff(maps, axis=axis)), (-2, -1)))
+    return total / (image.shape[0] * image.shape[1])
 
 
 def roughness(grid: jax.Array) -> jax.Array:

@@ -22,7 +22,7 @@ from jaxstyle import laplacian as lap
 from jaxstyle import losses
 from jaxstyle.color import feather_masks
 from jaxstyle.errors import JaxstyleError, did_you_mean
-from jaxstyle.grid import roughness, slice_grid
+from jaxstyle.grid import apply_maps, flat_variation, roughness, slice_maps
 from jaxstyle.masks import propagate_masks, with_style_fallback
 from jaxstyle.vgg import CONTENT_LAYERS, STYLE_LAYERS, VGGWeights, check_layers, features
 
@@ -211,15 +211,23 @@ class GridObjective(Objective):
     the grid sliced under the content at the stage's size, `targets["guide"]` `[H, W, 3]`, plus
     `smooth` times the grid's spatial roughness (`jaxstyle.grid.roughness`, the term "grid"): where
     the content is flat, maps that change from node to node paint shapes the content does not
-    have, which the 3x3 matting term barely sees."""
+    have, which the 3x3 matting term barely sees; plus `flat` times the sliced maps' change
+    between neighbouring pixels of like colour (`jaxstyle.grid.flat_variation`, colour scale
+    `flat_sigma`), which lets maps change across the content's edges only."""
 
     smooth: float = 0.0
+    flat: float = 0.0
+    flat_sigma: float = 0.05
 
     def __call__(self, look: jax.Array, args: tuple[VGGWeights, dict[str, Any]]
                  ) -> tuple[jax.Array, dict[str, jax.Array]]:
         # The barrier keeps XLA from fusing the slicing into the first convolution's input,
         # which made each evaluation about 1.5x slower on the CPU.
-        image = jax.lax.optimization_barrier(slice_grid(look, args[1]["guide"]))
+        guide = args[1]["guide"]
+        maps = slice_maps(look, guide)
+        image = jax.lax.optimization_barrier(apply_maps(maps, guide))
         loss, terms = super().__call__(image, args)
         terms["grid"] = self.smooth * roughness(look)
+        if self.flat:
+            terms["grid"] = terms["grid"] + self.flat * flat_variation(maps, guide, sigma=self.flat_sigma)
         return loss + terms["grid"], terms

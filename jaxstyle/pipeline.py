@@ -85,7 +85,8 @@ class Stage:
 
     def objective(self, config: Config) -> Objective:
         if self.grid:
-            return GridObjective(config.loss, self.use_photo, smooth=config.grid.smooth)
+            return GridObjective(config.loss, self.use_photo, smooth=config.grid.smooth,
+                                 flat=config.grid.flat, flat_sigma=config.grid.flat_sigma)
         return Objective(config.loss, self.use_photo)
 
     @property

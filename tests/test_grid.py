@@ -12,6 +12,7 @@ import pytest
 
 from conftest import synthetic_photo
 from jaxstyle import grid as G
+from jaxstyle.config import load_config
 from jaxstyle.errors import JaxstyleError
 
 
@@ -138,6 +139,12 @@ def test_bad_shapes_are_refused_with_the_shapes():
         G.grid_shape((10, 10), cell=0, depth=8)
 
 
+@pytest.mark.parametrize("key,value", [("grid.flat", -1.0), ("grid.flat_sigma", 0.0), ("grid.smooth", -1.0)])
+def test_bad_grid_weights_are_refused_when_settings_are_read(key, value):
+    with pytest.raises(JaxstyleError, match=key):
+        load_config("default", {key: value})
+
+
 @pytest.mark.parametrize("long", [48, 256, 384, 512])
 def test_buckets_share_few_shapes_and_stretch_little(long):
     from jaxstyle.sizing import bucket_shape, fit_max_side
@@ -213,3 +220,84 @@ def test_roughness_is_zero_along_luma_and_counts_spatial_changes():
     rows, cols = 2 * 4 * 5 * 12, 3 * 3 * 5 * 12  # coefficients of each direction's edges
     expected = 2 * 0.25 / rows + 2 * 0.25 / cols
     assert float(G.roughness(bumped)) == pytest.approx(expected, rel=1e-5)
+
+
+def reference_flat_variation(maps: np.ndarray, image: np.ndarray, sigma: float) -> float:
+    """sum over 4-neighbour pairs p, q of exp(-|c_p - c_q|^2 / (2 sigma^2)) |M_p - M_q|^2, over H W."""
+    h, w, _ = image.shape
+    total = 0.0
+    for y, x in itertools.product(range(h), range(w)):
+        for dy, dx in ((1, 0), (0, 1)):
+            if y + dy < h and x + dx < w:
+                weight = np.exp(-np.sum((image[y, x] - image[y + dy, x + dx]) ** 2) / (2 * sigma ** 2))
+                total += weight * np.sum((maps[y, x] - maps[y + dy, x + dx]) ** 2)
+    return total / (h * w)
+
+
+@pytest.mark.parametrize("sigma", [0.05, 0.3])
+def test_flat_variation_matches_the_formula_under_jit_and_vmap(sigma):
+    rng = np.random.default_rng(3)
+    maps = rng.standard_normal((2, 6, 7, 3, 4)).astype(np.float32)
+    images = np.stack([synthetic_photo(6, 7, seed) for seed in range(2)])
+    fn = jax.jit(jax.vmap(lambda m, im: G.flat_variation(m, im, sigma=sigma)))
+    batched = fn(maps, images)
+    for i in range(2):
+        expected = reference_flat_variation(maps[i].astype(np.float64), images[i].astype(np.float64), sigma)
+        assert float(G.flat_variation(jnp.asarray(maps[i]), jnp.asarray(images[i]), sigma=sigma)) == pytest.approx(
+            expected, rel=1e-5)
+        assert float(batched[i]) == pytest.approx(expected, rel=1e-5)
+
+
+def test_flat_variation_lets_maps_change_across_edges_only():
+    """Maps that switch where the content's colour switches cost (almost) nothing; the same
+    switch inside a flat area costs one unit per row per squared step; maps that are the same
+    everywhere cost nothing wherever the content varies."""
+    h, w = 8, 10
+    two_halves = np.zeros((h, w, 3), np.float32)
+    two_halves[:, w // 2:] = 0.8  # a hard edge between columns 4 and 5
+    flat = np.full((h, w, 3), 0.4, np.float32)
+    maps = np.zeros((h, w, 3, 4), np.float32)
+    maps[:, w // 2:, 0, 3] = 0.5  # one offset switches between columns 4 and 5
+    assert float(G.flat_variation(maps, two_halves, sigma=0.05)) < 1e-12
+    assert float(G.flat_variation(maps, flat, sigma=0.05)) == pytest.approx(h * 0.25 / (h * w), rel=1e-6)
+    same = np.broadcast_to(random_grid((1, 1, 1), seed=2)[0, 0, 0], (h, w, 3, 4))
+    assert float(G.flat_variation(same, synthetic_photo(h, w, 4), sigma=0.05)) == 0.0
+
+
+def test_slice_maps_applied_are_the_slice_and_flat_variation_has_the_right_gradient():
+    with jax.enable_x64(True):
+        grid = jnp.asarray(random_grid((3, 3, 4), seed=8), jnp.float64)
+        image = jnp.asarray(synthetic_photo(7, 9, seed=8), jnp.float64)
+        np.testing.assert_allclose(G.apply_maps(G.slice_maps(grid, image), image), G.slice_grid(grid, image),
+                                   atol=1e-12)
+
+        def loss(g):
+            return G.flat_variation(G.slice_maps(g, image), image, sigma=0.1)
+
+        dg = jax.grad(loss)(grid)
+        rng = np.random.default_rng(9)
+        for _ in range(3):
+            direction = jnp.asarray(rng.standard_normal(grid.shape))
+            step = 1e-6
+            numeric = (loss(grid + step * direction) - loss(grid - step * direction)) / (2 * step)
+            np.testing.assert_allclose(jnp.vdot(dg, direction), numeric, rtol=1e-6)
+
+
+def test_grid_objective_adds_its_weighted_smoothness_terms(vgg16):
+    """`GridObjective` scores the slice as `Objective` scores an image, and adds `smooth` times
+    the grid's roughness plus `flat` times the sliced maps' flat variation (term "grid")."""
+    from jaxstyle.objective import GridObjective, LossConfig, Objective, prepare_targets
+
+    cfg = LossConfig(content_layers=("relu1_2",), style_layers=("relu1_1", "relu1_2"))
+    content, style = synthetic_photo(16, 20, seed=1), synthetic_photo(16, 16, seed=2)
+    targets = {**prepare_targets(vgg16, content, style, cfg=cfg), "guide": jnp.asarray(content)}
+    look = jnp.asarray(random_grid((3, 4, 4), seed=3, scale=0.05))
+    plain, plain_terms = Objective(cfg)(G.slice_grid(look, content), (vgg16, targets))
+    smooth, flat = 2.0, 3.0
+    loss, terms = jax.jit(GridObjective(cfg, smooth=smooth, flat=flat, flat_sigma=0.1))(look, (vgg16, targets))
+    expected = smooth * G.roughness(look) + flat * G.flat_variation(G.slice_maps(look, content), content, sigma=0.1)
+    assert float(expected) > 0  # the terms are there to be missed (jit and eager differ in float32)
+    np.testing.assert_allclose(terms["grid"], expected, rtol=1e-4)
+    np.testing.assert_allclose(loss, plain + expected, rtol=1e-4)
+    for name, value in plain_terms.items():
+        np.testing.assert_allclose(terms[name], value, rtol=1e-4)
