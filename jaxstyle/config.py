@@ -181,7 +181,7 @@ class Config:
     stage2: OptimConfig = OptimConfig(iterations=10, tol=1e-4)
     smooth: SmoothConfig = SmoothConfig(enabled=False)
     upsample: UpsampleConfig = UpsampleConfig()
-    grid: GridConfig = GridConfig(enabled=True, cell=8)
+    grid: GridConfig = GridConfig(enabled=True, cell=8, flat=3e10)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
