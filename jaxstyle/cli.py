@@ -487,8 +487,9 @@ def run_transfer(content: str, style: str, output: str, *, content_mask: str | N
     notes: tuple[str, ...] = ()
     if cube:
         lut, cube_psnr = look_lib.fit_result_cube(photo_job.content.photo.pixels, result.image, size=cube_size)
-        extras["cube"] = {"path": cube, "size": cube_size, "psnr_db": round(cube_psnr, 2)}
-        notes = (f"the LUT {cube} reproduces the result at {cube_psnr:.1f} dB PSNR (LUT of the content against "
+        psnr_db = round(cube_psnr, 2)  # one number, in the note and the metadata alike
+        extras["cube"] = {"path": cube, "size": cube_size, "psnr_db": psnr_db}
+        notes = (f"the LUT {cube} reproduces the result at {psnr_db:.2f} dB PSNR (LUT of the content against "
                  "the result; the rest is the look's local part)",)
     metadata = job.finish(photo_job, result, weights=identity, notes=notes, **extras)
     if save_look:

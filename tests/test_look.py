@@ -151,7 +151,7 @@ def test_transfer_writes_the_look_and_the_cube(solved):
     saved = writing.read_metadata(solved["result"])
     assert saved["look_file"] == str(solved["look"]) and saved["cube"]["size"] == 9
     psnr = saved["cube"]["psnr_db"]
-    assert f"{psnr:.1f} dB" in solved["stderr"]
+    assert f"{psnr:.2f} dB" in solved["stderr"]
     lut_image = cube.apply_cube_host(lut, content)
     measured = -10 * np.log10(np.mean((lut_image - read_pixels(solved["result"])) ** 2))
     assert abs(measured - psnr) < 0.5 and psnr > 25, (measured, psnr)
