@@ -21,8 +21,8 @@ from jaxstyle.single import stylize
 
 WIDTH = 128
 ITERATIONS = 60  # per stage; tolerance stop off, so the budget is exact
-RECORDED = {"ssim": 0.570451, "edge_ssim": 0.568574, "laplacian_residual": 0.00293415, "gram_distance": 0.591013,
-            "lab_w2": 9.94315}
+RECORDED = {"ssim": 0.803762, "edge_ssim": 0.82356, "laplacian_residual": 0.000680133, "gram_distance": 0.72633,
+            "lab_w2": 17.6353}
 # The content photo scored as its own output when RECORDED was set: no optimisation is involved,
 # so a different value means the metrics themselves changed and the bounds need recording again.
 CONTENT_AS_OUTPUT = {"gram_distance": 0.913553, "lab_w2": 57.763}
