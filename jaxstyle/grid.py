@@ -28,7 +28,7 @@ from jaxstyle.upsample import tile_origins
 
 __all__ = [
     "CENTRE", "TILE", "apply_maps", "fit_grid", "global_affine", "grid_shape", "guide", "identity_grid", "interpolate",
-    "flat_variation", "roughness", "slice_grid", "slice_maps", "slice_grid_host", "tent_weights",
+    "flat_variation", "roughness", "slice_grid", "slice_grid_host", "slice_maps", "tent_weights",
 ]
 
 LUMA = (0.299, 0.587, 0.114)  # the guide: Rec. 601 luma of the content

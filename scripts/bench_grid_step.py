@@ -24,9 +24,9 @@ sys.path.insert(0, str(SCRIPTS))
 
 import _bench_common as common  # noqa: E402
 
-from jaxstyle import grid  # noqa: E402
+from jaxstyle import grid, pipeline  # noqa: E402
 from jaxstyle.config import load_config  # noqa: E402
-from jaxstyle.objective import GridObjective, prepare_targets  # noqa: E402
+from jaxstyle.objective import prepare_targets  # noqa: E402
 from jaxstyle.weights import embedded_vgg16  # noqa: E402
 
 
@@ -42,11 +42,12 @@ def main(argv: list[str] | None = None) -> int:
     targets = {**prepare_targets(weights, content, style, cfg=config.loss), "guide": content}
     look = grid.fit_grid(content, content, grid.grid_shape(content.shape[:2], cell=config.grid.cell,
                                                             depth=config.grid.depth))
-    arms = {"flat": config.grid.flat, "without": 0.0}
+    without = dataclasses.replace(config, grid=dataclasses.replace(config.grid, flat=0.0))
+    arms = {"flat": config, "without": without}
+    stage2 = pipeline.plan(config)[-1]  # the pipeline's own objective for each arm
     steps = {}
-    for name, flat in arms.items():
-        objective = GridObjective(config.loss, True, smooth=config.grid.smooth, flat=flat,
-                                  flat_sigma=config.grid.flat_sigma)
+    for name, arm in arms.items():
+        objective = stage2.objective(arm)
         steps[name] = jax.jit(jax.value_and_grad(lambda g, a, o=objective: o(g, a)[0]))
         jax.block_until_ready(steps[name](look, (weights, targets)))  # compile
     times = {name: [] for name in arms}
