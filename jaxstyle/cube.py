@@ -28,6 +28,7 @@ import numpy as np
 
 from jaxstyle import filesafety, grid
 from jaxstyle.errors import JaxstyleError
+from jaxstyle.images import check_image
 
 __all__ = [
     "CUBE_SIZE", "FIT_PIXELS", "affine_cube", "apply_cube", "apply_cube_host", "cell_corners", "cell_weights",
@@ -107,9 +108,7 @@ def apply_cube_host(lut, photo) -> np.ndarray:
     chunks of `CHUNK` pixels (one compiled program per LUT size, whatever the photo's size)."""
     lut = jnp.asarray(lut, jnp.float32)
     _check_lut(lut)
-    full = np.asarray(photo, np.float32)
-    if full.ndim != 3 or full.shape[-1] != 3:
-        raise JaxstyleError(f"the photo must be [H, W, 3] RGB, got shape {full.shape}")
+    full = np.asarray(check_image(photo, "photo"), np.float32)
     flat = full.reshape(-1, 3)
     out = np.empty_like(flat)
     for start in range(0, len(flat), CHUNK):

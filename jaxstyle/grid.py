@@ -24,6 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxstyle.errors import JaxstyleError
+from jaxstyle.images import check_image
 from jaxstyle.upsample import tile_origins
 
 __all__ = [
@@ -85,9 +86,7 @@ def interpolate(values: jax.Array, g: jax.Array, wy: jax.Array, wx: jax.Array) -
 def _check(grid: jax.Array, image: jax.Array) -> None:
     if grid.ndim != 5 or grid.shape[-2:] != (3, 4):
         raise JaxstyleError(f"a grid is [gh, gw, gd, 3, 4], got shape {tuple(grid.shape)}; batch with jax.vmap")
-    if image.ndim != 3 or image.shape[-1] != 3:
-        raise JaxstyleError(f"the guide photo must be [H, W, 3] RGB, got shape {tuple(image.shape)}; "
-                            "batch with jax.vmap")
+    check_image(image, "image")
 
 
 def apply_maps(maps: jax.Array, image: jax.Array) -> jax.Array:

@@ -22,6 +22,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxstyle.errors import JaxstyleError, did_you_mean
+from jaxstyle.images import check_image
 
 __all__ = [
     "ARCHS", "CAFFE_MEAN_BGR", "CONTENT_LAYERS", "CONVENTIONS", "IMAGENET_MEAN_RGB", "IMAGENET_STD_RGB", "LayerSpec",
@@ -198,11 +199,7 @@ def features(weights: VGGWeights, image: jax.Array, layers: Sequence[str] = STYL
     layers = check_layers(weights.arch, layers)
     if pooling not in POOLINGS:
         raise JaxstyleError(f"unknown pooling {pooling!r}; choose one of {', '.join(POOLINGS)}")
-    if image.ndim != 3 or image.shape[-1] != 3:
-        raise JaxstyleError(f"expected an image [H, W, 3], got shape {tuple(image.shape)}; "
-                            "use jax.vmap for batches")
-    if not jnp.issubdtype(image.dtype, jnp.floating):
-        image = image.astype(jnp.float32)
+    check_image(image, "image")
     x = preprocess(image, weights.convention)[None]
     trunk = VGGTrunk(arch=weights.arch, layers=layers, pooling=pooling)
     out = trunk.apply({"params": weights.params}, x)

@@ -10,7 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxstyle import automask, laplacian, metrics, smoothing, upsample
+from jaxstyle import automask, cube, grid, laplacian, metrics, smoothing, upsample, vgg
 from jaxstyle.errors import JaxstyleError
 from jaxstyle.images import as_float, check_image
 
@@ -19,8 +19,10 @@ GOOD = jnp.full((H, W, 3), 0.5, jnp.float32)
 SMALL = jnp.full((6, 6, 3), 0.5, jnp.float32)
 MAPS = jnp.zeros((H, W, 5), jnp.float32)
 REGIONS = jnp.zeros((6, 6, 2), jnp.float32).at[..., 0].set(1.0)
+GRID = grid.identity_grid(grid.grid_shape((H, W), cell=4, depth=2))
 
-# Each public function of metrics, smoothing, upsample, automask and laplacian that takes an image:
+# Each public function of metrics, smoothing, upsample, automask, laplacian, grid, cube and vgg that
+# takes an image:
 # (id, call(args, vgg16), default args, argument name, channels of that argument).
 CASES = [
     ("luminance", lambda a, _: metrics.luminance(a["image"]), {"image": GOOD}, "image", 3),
@@ -89,6 +91,13 @@ CASES = [
      {"image": GOOD}, "image", 3),
     ("auto_masks (numpy)", lambda a, vgg: automask.auto_masks(vgg, np.asarray(a["content"]), np.asarray(a["style"])),
      {"content": GOOD, "style": GOOD}, "style", 3),
+    ("slice_grid", lambda a, _: grid.slice_grid(GRID, a["image"]), {"image": GOOD}, "image", 3),
+    ("slice_maps", lambda a, _: grid.slice_maps(GRID, a["image"]), {"image": GOOD}, "image", 3),
+    ("slice_grid_host (numpy)", lambda a, _: grid.slice_grid_host(GRID, np.asarray(a["image"])),
+     {"image": GOOD}, "image", 3),
+    ("apply_cube_host (numpy)", lambda a, _: cube.apply_cube_host(cube.identity_cube(2), np.asarray(a["photo"])),
+     {"photo": GOOD}, "photo", 3),
+    ("vgg.features", lambda a, weights: vgg.features(weights, a["image"], ["relu1_1"]), {"image": GOOD}, "image", 3),
 ]
 
 
