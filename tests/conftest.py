@@ -90,3 +90,23 @@ def pixel_config(**changes):
     pixels = dict(mode="two_stage", buckets=False, init="content", init_feather=0, loss=LossConfig(),
                   stage1=OptimConfig(), stage2=OptimConfig(), smooth=SmoothConfig(), grid=GridConfig())
     return Config(**{**pixels, **changes})
+
+
+SHALLOW = {1: ('["relu1_2"]', '["relu1_1", "relu1_2"]'),
+           3: ('["relu2_2"]', '["relu1_1", "relu2_1", "relu3_1"]')}
+
+
+def tiny_toml(base: str = "default", *, side: int = 48, depth: int = 1, steps: int = 3, chunk: int = 2,
+              zero_tol: bool = False, pixels: bool = False, top: str = "", tables: str = "") -> str:
+    """A preset file for command-line tests: `base` at `side` px with `steps` L-BFGS steps a stage and
+    the VGG layers up to relu`depth`_x (1 or 3), no aspect buckets. `pixels`: the pixel solve the
+    file-level tests were written for (two stages, the final filter at radius 3, no grid; `default`
+    solves on a grid). `top`: more top-level lines; `tables`: more TOML tables, appended."""
+    content, style = SHALLOW[depth]
+    stage = f"iterations = {steps}\nchunk_size = {chunk}\n" + ("tol = 0.0\n" if zero_tol else "")
+    text = (f'base = "{base}"\nmax_side = {side}\nbuckets = false\n'
+            + ('mode = "two_stage"\n' if pixels else "") + (f"{top}\n" if top else "")
+            + f"[loss]\ncontent_layers = {content}\nstyle_layers = {style}\n"
+            + f"[stage1]\n{stage}[stage2]\n{stage}"
+            + ("[smooth]\nenabled = true\nradius = 3\n[grid]\nenabled = false\n" if pixels else ""))
+    return text + tables

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from conftest import tiny_toml
 from jaxstyle import automask, masks
 from jaxstyle.errors import JaxstyleError
 
@@ -324,29 +325,7 @@ def test_refinement_moves_a_boundary_to_the_colour_edge(mode):
 
 # ----------------------------------------------------------------------------- the CLI
 
-TINY_TOML = """\
-base = "default"
-# the pixel solve these file-level tests were written for (default solves on a grid)
-mode = "two_stage"
-buckets = false
-max_side = 64
-[loss]
-content_layers = ["relu2_2"]
-style_layers = ["relu1_1", "relu2_1", "relu3_1"]
-[stage1]
-iterations = 2
-chunk_size = 2
-tol = 0.0
-[stage2]
-iterations = 2
-chunk_size = 2
-tol = 0.0
-[smooth]
-enabled = true
-radius = 3
-[grid]
-enabled = false
-"""
+TINY_TOML = tiny_toml(side=64, depth=3, steps=2, zero_tol=True, pixels=True)
 
 
 @pytest.fixture

@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import synthetic_photo
+from conftest import synthetic_photo, tiny_toml
 from jaxstyle import cli, optimize, reading, single, sizing, writing
 from jaxstyle import runner as R
 from jaxstyle.errors import JaxstyleError
@@ -26,27 +26,7 @@ from jaxstyle.single import load_inputs
 
 runner = CliRunner()
 H, W = 32, 48
-TINY_TOML = """\
-base = "default"
-# the pixel solve these file-level tests were written for (default solves on a grid)
-mode = "two_stage"
-buckets = false
-max_side = 64
-[loss]
-content_layers = ["relu2_2"]
-style_layers = ["relu1_1", "relu2_1", "relu3_1"]
-[stage1]
-iterations = 4
-chunk_size = 2
-[stage2]
-iterations = 4
-chunk_size = 2
-[smooth]
-enabled = true
-radius = 3
-[grid]
-enabled = false
-"""
+TINY_TOML = tiny_toml(side=64, depth=3, steps=4, pixels=True)
 BLUE, GREEN, RED, YELLOW = (0, 0, 255), (0, 255, 0), (255, 0, 0), (255, 255, 0)
 
 

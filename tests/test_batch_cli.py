@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import synthetic_photo, two_region_mask
+from conftest import synthetic_photo, tiny_toml, two_region_mask
 from jaxstyle import reading, writing
 from jaxstyle import runner as R
 from jaxstyle.cli import app
@@ -18,26 +18,7 @@ from jaxstyle.cachedirs import CACHE_ENV
 
 runner = CliRunner()
 H, W, HS, WS = 32, 48, 36, 40
-TINY_TOML = """base = "default"
-# the pixel solve these file-level tests were written for (default solves on a grid)
-mode = "two_stage"
-buckets = false
-max_side = 48
-[loss]
-content_layers = ["relu2_2"]
-style_layers = ["relu1_1", "relu2_1", "relu3_1"]
-[stage1]
-iterations = 3
-chunk_size = 3
-[stage2]
-iterations = 3
-chunk_size = 3
-[smooth]
-enabled = true
-radius = 3
-[grid]
-enabled = false
-"""
+TINY_TOML = tiny_toml(depth=3, chunk=3, pixels=True)
 BLUE_GREEN = np.array([[0, 0, 255], [0, 255, 0]], np.uint8)
 
 

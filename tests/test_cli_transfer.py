@@ -20,7 +20,7 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import synthetic_photo
+from conftest import synthetic_photo, tiny_toml
 from jaxstyle import cli, filesafety, host, optimize, reading, single, sizing, smoothing, writing
 from jaxstyle import weights as weights_lib
 from jaxstyle.config import load_config
@@ -31,30 +31,6 @@ runner = CliRunner()
 H, W = 32, 48  # the demo pair at --max-side 48 is 48x32 too
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 TERM_KEYS = ("content", "style", "tv", "photo")
-TINY_TOML = """\
-base = "default"
-# the pixel solve these file-level tests were written for (default solves on a grid)
-mode = "two_stage"
-buckets = false
-max_side = 64
-seed = {seed}
-[loss]
-content_layers = ["relu2_2"]
-style_layers = ["relu1_1", "relu2_1", "relu3_1"]
-[stage1]
-iterations = {iterations}
-chunk_size = 2
-tol = 0.0
-[stage2]
-iterations = {iterations}
-chunk_size = 2
-tol = 0.0
-[smooth]
-enabled = true
-radius = 3
-[grid]
-enabled = false
-"""
 
 
 @pytest.fixture(autouse=True)
@@ -69,7 +45,8 @@ def make_inputs(folder: Path, *, iterations: int = 4, seed: int = 0) -> dict[str
     paths = {"content": folder / "content.png", "style": folder / "style.png", "config": folder / "tiny.toml"}
     writing.save_image(synthetic_photo(H, W, 0), paths["content"])
     writing.save_image(synthetic_photo(H, W, 3)[..., ::-1], paths["style"])
-    paths["config"].write_text(TINY_TOML.format(iterations=iterations, seed=seed))
+    paths["config"].write_text(tiny_toml(side=64, depth=3, steps=iterations, zero_tol=True, pixels=True,
+                                          top=f"seed = {seed}"))
     return paths
 
 

@@ -18,26 +18,14 @@ from PIL import Image
 from typer.testing import CliRunner
 
 import _iccprofiles
-from conftest import synthetic_photo
+from conftest import synthetic_photo, tiny_toml
 from jaxstyle import cli, cube, grid, look, reading, writing
 from jaxstyle.errors import JaxstyleError
 
 runner = CliRunner()
 H, W = 32, 48
 LEVEL = 1 / 255  # one 8-bit level
-TINY = """base = "default"
-max_side = 48
-buckets = false
-[loss]
-content_layers = ["relu1_2"]
-style_layers = ["relu1_1", "relu1_2"]
-[stage1]
-iterations = 3
-chunk_size = 2
-[stage2]
-iterations = 3
-chunk_size = 2
-"""
+TINY = tiny_toml()
 EXIF_MAKE = 0x010F
 
 

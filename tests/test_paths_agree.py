@@ -19,7 +19,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from conftest import synthetic_photo, two_region_mask
+from conftest import synthetic_photo, tiny_toml, two_region_mask
 from jaxstyle.batch import stylize_batch
 from jaxstyle.config import load_config
 from jaxstyle.single import stylize, stylize_image
@@ -31,22 +31,11 @@ TESTS = Path(__file__).parent
 # stage plan (a missing stage-2 start, say) moves the mean by 1e-2 or more.
 ATOL = 1 / 255
 MEAN_ATOL = 1e-4
-TINY = """base = "{preset}"
-backbone = "vgg16"
-max_side = 48
-buckets = false
-[loss]
-content_layers = ["relu1_2"]
-style_layers = ["relu1_1", "relu1_2"]
-[stage1]
-iterations = 3
-chunk_size = 2
-[stage2]
-iterations = 3
-chunk_size = 2
-[smooth]
-radius = 2
-"""
+
+
+def tiny(preset: str) -> str:
+    return tiny_toml(preset, top='backbone = "vgg16"', tables="[smooth]\nradius = 2\n")
+
 
 SCRIPT = textwrap.dedent("""
     import sys
@@ -101,7 +90,7 @@ def assert_same(image, reference, name):
 @pytest.mark.parametrize("preset", [pytest.param("paper", marks=pytest.mark.slow), "default",
                                     pytest.param("fast", marks=pytest.mark.slow)])
 def test_library_entry_points_give_the_same_image(preset, vgg16, tmp_path):
-    (tmp_path / "tiny.toml").write_text(TINY.format(preset=preset))
+    (tmp_path / "tiny.toml").write_text(tiny(preset))
     cfg = load_config(tmp_path / "tiny.toml")
     pairs = tiny_pairs()
     reference = np.stack([stylize(c, s, content_mask=cm, style_mask=sm, config=cfg, weights=vgg16).image
@@ -118,7 +107,7 @@ def test_library_entry_points_give_the_same_image(preset, vgg16, tmp_path):
                                     pytest.param("default", marks=pytest.mark.slow),
                                     pytest.param("fast", marks=pytest.mark.slow)])
 def test_a_batch_sharded_over_two_devices_gives_the_same_image(preset, tmp_path):
-    (tmp_path / "tiny.toml").write_text(TINY.format(preset=preset))
+    (tmp_path / "tiny.toml").write_text(tiny(preset))
     script = tmp_path / "paths.py"
     script.write_text(SCRIPT)
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAXSTYLE_CACHE": str(tmp_path / "cache"),
@@ -146,7 +135,7 @@ def test_transfer_and_batch_commands_write_the_same_image(preset, vgg16, tmp_pat
     from jaxstyle import writing
     from jaxstyle.cli import app
 
-    (tmp_path / "tiny.toml").write_text(TINY.format(preset=preset))
+    (tmp_path / "tiny.toml").write_text(tiny(preset))
     config = str(tmp_path / "tiny.toml")
     pairs = tiny_pairs()
     colours = np.array([[0, 0, 255], [0, 255, 0]], np.uint8)
@@ -180,7 +169,7 @@ def test_transfer_and_batch_commands_write_the_same_image(preset, vgg16, tmp_pat
 
 FULL_CFG = {"max_side": 48, "loss.content_layers": ["relu1_2"], "loss.style_layers": ["relu1_1", "relu1_2"],
             "stage1.iterations": 3, "stage1.chunk_size": 2, "stage2.iterations": 3, "stage2.chunk_size": 2,
-            "smooth.radius": 2}  # TINY's fast
+            "smooth.radius": 2}  # tiny()'s fast
 
 
 def full_size_case(weights, preset="fast"):

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from conftest import synthetic_photo
+from conftest import synthetic_photo, tiny_toml
 from jaxstyle import cli, grid, video, writing
 from jaxstyle.errors import Interrupted, JaxstyleError
 
@@ -22,25 +22,11 @@ av = pytest.importorskip("av")
 
 runner = CliRunner()
 RATE = 12
-TINY = """base = "default"
-max_side = 48
-buckets = false
-[loss]
-content_layers = ["relu1_2"]
-style_layers = ["relu1_1", "relu1_2"]
-[stage1]
-iterations = 3
-chunk_size = 2
-[stage2]
-iterations = 3
-chunk_size = 2
 # Without the flat-area term: the pan test checks the carrying of looks against solving every frame,
 # and with the term the tiny 48 px solves of every frame agree far better (per-frame flicker 0.0173
 # -> 0.0061, carried 0.0033 -> 0.0020: 0.33 of per-frame with 1 s keyframes). The shipped preset's
 # ratio on a real clip is measured by scripts/bench_video.py (docs/looks.md).
-[grid]
-flat = 0.0
-"""
+TINY = tiny_toml(tables="[grid]\nflat = 0.0\n")
 
 
 def write_clip(path: Path, frames, *, rate: int = RATE, audio: str | None = None, rotation: int = 0) -> Path:
