@@ -15,15 +15,38 @@ import numpy as np
 import pytest
 
 
+OLD_EMITTERS = "--xla_cpu_use_fusion_emitters=false"
+
+
 def _fast_compiles() -> None:
-    """Compile at XLA's backend optimisation level 0 (unless XLA_FLAGS sets a level): the default
-    suite's programs are tiny, so LLVM's optimisation costs more than it saves (a cold run of two
-    test files took 82 s instead of 109 s). Not for `-m slow`: its real solves run long enough that
-    unoptimised loops cost more than the compiles (the README example took 793 s instead of ~60 s),
-    and its bit-exact comparisons of whole CLI runs are written for the optimised programs."""
+    """Compile at XLA's backend optimisation level 0 with its older CPU fusion emitters (unless
+    XLA_FLAGS sets a level): the default suite's programs are tiny, so code generation costs more
+    than it saves (a cold run of two test files took 82 s instead of 109 s at level 0; the default
+    suite 252 s instead of 410 s with the older emitters too). Not for `-m slow`: its real solves run
+    long enough that unoptimised loops cost more than the compiles (the README example took 793 s
+    instead of ~60 s), and its bit-exact comparisons of whole CLI runs are written for the
+    optimised programs. Runs once, in the first process; xdist's workers inherit the variable."""
     flags = os.environ.get("XLA_FLAGS", "")
-    if "xla_backend_optimization_level" not in flags:
-        os.environ["XLA_FLAGS"] = f"{flags} --xla_backend_optimization_level=0".strip()
+    if "xla_backend_optimization_level" in flags:
+        return
+    wanted = ["--xla_backend_optimization_level=0"]
+    if _xla_accepts(OLD_EMITTERS):
+        wanted.append(OLD_EMITTERS)
+    os.environ["XLA_FLAGS"] = " ".join([flags, *wanted]).strip()
+
+
+def _xla_accepts(flag: str) -> bool:
+    """Whether this jaxlib's XLA knows `flag`: an unknown flag in XLA_FLAGS aborts the process, and
+    XLA's flags come and go between releases, so a child process tries it (about a second)."""
+    import subprocess
+    import sys
+
+    env = {**os.environ, "XLA_FLAGS": flag, "JAX_PLATFORMS": "cpu"}
+    probe = "import jax.numpy as jnp; jnp.ones(2).block_until_ready()"
+    try:
+        return subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True, timeout=120).returncode == 0
+    except subprocess.TimeoutExpired:
+        return False
 
 
 def _enable_compilation_cache() -> None:

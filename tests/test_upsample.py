@@ -321,8 +321,9 @@ def test_host_loop_compiles_one_tile_program_for_every_photo_size():
         full = rng.random((*size, 3)).astype(np.float32)
         out = upsample.upsample_affine_host(full, small, result, tile=32)
         assert out.shape == (*size, 3)
-        if size == (57, 66):  # the jitted pure function, same arithmetic (its own compile)
-            np.testing.assert_allclose(out, jitted(full, small, result, tile=32), rtol=0, atol=1e-6)
+        if size == (57, 66):  # the jitted pure function, same arithmetic in another program: its
+            # float32 sums may run in another order (3e-5 seen with the default suite's compile flags)
+            np.testing.assert_allclose(out, jitted(full, small, result, tile=32), rtol=0, atol=1e-4)
     assert upsample._host_tile._cache_size() == before + 1
 
 
