@@ -5,10 +5,13 @@ Clips are made here from a real photo (the bundled demo content, or `--photo`), 
 window of the clip's size can pan across it, and written as H.264 (crf 18) with PyAV: the window
 moves `--pan` px a frame to the right, then back (a ping-pong), so every frame's motion is known.
 
-1. Flicker (`--flicker-size`, `--flicker-frames`): the pan clip through `jaxstyle.video.stylize_video`
-   (keyframes every `--keyframe-every` s, followed camera, blended looks), and every frame transferred
-   on its own (`stylize`, the look sliced under its own frame), both encoded the same way. Reported:
-   the mean absolute difference of consecutive decoded frames after undoing the known pan, for the
+1. Flicker (`--flicker-size`, `--flicker-frames`, `--motion`): each clip through
+   `jaxstyle.video.stylize_video` (keyframes every `--keyframe-every` s, followed camera, blended
+   looks), and every frame transferred on its own (`stylize`, the look sliced under its own frame),
+   both encoded the same way. Clips: `pan` (above) and `zoom` (the centre of the photo, magnified
+   by `--zoom` a frame, then back, each frame resampled with Lanczos). Reported: the mean absolute
+   difference of consecutive decoded frames after undoing the known motion (a zoom: the earlier
+   frame resampled bilinearly into the later one's coordinates, where it covers them), for the
    content clip itself, the video command and per-frame transfer; the ratios the issue asks for
    (video / per-frame <= 1/4, video / content <= 1.5).
 2. Speed and memory (`--seconds`, at `--size`, default 1920x1080 at 30 frames/s): each clip through
@@ -30,6 +33,7 @@ takes, on a 2-core CPU, about (keyframes x one solve at the working size) for ea
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import subprocess
 import sys
@@ -81,6 +85,36 @@ def make_clip(photo, path: Path, *, size: tuple[int, int], frames: int, rate: in
     return offsets
 
 
+def zoom_scales(frames: int, zoom: float, top: float) -> list[float]:
+    """Each frame's magnification: `zoom` more a frame (1, 1 + zoom, ...) up to `top`, then back."""
+    period = 2 * max(1, round((top - 1) / zoom))
+    return [1 + zoom * (k if k <= period // 2 else period - k) for k in (t % period for t in range(frames))]
+
+
+def make_zoom_clip(photo, path: Path, *, size: tuple[int, int], frames: int, rate: int, zoom: float) -> list[float]:
+    """A clip of `frames` frames `size` (H, W): the centre of `photo` (uint8, the clip's aspect)
+    magnified by each of `zoom_scales`, resampled with Lanczos, H.264 crf 18; returns the scales."""
+    import av
+    import numpy as np
+    from PIL import Image
+
+    h, w = size
+    ph, pw = photo.shape[:2]
+    scales = zoom_scales(frames, zoom, 1.5)
+    source = Image.fromarray(photo)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=rate, options={"crf": "18", "preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for t, s in enumerate(scales):
+            box = (pw / 2 - pw / (2 * s), ph / 2 - ph / (2 * s), pw / 2 + pw / (2 * s), ph / 2 + ph / (2 * s))
+            pixels = np.asarray(source.resize((w, h), Image.Resampling.LANCZOS, box=box))
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
+            frame.pts = t
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+    return scales
+
+
 def source_photo(path: str | None, size: tuple[int, int], room: int):
     """The photo resized (Lanczos) to the clip's height, and wide enough for `room` px of pan."""
     import numpy as np
@@ -116,6 +150,30 @@ def flicker(frames, offsets) -> float:
             diffs.append(np.mean(np.abs(a[:, :w - d] - b[:, d:])))
         else:
             diffs.append(np.mean(np.abs(a[:, -d:] - b[:, :w + d])))
+    return float(np.mean(diffs))
+
+
+def zoom_flicker(frames, scales) -> float:
+    """Mean absolute difference of consecutive frames after undoing the known zoom about the centre:
+    the earlier frame sampled bilinearly where each pixel of the later one was, over the pixels
+    it covers."""
+    import numpy as np
+
+    h, w = frames[0].shape[:2]
+    diffs = []
+    for t in range(1, len(frames)):
+        ratio = scales[t - 1] / scales[t]  # later frame's pixel -> earlier frame's pixel, about the centre
+        y = (np.arange(h) + 0.5 - h / 2) * ratio + h / 2 - 0.5
+        x = (np.arange(w) + 0.5 - w / 2) * ratio + w / 2 - 0.5
+        rows, cols = (y >= 0) & (y <= h - 1), (x >= 0) & (x <= w - 1)
+        y, x = y[rows], x[cols]
+        y0, x0 = np.minimum(np.floor(y).astype(int), h - 2), np.minimum(np.floor(x).astype(int), w - 2)
+        fy, fx = (y - y0)[:, None, None], (x - x0)[None, :, None]
+        b = frames[t - 1]
+        top = b[y0][:, x0] * (1 - fx) + b[y0][:, x0 + 1] * fx
+        bottom = b[y0 + 1][:, x0] * (1 - fx) + b[y0 + 1][:, x0 + 1] * fx
+        earlier = top * (1 - fy) + bottom * fy
+        diffs.append(np.mean(np.abs(frames[t][rows][:, cols] - earlier)))
     return float(np.mean(diffs))
 
 
@@ -167,10 +225,15 @@ def main() -> None:
     parser.add_argument("--keyframe-every", type=float, default=2.0)
     parser.add_argument("--rate", type=int, default=30, help="Frames per second of the clips.")
     parser.add_argument("--pan", type=int, default=2, help="Px a frame the window moves.")
+    parser.add_argument("--zoom", type=float, default=0.005,
+                        help="Magnification a frame of the zoom clip (up to 1.5x, then back).")
+    parser.add_argument("--motion", nargs="+", choices=["pan", "zoom"], default=["pan", "zoom"],
+                        help="Flicker clips to run.")
     parser.add_argument("--flicker-size", default="320x180", help="WxH of the flicker clip.")
     parser.add_argument("--flicker-frames", type=int, default=90)
     parser.add_argument("--size", default="1920x1080", help="WxH of the speed and memory clips.")
-    parser.add_argument("--seconds", type=float, nargs="+", default=[10, 60], help="Lengths of the speed clips.")
+    parser.add_argument("--seconds", type=float, nargs="*", default=[10, 60],
+                        help="Lengths of the speed clips (none: no speed and memory runs).")
     parser.add_argument("--per-frame-frames", type=int, default=2,
                         help="Frames per-frame transfer is timed on at --size.")
     parser.add_argument("--json", help="Also write the results here.")
@@ -193,30 +256,41 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
 
-        # 1. flicker
+        # 1. flicker, on each clip of known motion
         fw, fh = (int(n) for n in args.flicker_size.split("x"))
-        room = args.pan * args.flicker_frames
-        photo = source_photo(args.photo, (fh, fw), room)
-        clip = folder / "flicker.mp4"
-        offsets = make_clip(photo, clip, size=(fh, fw), frames=args.flicker_frames, rate=args.rate, pan=args.pan)
         solve = video.make_solver(style, config=args.config, max_side=args.max_side)
-        carried = video.stylize_video(clip, folder / "flicker_video.mp4", solve, every=args.keyframe_every, force=True)
-        per_frame_s = per_frame_clip(clip, folder / "flicker_per_frame.mp4", style, config=args.config,
-                                     max_side=args.max_side, rate=args.rate)
-        clips = {name: decoded(folder / f) for name, f in
-                 (("content", "flicker.mp4"), ("video", "flicker_video.mp4"), ("per_frame", "flicker_per_frame.mp4"))}
-        numbers = {name: flicker(frames, offsets) for name, frames in clips.items()}
-        if args.figure:
-            write_figure(args.figure, {"content": clips["content"], "per-frame transfer": clips["per_frame"],
-                                       "jaxstyle video": clips["video"]}, frames=args.figure_frames)
-        numbers.update(video_over_per_frame=numbers["video"] / numbers["per_frame"],
-                       video_over_content=numbers["video"] / max(numbers["content"], 1e-12),
-                       keyframes=carried["keyframes"], per_frame_seconds_a_frame=per_frame_s)
-        report["flicker"] = numbers
-        print(f"flicker ({fw}x{fh}, {args.flicker_frames} frames, pan {args.pan} px/frame): content "
-              f"{numbers['content']:.5f}, video {numbers['video']:.5f}, per-frame {numbers['per_frame']:.5f}; "
-              f"video/per-frame {numbers['video_over_per_frame']:.3f} (<= 0.25), video/content "
-              f"{numbers['video_over_content']:.2f} (<= 1.5)", flush=True)
+        for motion in args.motion:
+            clip = folder / f"{motion}.mp4"
+            if motion == "pan":
+                photo = source_photo(args.photo, (fh, fw), args.pan * args.flicker_frames)
+                offsets = make_clip(photo, clip, size=(fh, fw), frames=args.flicker_frames, rate=args.rate,
+                                    pan=args.pan)
+                measure = functools.partial(flicker, offsets=offsets)
+                how = f"pan {args.pan} px/frame"
+            else:
+                photo = source_photo(args.photo, (2 * fh, 2 * fw), 0)[:2 * fh, :2 * fw]
+                scales = make_zoom_clip(photo, clip, size=(fh, fw), frames=args.flicker_frames, rate=args.rate,
+                                        zoom=args.zoom)
+                measure = functools.partial(zoom_flicker, scales=scales)
+                how = f"zoom x{1 + args.zoom:g}/frame to x{max(scales):.2f}"
+            carried = video.stylize_video(clip, folder / f"{motion}_video.mp4", solve, every=args.keyframe_every,
+                                          force=True)
+            per_frame_s = per_frame_clip(clip, folder / f"{motion}_per_frame.mp4", style, config=args.config,
+                                         max_side=args.max_side, rate=args.rate)
+            clips = {name: decoded(folder / f"{motion}{suffix}.mp4") for name, suffix in
+                     (("content", ""), ("video", "_video"), ("per_frame", "_per_frame"))}
+            numbers = {name: measure(frames) for name, frames in clips.items()}
+            if args.figure and motion == "pan":
+                write_figure(args.figure, {"content": clips["content"], "per-frame transfer": clips["per_frame"],
+                                           "jaxstyle video": clips["video"]}, frames=args.figure_frames)
+            numbers.update(video_over_per_frame=numbers["video"] / numbers["per_frame"],
+                           video_over_content=numbers["video"] / max(numbers["content"], 1e-12),
+                           keyframes=carried["keyframes"], per_frame_seconds_a_frame=per_frame_s)
+            report["flicker" if motion == "pan" else f"flicker_{motion}"] = numbers
+            print(f"flicker ({fw}x{fh}, {args.flicker_frames} frames, {how}): content "
+                  f"{numbers['content']:.5f}, video {numbers['video']:.5f}, per-frame {numbers['per_frame']:.5f}; "
+                  f"video/per-frame {numbers['video_over_per_frame']:.3f} (<= 0.25), video/content "
+                  f"{numbers['video_over_content']:.2f} (<= 1.5)", flush=True)
 
         # 2. speed and memory at --size
         w, h = (int(n) for n in args.size.split("x"))
@@ -242,16 +316,17 @@ def main() -> None:
                   f"{row['peak_rss_mb']} MiB", flush=True)
 
         # per-frame transfer's rate at --size
-        from jaxstyle.single import stylize
+        if args.seconds:
+            from jaxstyle.single import stylize
 
-        still = photo[:h, :w].astype(np.float32) / 255
-        stylize(still, style, config=args.config, max_side=args.max_side)  # compiles
-        start = time.perf_counter()
-        for _ in range(args.per_frame_frames):
-            stylize(still, style, config=args.config, max_side=args.max_side)
-        per_frame_fps = args.per_frame_frames / (time.perf_counter() - start)
-        report["per_frame_fps"] = per_frame_fps
-        print(f"per-frame transfer at {w}x{h}: {per_frame_fps:.4f} frames/s", flush=True)
+            still = photo[:h, :w].astype(np.float32) / 255
+            stylize(still, style, config=args.config, max_side=args.max_side)  # compiles
+            start = time.perf_counter()
+            for _ in range(args.per_frame_frames):
+                stylize(still, style, config=args.config, max_side=args.max_side)
+            per_frame_fps = args.per_frame_frames / (time.perf_counter() - start)
+            report["per_frame_fps"] = per_frame_fps
+            print(f"per-frame transfer at {w}x{h}: {per_frame_fps:.4f} frames/s", flush=True)
     if args.json:
         common.write_json(args.json, report)
         print(f"wrote {args.json}")
