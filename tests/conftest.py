@@ -21,11 +21,10 @@ OLD_EMITTERS = "--xla_cpu_use_fusion_emitters=false"
 def _fast_compiles() -> None:
     """Compile at XLA's backend optimisation level 0 with its older CPU fusion emitters (unless
     XLA_FLAGS sets a level): the default suite's programs are tiny, so code generation costs more
-    than it saves (a cold run of two test files took 82 s instead of 109 s at level 0; the default
-    suite 252 s instead of 410 s with the older emitters too). Not for `-m slow`: its real solves run
-    long enough that unoptimised loops cost more than the compiles (the README example took 793 s
-    instead of ~60 s), and its bit-exact comparisons of whole CLI runs are written for the
-    optimised programs. Runs once, in the first process; xdist's workers inherit the variable."""
+    than it saves (timings: docs/benchmarks.md, "The test suite"). Not for `-m slow`: its real
+    solves run long enough that unoptimised loops cost more than the compiles, and its bit-exact
+    comparisons of whole CLI runs are written for the optimised programs. Runs once, in the first
+    process; xdist's workers inherit the variable."""
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_backend_optimization_level" in flags:
         return
