@@ -120,6 +120,18 @@ def test_track_finds_a_cut_and_follows_a_pan():
     np.testing.assert_allclose([s.position[0] for s in steps], 0.0, atol=0.1)
 
 
+def test_track_follows_a_pan_of_a_fraction_of_a_thumbnail_pixel_without_drift():
+    # 2 px a frame seen through a 2.5x smaller thumbnail: 0.8 thumbnail px, where a parabola through
+    # the whole-pixel peak read 0.85 and the position drifted a pixel every 20 frames
+    from PIL import Image
+
+    wide = Image.fromarray(np.round(synthetic_photo(180, 320 + 2 * 30, 2) * 255).astype(np.uint8))
+    frames = [np.asarray(wide.crop((2 * t, 0, 2 * t + 320, 180)), np.float32) / 255 for t in range(30)]
+    x = [s.position[1] for s in steps_of(frames)]
+    np.testing.assert_allclose(np.diff(x), -2.0, atol=0.1)
+    assert abs(x[-1] - (-2.0 * 29)) < 0.5  # no drift: within half a pixel after 29 frames
+
+
 def moved_nodes(look: np.ndarray, rows: int, columns: int) -> np.ndarray:
     """The look with its nodes moved by whole nodes (down, right), the edge nodes repeated."""
     gh, gw = look.shape[:2]
