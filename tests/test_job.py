@@ -15,29 +15,17 @@ import pytest
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import synthetic_photo, two_region_mask
+from conftest import synthetic_photo, tiny_toml, two_region_mask
 from jaxstyle import job, reading, single, writing
 from jaxstyle import runner as R
 from jaxstyle._version import __version__
+from jaxstyle.cachedirs import CACHE_ENV
 from jaxstyle.cli import app
 from jaxstyle.errors import JaxstyleError
-from jaxstyle.cachedirs import CACHE_ENV
+
 runner = CliRunner()
 H, W = 32, 48
-TINY_TOML = """base = "fast"
-backbone = "vgg16"
-buckets = false
-max_side = 24
-[loss]
-content_layers = ["relu1_2"]
-style_layers = ["relu1_1", "relu1_2"]
-[stage1]
-iterations = 2
-chunk_size = 2
-[stage2]
-iterations = 2
-chunk_size = 2
-"""
+TINY_TOML = tiny_toml("fast", side=24, steps=2, top='backbone = "vgg16"')
 SECONDS = {"setup": 0.25, "stage1": 0.5, "stage2": 0.5, "total": 1.25}
 STATUS = {"stage1": "budget", "stage2": "budget"}
 
