@@ -51,9 +51,10 @@ __all__ = [
 ]
 
 # Output suffix -> video encoder (FFmpeg's name) and its options: H.264 at a quality that
-# leaves no visible loss, fast enough not to slow the slicing down.
+# leaves no visible loss. x264's "veryfast" coded a panning clip with several times the input's own
+# frame-to-frame noise after undoing the motion; "faster" does not (docs/looks.md).
 ENCODERS = {".mp4": "libx264", ".mov": "libx264", ".mkv": "libx264"}
-ENCODER_OPTIONS = {"crf": "18", "preset": "veryfast"}
+ENCODER_OPTIONS = {"crf": "18", "preset": "faster"}
 KEYFRAME_EVERY = 2.0  # s
 # Shot change: mean absolute difference (in [0, 1]) of consecutive grey thumbnails above this.
 CUT = 0.12
