@@ -53,6 +53,8 @@ from jaxstyle import video
 from jaxstyle.compile_cache import enable_compile_cache
 enable_compile_cache()
 args = json.loads(sys.argv[1])
+if args.get("preset"):
+    video.ENCODER_OPTIONS["preset"] = args["preset"]
 solve = video.make_solver(args["style"], config=args["config"], max_side=args["max_side"])
 summary = video.stylize_video(args["clip"], args["output"], solve, every=args["every"], force=True)
 summary["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -238,8 +240,10 @@ def main() -> None:
     parser.add_argument("--pan", type=int, default=2, help="Px a frame the window moves.")
     parser.add_argument("--zoom", type=float, default=0.005,
                         help="Magnification a frame of the zoom clip (up to 1.5x, then back).")
-    parser.add_argument("--motion", nargs="+", choices=["pan", "zoom"], default=["pan", "zoom"],
-                        help="Flicker clips to run.")
+    parser.add_argument("--motion", nargs="*", choices=["pan", "zoom"], default=["pan", "zoom"],
+                        help="Flicker clips to run (none: no flicker runs).")
+    parser.add_argument("--speed-presets", nargs="+",
+                        help="x264 presets to time the speed clips with, one after the other (default: jaxstyle's).")
     parser.add_argument("--flicker-size", default="320x180", help="WxH of the flicker clip.")
     parser.add_argument("--flicker-frames", type=int, default=90)
     parser.add_argument("--per-frame", action=argparse.BooleanOptionalAction, default=True,
@@ -323,27 +327,30 @@ def main() -> None:
         w, h = (int(n) for n in args.size.split("x"))
         photo = source_photo(args.photo, (h, w), 8 * args.pan * args.rate)
         report["speed"] = []
-        for seconds in args.seconds:
+        for seconds, preset in [(s, p) for s in args.seconds for p in args.speed_presets or [None]]:
             frames = round(seconds * args.rate)
             clip = folder / f"speed_{seconds:g}s.mp4"
             make_clip(photo, clip, size=(h, w), frames=frames, rate=args.rate, pan=args.pan)
             job = {"style": style, "config": args.config, "max_side": args.max_side, "clip": str(clip),
-                   "output": str(folder / f"speed_{seconds:g}s_out.mp4"), "every": args.keyframe_every}
+                   "output": str(folder / f"speed_{seconds:g}s_out.mp4"), "every": args.keyframe_every,
+                   "preset": preset}
             done = subprocess.run([sys.executable, "-c", WORKER, json.dumps(job)], capture_output=True, text=True,
                                   check=True)
             summary = json.loads(done.stdout.strip().splitlines()[-1])
             carry_s = summary["seconds"] - summary["solve_seconds"]
-            row = {"seconds_of_video": seconds, "frames": summary["frames"], "keyframes": summary["keyframes"],
+            row = {"seconds_of_video": seconds, "encoder_preset": preset or video.ENCODER_OPTIONS["preset"],
+                   "frames": summary["frames"], "keyframes": summary["keyframes"],
                    "solve_seconds": round(summary["solve_seconds"], 1), "carry_seconds": round(carry_s, 1),
                    "carry_fps": summary["frames"] / carry_s, "peak_rss_mb": round(summary["peak_rss_mb"])}
             report["speed"].append(row)
             clip.unlink()
-            print(f"{w}x{h} {seconds:g} s ({row['frames']} frames): {row['keyframes']} keyframes solved in "
+            print(f"{w}x{h} {seconds:g} s ({row['frames']} frames, x264 {row['encoder_preset']}): "
+                  f"{row['keyframes']} keyframes solved in "
                   f"{row['solve_seconds']} s; carry and slice {row['carry_fps']:.2f} frames/s; peak RSS "
                   f"{row['peak_rss_mb']} MiB", flush=True)
 
         # per-frame transfer's rate at --size
-        if args.seconds:
+        if args.seconds and args.per_frame_frames:
             from jaxstyle.single import stylize
 
             still = photo[:h, :w].astype(np.float32) / 255
