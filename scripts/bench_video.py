@@ -72,21 +72,32 @@ def pan_offsets(frames: int, pan: int, room: int) -> list[int]:
     return out
 
 
-def make_clip(photo, path: Path, *, size: tuple[int, int], frames: int, rate: int, pan: int) -> list[int]:
-    """A clip of `frames` windows `size` (H, W) of `photo` (uint8, wide enough), H.264 crf 18;
-    returns each frame's window offset (px)."""
+CLIP_OPTIONS = {"crf": "18", "preset": "ultrafast"}  # the test clips' own H.264
+
+
+def encode(frames, path: Path, *, size: tuple[int, int], rate: int, options: dict = CLIP_OPTIONS) -> float:
+    """`frames` (uint8 `[H, W, 3]`, `size` (H, W), any iterable) as H.264 with `options`, pts 0, 1, 2,
+    ... in 1/rate; returns the seconds it took."""
     import av
 
-    h, w = size
-    offsets = pan_offsets(frames, pan, photo.shape[1] - w)
+    start = time.perf_counter()
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=rate, options={"crf": "18", "preset": "ultrafast"})
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        for t, x in enumerate(offsets):
-            frame = av.VideoFrame.from_ndarray(photo[:h, x:x + w], format="rgb24")
+        stream = container.add_stream("libx264", rate=rate, options=dict(options))
+        (stream.height, stream.width), stream.pix_fmt = size, "yuv420p"
+        for t, pixels in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
             frame.pts = t
             container.mux(stream.encode(frame))
         container.mux(stream.encode(None))
+    return time.perf_counter() - start
+
+
+def make_clip(photo, path: Path, *, size: tuple[int, int], frames: int, rate: int, pan: int) -> list[int]:
+    """A clip of `frames` windows `size` (H, W) of `photo` (uint8, wide enough), H.264 crf 18;
+    returns each frame's window offset (px)."""
+    h, w = size
+    offsets = pan_offsets(frames, pan, photo.shape[1] - w)
+    encode((photo[:h, x:x + w] for x in offsets), path, size=size, rate=rate)
     return offsets
 
 
@@ -99,7 +110,6 @@ def zoom_scales(frames: int, zoom: float, top: float) -> list[float]:
 def make_zoom_clip(photo, path: Path, *, size: tuple[int, int], frames: int, rate: int, zoom: float) -> list[float]:
     """A clip of `frames` frames `size` (H, W): the centre of `photo` (uint8, the clip's aspect)
     magnified by each of `zoom_scales`, resampled with Lanczos, H.264 crf 18; returns the scales."""
-    import av
     import numpy as np
     from PIL import Image
 
@@ -107,16 +117,10 @@ def make_zoom_clip(photo, path: Path, *, size: tuple[int, int], frames: int, rat
     ph, pw = photo.shape[:2]
     scales = zoom_scales(frames, zoom, 1.5)
     source = Image.fromarray(photo)
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=rate, options={"crf": "18", "preset": "ultrafast"})
-        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
-        for t, s in enumerate(scales):
-            box = (pw / 2 - pw / (2 * s), ph / 2 - ph / (2 * s), pw / 2 + pw / (2 * s), ph / 2 + ph / (2 * s))
-            pixels = np.asarray(source.resize((w, h), Image.Resampling.LANCZOS, box=box))
-            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-            frame.pts = t
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
+    boxes = ((pw / 2 - pw / (2 * s), ph / 2 - ph / (2 * s), pw / 2 + pw / (2 * s), ph / 2 + ph / (2 * s))
+             for s in scales)
+    encode((np.asarray(source.resize((w, h), Image.Resampling.LANCZOS, box=box)) for box in boxes), path,
+           size=size, rate=rate)
     return scales
 
 

@@ -16,27 +16,9 @@ import argparse
 import os
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-
-def encode(frames, path: Path, options: dict, size: tuple[int, int]) -> float:
-    """`frames` (uint8 `[H, W, 3]`) as H.264 with `options`; returns the seconds it took."""
-    import av
-
-    start = time.perf_counter()
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264", rate=30, options=dict(options))
-        stream.height, stream.width = size
-        stream.pix_fmt = "yuv420p"
-        for i, pixels in enumerate(frames):
-            frame = av.VideoFrame.from_ndarray(pixels, format="rgb24")
-            frame.pts = i
-            container.mux(stream.encode(frame))
-        container.mux(stream.encode(None))
-    return time.perf_counter() - start
 
 
 def main() -> None:
@@ -74,9 +56,9 @@ def main() -> None:
         for preset in args.presets:
             options = {"crf": args.crf, "preset": preset}
             path = folder / f"{preset}.mp4"
-            encode(sliced, path, options, (180, 320))
+            bv.encode(sliced, path, size=(180, 320), rate=30, options=options)
             difference = bv.flicker(bv.decoded(path), offsets)
-            seconds = encode(large, folder / "large.mp4", options, (1080, 1920))
+            seconds = bv.encode(large, folder / "large.mp4", size=(1080, 1920), rate=30, options=options)
             row = {"flicker": difference, "over_input": difference / report["input"], "bytes": os.path.getsize(path),
                    "fps_1080p": args.frames / seconds}
             report["presets"][preset] = row
