@@ -82,7 +82,7 @@ def _close(objective: Objective, state: State, args: Any, *, items: Items) -> tu
 
 def run_host(weights: VGGWeights, inputs: Inputs, *, config: Config, items: Items, count: int | None = None,
              content_full: Any = None, progress: ProgressFn | None = None, log_terms: bool = False,
-             snapshot: SnapshotFn | None = None, snapshot_every: int = 0) -> HostRun:
+             snapshot: SnapshotFn | None = None, snapshot_every: int = 0, start_look: Any = None) -> HostRun:
     """Run the plan of `config` on `inputs` (one item, or a batch whose first `count` items are real).
 
     content_full: the content photo at its own size, float32 `[H, W, 3]` on the host (for a
@@ -91,6 +91,7 @@ def run_host(weights: VGGWeights, inputs: Inputs, *, config: Config, items: Item
     progress: `progress(stage, Progress)` between chunks (`[count]` fields for a batch).
     log_terms: also evaluate the loss terms at each report (`Progress.terms`, one item only).
     snapshot: `snapshot(stage, iteration, best image)` about every `snapshot_every` iterations.
+    start_look: a look to start from instead of the preset's start (`pipeline.run_plan`'s `start`).
     Raises `DivergenceError` when every item diverged at a stage's first step, `Interrupted`
     on Ctrl-C (with the best image so far).
     """
@@ -144,7 +145,7 @@ def run_host(weights: VGGWeights, inputs: Inputs, *, config: Config, items: Item
     start = time.perf_counter()
     try:  # key None: each item draws from PRNGKey(config.seed) inside its program
         image, look = run_plan(weights, inputs, None, {}, config=config, call=call, solve=solve,
-                               content_full=content_full, with_look=True)
+                               content_full=content_full, with_look=True, start=start_look)
     except KeyboardInterrupt:
         best = reporter[0].best_image() if reporter[0] is not None else None
         if best is None and stages:  # nothing better yet in this stage: the last stage's result

@@ -5,7 +5,7 @@ Images are float32 `[H, W, 3]` RGB in [0, 1]; masks `[H, W, K]` one-hot stacks o
 `run_plan` is the whole Deep Photo Style Transfer pipeline as a loop over pure item
 functions, each of the form `fn(shared, item, *, config, stage)`:
 
-    setup   (weights, key), (inputs, loss_weights) -> (targets, start)
+    setup   (weights, key), (inputs, loss_weights, look) -> (targets, start)
     enter   weights, (inputs, targets, x)          -> (x0, stage targets)   per stage
     [solve] the stage's optimisation                -> best iterate          (the caller's)
     leave   (), (x, inputs)                         -> x at working size     coarse stages
@@ -47,7 +47,7 @@ from jaxstyle.upsample import upsample_affine
 from jaxstyle.vgg import VGGWeights
 
 __all__ = [
-    "CAFFE_MEAN_RGB", "Inputs", "MIN_SIDE", "Stage", "check_sizes", "coarse_targets", "direct", "enter", "filters",
+    "CAFFE_MEAN_RGB", "Inputs", "MIN_SIDE", "Stage", "check_sizes", "check_start", "coarse_targets", "direct", "enter", "filters",
     "finish", "fit", "grid_shape", "initial_image", "leave", "needs_key", "plan", "render", "resize", "run_plan",
     "scaled_shape", "setup", "smooth", "upsample", "upsample_settings", "with_guide",
 ]
@@ -188,13 +188,30 @@ def grid_shape(config: Config, content_shape: tuple[int, ...]) -> tuple[int, int
     return grid.grid_shape(content_shape[:2], cell=config.grid.cell, depth=config.grid.depth)
 
 
-def setup(shared: tuple[VGGWeights, jax.Array | None], item: tuple[Inputs, Mapping[str, jax.Array]], *,
+def check_start(look_shape: tuple[int, ...], config: Config, content_shape: tuple[int, ...]) -> None:
+    """Refuse a start look that `setup` cannot use for a working size `(H, W, ...)`: a grid
+    run's must have the run's own nodes, a pixel solve's any grid of affine maps."""
+    want = (*grid_shape(config, content_shape), 3, 4)
+    shape = tuple(look_shape)
+    fits = shape == want if config.grid.enabled else (len(shape) == 5 and shape[3:] == (3, 4)
+                                                      and min(shape[:3]) >= 2)
+    if not fits:
+        raise JaxstyleError(f"the start look has shape {list(shape)}; this run needs {list(want)} (a look solved "
+                            f"with the same preset at the same working size)")
+
+
+def setup(shared: tuple[VGGWeights, jax.Array | None],
+          item: tuple[Inputs, Mapping[str, jax.Array], jax.Array | None], *,
           config: Config, stage: Stage | None = None) -> tuple[dict[str, Any], jax.Array]:
-    """Full-size targets (with `loss_weights` overriding the term weights) and the start."""
+    """Full-size targets (with `loss_weights` overriding the term weights) and the start: from
+    `config.init`, or, when the item's `look` `[gh, gw, gd, 3, 4]` is given, that look (a grid
+    run's unknown as it is, a pixel solve's start its slice under the content)."""
     weights, key = shared
-    inputs, loss_weights = item
+    inputs, loss_weights, look = item
     targets = with_guide(prepare_targets(weights, *inputs, cfg=config.loss), inputs.content, config)
     targets["weights"] = {**targets["weights"], **loss_weights}
+    if look is not None:
+        return targets, look if config.grid.enabled else jnp.clip(grid.slice_grid(look, inputs.content), 0.0, 1.0)
     x = initial_image(*inputs, config=config, key=key)
     if config.grid.enabled:  # the look that reproduces the start best
         x = grid.fit_grid(inputs.content, x, grid_shape(config, inputs.content.shape), ridge=config.grid.fit_ridge)
@@ -288,13 +305,15 @@ def direct(fn: Callable, shared: Any, item: Any, **static: Any) -> Any:
 
 
 def run_plan(weights: VGGWeights, inputs: Inputs, key: jax.Array | None, loss_weights: Mapping[str, jax.Array],
-             *, config: Config, call: Call, solve: Solve, content_full: Any = None, with_look: bool = False) -> Any:
+             *, config: Config, call: Call, solve: Solve, content_full: Any = None, with_look: bool = False,
+             start: jax.Array | None = None) -> Any:
     """The pipeline for one item (see the module docstring); returns the image `[H, W, 3]`,
     at the size of `content_full` (the content photo at its own size) when it is given; with
     `with_look`, `(image, look)`: the grid `[gh, gw, gd, 3, 4]` whose slice the image is (grid
-    runs and `grid.project`), else None."""
+    runs and `grid.project`), else None. `start`: a look to start from instead of `config.init`
+    (`check_start`)."""
     check_sizes(inputs.content.shape[-3:], inputs.style.shape[-3:])
-    targets, x = call(setup, (weights, key), (inputs, dict(loss_weights)), config=config)
+    targets, x = call(setup, (weights, key), (inputs, dict(loss_weights), start), config=config)
     for stage in plan(config):
         x0, stage_targets = x, targets
         if stage.enters:

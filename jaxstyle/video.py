@@ -7,9 +7,11 @@ size, one working size).
 Keyframes are the first frame, a frame `every` seconds after the last keyframe, and a shot
 change (4 x 4 block means of small grey thumbnails of consecutive frames differing by more than
 `cut` on average). Each keyframe's look is solved with the preset (`stylize`, at the working
-size). The camera's translation is followed frame to frame (phase correlation of the
-thumbnails), so each keyframe's look is sliced under a frame moved with the content it was
-solved on: a pan does not drag the content through the look's spatial variations. Between two
+size), the first of each shot from the preset's start, the others from the keyframe before's
+look moved with the content (`move_look`), so that neighbouring keyframes' looks stay alike. The
+camera's translation is followed frame to frame (phase correlation of the thumbnails), so each
+keyframe's look is sliced under a frame moved with the content it was solved on: a pan does not
+drag the content through the look's spatial variations. Between two
 keyframes a frame gets both looks, blended linearly in time where both keyframes showed its
 content, and the look of the one that did where only one did (`blend_frame`); nothing is
 blended across a shot change, and frames after the last keyframe keep its look. Zooms and
@@ -45,7 +47,7 @@ from jaxstyle.errors import Interrupted, JaxstyleError
 
 __all__ = [
     "ENCODER_OPTIONS", "FrameLook", "Step", "VideoInfo", "blend_frame", "blend_weight", "block_mean", "carry_looks",
-    "check_paths", "check_solver_config", "frame_time", "lead_keyframes", "make_solver", "partial_path",
+    "check_paths", "check_solver_config", "frame_time", "lead_keyframes", "make_solver", "move_look", "partial_path",
     "pick_keyframes", "probe", "render", "slice_frame", "stored_look", "stylize_video", "thumbnail", "to_pixels",
     "track", "translation", "upright",
 ]
@@ -71,7 +73,8 @@ PEAK_SIGMA = 0.1
 SEEN_FEATHER = 0.25
 TIME_SLACK = 1e-3  # s: frame times are rounded to their time base
 
-Solve = Callable[[np.ndarray], np.ndarray]  # frame [H, W, 3] -> look [gh, gw, gd, 3, 4]
+# solve(frame [H, W, 3], start=None) -> look [gh, gw, gd, 3, 4]; `start`: a look to solve from
+Solve = Callable[..., np.ndarray]
 # Called after each frame is written: (frames written, frames in the file or 0 if unknown,
 # keyframes solved, seconds spent solving, seconds in all).
 FrameFn = Callable[[int, int, int, float, float], None]
@@ -262,20 +265,45 @@ class FrameLook:
     weight: float = 0.0
 
 
-def carry_looks(steps: Iterable[Step], keys: Iterator[Step], solve: Solve) -> Iterator[FrameLook]:
+def move_look(look: np.ndarray, shift: tuple[float, float], size: tuple[int, int]) -> np.ndarray:
+    """The look `[gh, gw, gd, 3, 4]` of frames of `size` (rows, columns) moved with their content
+    by `shift` `(dy, dx)` px: what `_maps` slices with that shift, resampled onto the nodes
+    (linear, clamped at the edges; exact for shifts of whole node spacings)."""
+    out = np.asarray(look, np.float32)
+    for axis, (s, n) in enumerate(zip(shift, size)):
+        nodes = out.shape[axis]
+        pos = np.clip(np.arange(nodes) - s / n * (nodes - 1), 0.0, nodes - 1.0)
+        low = np.minimum(np.floor(pos), nodes - 2).astype(np.int64)
+        f = (pos - low).astype(np.float32).reshape((-1,) + (1,) * (out.ndim - 1 - axis))
+        out = (1 - f) * np.take(out, low, axis) + f * np.take(out, low + 1, axis)
+    return out
+
+
+def carry_looks(steps: Iterable[Step], keys: Iterator[Step], solve: Solve, *,
+                size: tuple[int, int] | None = None) -> Iterator[FrameLook]:
     """What each frame is sliced with (`FrameLook`), for the frames' `steps` (`track`, decoding
     order) and their keyframes `keys` (`pick_keyframes` of the same frames, each payload its
     pixels, solved by `solve`): the looks of the keyframes around the frame, each moved with the
     content, their shares by `blend_weight`. A keyframe is solved when a frame first needs it,
-    and only the two keyframes around the current frame are held."""
+    and only the two keyframes around the current frame are held. With the frames' `size`
+    (rows, columns), a keyframe that does not start a shot is solved from the keyframe before it's
+    look moved with the content (`solve(pixels, start=...)`), so that neighbouring keyframes'
+    looks stay alike and their blend does not drift."""
+
+    def solved(key: Step, before: Step | None, look: np.ndarray | None) -> np.ndarray:
+        if size is None or before is None or key.cut:
+            return np.asarray(solve(key.payload), np.float32)
+        start = move_look(look, _minus(key.position, before.position), size)
+        return np.asarray(solve(key.payload, start=start), np.float32)
+
     k0 = next(keys, None)
     if k0 is None:
         return
-    look0 = np.asarray(solve(k0.payload), np.float32)
+    look0 = solved(k0, None, None)
     k1, look1 = next(keys, None), None
     for step in steps:
         while k1 is not None and step.index >= k1.index:
-            k0, look0 = k1, np.asarray(solve(k1.payload), np.float32) if look1 is None else look1
+            k0, look0 = k1, solved(k1, k0, look0) if look1 is None else look1
             k1, look1 = next(keys, None), None
         w = blend_weight(step.time, k0, k1)
         shift0 = _minus(step.position, k0.position)
@@ -283,7 +311,7 @@ def carry_looks(steps: Iterable[Step], keys: Iterator[Step], solve: Solve) -> It
             yield FrameLook(step, look0, shift0)
             continue
         if look1 is None:
-            look1 = np.asarray(solve(k1.payload), np.float32)
+            look1 = solved(k1, k0, look0)
             if look1.shape != look0.shape:
                 raise JaxstyleError(f"keyframes' looks differ in shape ({list(look0.shape)} and "
                                     f"{list(look1.shape)}): the frames must share one size")
@@ -386,7 +414,8 @@ def make_solver(style, *, config: Any = "default", overrides: Any = None, max_si
                 masks: str = "none", regions: int | None = None, weights: Any = None) -> Solve:
     """A `Solve` for `stylize_video`: the look of the style photo `style` (a path or an image) on a
     frame, solved by `stylize` with the preset `config` at the working size `max_side`; with
-    `masks` "auto" each keyframe's masks are found by `automask.auto_masks`."""
+    `masks` "auto" each keyframe's masks are found by `automask.auto_masks`; a `start` look
+    (upright) is the solve's start instead of the preset's."""
     from jaxstyle import automask, reading
     from jaxstyle.config import Config, load_config
     from jaxstyle.single import load_inputs, stylize
@@ -402,7 +431,7 @@ def make_solver(style, *, config: Any = "default", overrides: Any = None, max_si
     style_image = reading.load_image(style) if isinstance(style, (str, os.PathLike)) else reading.to_numpy_image(style)
     weights = weights if weights is not None else resolve_weights(cfg.backbone, allow_fallback=cfg.allow_fallback)
 
-    def solve(frame: np.ndarray) -> np.ndarray:
+    def solve(frame: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
         cmask = smask = None
         if masks == "auto":
             content_a, style_a, *_ = load_inputs(frame, style_image, max_side=side, buckets=cfg.buckets)
@@ -410,7 +439,7 @@ def make_solver(style, *, config: Any = "default", overrides: Any = None, max_si
             if len(pair.labels) > 1:  # one region: the plain, unmasked transfer
                 cmask, smask = (np.argmax(np.asarray(m), axis=-1).astype(np.int32) for m in (pair.content, pair.style))
         result = stylize(frame, style_image, content_mask=cmask, style_mask=smask, config=cfg, weights=weights,
-                         max_side=side, full_size=False)
+                         max_side=side, full_size=False, start_look=start)
         return result.look
 
     return solve
@@ -502,7 +531,7 @@ def lead_keyframes(path: Path, info: VideoInfo, *, every: float, cut: float) -> 
 
 
 def stylize_video(source, output, solve: Solve, *, every: float = KEYFRAME_EVERY, cut: float = CUT,
-                  force: bool = False, on_frame: FrameFn | None = None) -> dict[str, Any]:
+                  force: bool = False, on_frame: FrameFn | None = None, warm_start: bool = True) -> dict[str, Any]:
     """What `jaxstyle video` does: every frame of the video `source` with the look `solve` gives
     its keyframes (module docstring), written to `output` (.mp4, .mov or .mkv; H.264) with the
     input's frame times, rotation and audio.
@@ -511,7 +540,8 @@ def stylize_video(source, output, solve: Solve, *, every: float = KEYFRAME_EVERY
     without `force`, a codec or container that cannot be written) comes before any solve.
     Ctrl-C (or `Interrupted` from a solve) flushes what was encoded to `partial_path(output)`,
     which plays, and raises `Interrupted` saying so. Returns a summary: frames, keyframes, the
-    seconds spent solving and in all.
+    seconds spent solving and in all. `warm_start`: keyframes within a shot are solved from the
+    previous keyframe's look (`carry_looks`); without it, each from the preset's start.
     """
     av = _av()
     source, output = Path(source), Path(output)
@@ -525,9 +555,13 @@ def stylize_video(source, output, solve: Solve, *, every: float = KEYFRAME_EVERY
     start = time.perf_counter()
     solved = {"keyframes": 0, "seconds": 0.0}
 
-    def timed_solve(pixels: np.ndarray) -> np.ndarray:
+    def timed_solve(pixels: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
         t0 = time.perf_counter()
-        look = stored_look(np.asarray(solve(pixels), np.float32), info.rotation)
+        if start is None:
+            look = solve(pixels)
+        else:  # the start, moved in the stored frame's coordinates, turned upright
+            look = solve(pixels, start=np.ascontiguousarray(np.rot90(start, info.rotation // 90, axes=(0, 1))))
+        look = stored_look(np.asarray(look, np.float32), info.rotation)
         solved["keyframes"] += 1
         solved["seconds"] += time.perf_counter() - t0
         return look
@@ -553,7 +587,8 @@ def stylize_video(source, output, solve: Solve, *, every: float = KEYFRAME_EVERY
 
     keys = lead_keyframes(source, info, every=every, cut=cut)
     try:
-        for how in carry_looks(_steps(frames(), info, cut), keys, timed_solve):
+        size = (info.height, info.width) if warm_start else None
+        for how in carry_looks(_steps(frames(), info, cut), keys, timed_solve, size=size):
             frame = how.step.payload
             out = av.VideoFrame.from_ndarray(render(frame.to_ndarray(format="rgb24"), how), format="rgb24")
             out.pts, out.time_base = frame.pts, frame.time_base

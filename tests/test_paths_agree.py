@@ -86,6 +86,21 @@ def assert_same(image, reference, name):
     assert np.abs(image - reference).mean() < MEAN_ATOL, name
 
 
+def test_a_warm_start_gives_the_same_image_on_both_library_paths(vgg16, tmp_path):
+    """One pair's look as the start of another's solve: `stylize(start_look=...)` and the pure
+    `stylize_image(start=...)` agree, and the start changes the result."""
+    (tmp_path / "tiny.toml").write_text(tiny("default"))
+    cfg = load_config(tmp_path / "tiny.toml")
+    first, second = tiny_pairs()
+    look = stylize(first[0], first[1], config=cfg, weights=vgg16).look
+    warm = stylize(*second[:2], content_mask=second[2], style_mask=second[3], config=cfg, weights=vgg16,
+                   start_look=look).image
+    pure = jax.jit(lambda *a, start: stylize_image(vgg16, *a, config=cfg, start=start))
+    assert_same(np.asarray(pure(*(jnp.asarray(a) for a in second), start=jnp.asarray(look))), warm, "stylize_image")
+    cold = stylize(*second[:2], content_mask=second[2], style_mask=second[3], config=cfg, weights=vgg16).image
+    assert np.abs(warm - cold).mean() > 1e-3
+
+
 # paper compiles its own programs (~20 s on 2 cores): with the slow tests.
 @pytest.mark.parametrize("preset", [pytest.param("paper", marks=pytest.mark.slow), "default",
                                     pytest.param("fast", marks=pytest.mark.slow)])

@@ -344,3 +344,33 @@ def test_every_entry_point_refuses_a_photo_too_thin_for_the_network(vgg16):
         stylize_batch(thin[None], content[None], config=tiny_config(), weights=vgg16)
     with pytest.raises(JaxstyleError, match="the content image is 64x3 px at the working size"):
         stylize(thin, content, config=tiny_config(), weights=vgg16)
+
+
+def test_a_start_look_is_a_grid_runs_start_and_its_slice_a_pixel_solves(vgg16, pair):
+    """`setup` given a look: a grid run starts from it as it is, a pixel solve from its slice
+    under the content clipped to [0, 1]; without one, from `config.init` as before."""
+    from jaxstyle import grid, pipeline
+
+    inputs = pipeline.Inputs(*(jnp.asarray(a) for a in pair))
+    on_grid = load_config("default", {"loss.content_layers": ["relu2_2"], "loss.style_layers": ["relu1_1"]})
+    look = jnp.asarray(np.random.default_rng(0).normal(0.5, 0.4, (*pipeline.grid_shape(on_grid, (H, W)), 3, 4)),
+                       jnp.float32)
+    _, x = pipeline.setup((vgg16, None), (inputs, {}, look), config=on_grid)
+    np.testing.assert_array_equal(x, look)
+    _, x = pipeline.setup((vgg16, None), (inputs, {}, look), config=tiny_config())
+    sliced = np.asarray(grid.slice_grid(look, inputs.content))
+    assert sliced.min() < 0 or sliced.max() > 1  # so the clip is seen
+    np.testing.assert_allclose(x, np.clip(sliced, 0, 1), atol=1e-6)
+    _, cold = pipeline.setup((vgg16, None), (inputs, {}, None), config=tiny_config())
+    np.testing.assert_allclose(cold, pipeline.initial_image(*inputs, config=tiny_config()), atol=1e-6)
+
+
+def test_a_start_look_of_the_wrong_shape_is_refused_before_any_work(vgg16, pair):
+    from jaxstyle.errors import JaxstyleError
+
+    on_grid = load_config("default", {"max_side": 64})  # 32x48 at cell 8: nodes 5 x 7 x 8
+    with pytest.raises(JaxstyleError, match=r"the start look has shape \[4, 7, 8, 3, 4\]; this run needs "
+                                            r"\[5, 7, 8, 3, 4\] \(a look solved with the same preset"):
+        stylize(pair[0], pair[1], config=on_grid, weights=vgg16, start_look=np.zeros((4, 7, 8, 3, 4)))
+    with pytest.raises(JaxstyleError, match=r"the start look has shape \[2, 2, 8, 3, 3\]"):
+        stylize(pair[0], pair[1], config=tiny_config(), weights=vgg16, start_look=np.zeros((2, 2, 8, 3, 3)))

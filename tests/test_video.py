@@ -64,7 +64,7 @@ def gradient_frames(n: int = 12, h: int = 48, w: int = 64) -> list[np.ndarray]:
             for i in range(n)]
 
 
-def flat_look(pixels: np.ndarray) -> np.ndarray:
+def flat_look(pixels: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
     """The stand-in solve: every node `out = 0.8 (c - 1/2) + 1/2 + (0.1, 0, -0.1)` shifted by a
     tenth of the frame's mean colour, on a 3 x 4 x 2 grid."""
     look = np.zeros((3, 4, 2, 3, 4), np.float32)
@@ -73,7 +73,7 @@ def flat_look(pixels: np.ndarray) -> np.ndarray:
     return look
 
 
-def never(pixels):
+def never(pixels, start=None):
     raise AssertionError("a keyframe was solved")
 
 
@@ -192,6 +192,44 @@ def test_carry_looks_blends_in_time_and_holds_across_a_cut():
     assert all(f.shift0 == (0.0, 0.0) for f in looks)
 
 
+def test_keyframes_within_a_shot_start_from_the_previous_look_moved_with_the_content():
+    """With the frames' size, a keyframe after the first of its shot is solved from the keyframe
+    before it's look moved with the content (here one node spacing down); the first keyframe and
+    a shot's first are solved from the preset's start."""
+    starts = []
+
+    def solve(pixels, start=None):
+        starts.append(start)
+        look = np.full((3, 3, 2, 3, 4), pixels, np.float32)
+        return look + np.arange(3, dtype=np.float32)[:, None, None, None, None]  # rows 0, 1, 2 apart
+
+    def steps():  # 4 px down a frame; rows of nodes 16 px apart in a 32 x 48 frame
+        return (video.Step(index=i, time=i / 4, position=(4.0 * i, 0.0), cut=i == 6, payload=float(i))
+                for i in range(9))
+
+    list(video.carry_looks(steps(), video.pick_keyframes(steps(), every=1.0), solve, size=(32, 48)))
+    assert [s is None for s in starts] == [True, False, True]  # keyframes 0, 4 and 6 (a cut)
+    np.testing.assert_allclose(starts[1][:, 0, 0, 0, 0], [0.0, 0.0, 1.0])  # rows 0, 0, 1 of keyframe 0's look
+    np.testing.assert_array_equal(starts[1], video.move_look(solve(0.0), (16.0, 0.0), (32, 48)))
+
+
+@pytest.mark.parametrize("shift", [(0.0, 0.0), (8.0, -16.0), (-24.0, 40.0)])
+def test_a_moved_look_slices_as_the_look_moved_by_the_shift(shift):
+    """For shifts of whole node spacings (8 px here), `move_look` then slicing in place gives what
+    slicing the look with that shift gives, everywhere (both clamp at the edges); no shift is
+    no change."""
+    rng = np.random.default_rng(0)
+    look = rng.normal(0.5, 0.2, (5, 7, 4, 3, 4)).astype(np.float32)
+    frame = rng.integers(0, 256, (32, 48, 3), dtype=np.uint8)
+    moved = video.move_look(look, shift, (32, 48))
+    assert moved.shape == look.shape and moved.dtype == np.float32
+    here = np.asarray(video.slice_frame(moved, frame, np.zeros(2, np.float32)), int)
+    there = np.asarray(video.slice_frame(look, frame, np.asarray(shift, np.float32)), int)
+    assert np.abs(here - there).max() <= 1  # 8-bit rounding
+    if shift == (0.0, 0.0):
+        np.testing.assert_array_equal(moved, look)
+
+
 PAN = 2  # px a frame
 PAN_FRAMES = 36  # 3 s at 12 frames/s
 
@@ -218,15 +256,16 @@ def pan(tmp_path_factory):
     return frames, solve, pan_flicker(per_frame)
 
 
-@pytest.mark.parametrize("every", [1.0, 2.0])
-def test_flicker_on_a_pan_is_a_quarter_of_per_frame_transfer(pan, every):
+@pytest.mark.parametrize("every, warm", [(1.0, False), (1.0, True), (2.0, True)])
+def test_flicker_on_a_pan_is_a_quarter_of_per_frame_transfer(pan, every, warm):
     """The pan clip with keyframes every 1 s (frames 0, 12, 24: blends where both saw the
     content) and every 2 s (the default: frames 0 and 24, 48 px apart, so each part of the view
-    is handed from one look to the other as it enters): the flicker is at most a quarter of
-    every frame solved on its own (measured: 0.19 and 0.08 of it)."""
+    is handed from one look to the other as it enters), each keyframe solved from the preset's
+    start or (`warm`) from the one before's look: the flicker is at most a quarter of every frame
+    solved on its own."""
     frames, solve, theirs = pan
     keys = video.pick_keyframes(steps_of(frames), every=every)
-    looks = video.carry_looks(steps_of(frames), keys, solve)
+    looks = video.carry_looks(steps_of(frames), keys, solve, size=frames[0].shape[:2] if warm else None)
     carried = [video.render(as_bytes(how.step.payload), how) / 255 for how in looks]
     ours = pan_flicker(carried)
     assert ours <= theirs / 4, (ours, theirs)
@@ -260,15 +299,22 @@ def test_round_trip_keeps_frames_times_rate_and_audio(tmp_path):
 
 
 def test_rotation_is_kept_and_keyframes_are_solved_upright(tmp_path):
+    """A video stored 64x48 and displayed a quarter turn round: keyframes (0 and 3) are solved
+    upright, and the second starts from the first's look as solved, upright (the camera still)."""
     source = write_clip(tmp_path / "in.mp4", gradient_frames(4), rotation=90)
-    seen = []
+    seen, looks, starts = [], [], []
 
-    def solve(pixels):
+    def solve(pixels, start=None):
         seen.append(pixels.shape)
-        return flat_look(pixels)
+        starts.append(start)
+        look = flat_look(pixels) + np.arange(12, dtype=np.float32).reshape(3, 4, 1, 1, 1) / 100  # nodes told apart
+        looks.append(look)
+        return look
 
-    video.stylize_video(source, tmp_path / "out.mp4", solve)
-    assert seen == [(64, 48, 3)]  # stored 64x48, displayed a quarter turn round
+    video.stylize_video(source, tmp_path / "out.mp4", solve, every=0.25)
+    assert seen == [(64, 48, 3)] * 2  # stored 64x48, displayed a quarter turn round
+    assert starts[0] is None
+    np.testing.assert_allclose(starts[1], looks[0], atol=0.01)  # nodes differ by 0.01 to 0.11; a camera all but still
     assert video.probe(tmp_path / "out.mp4").rotation == 90
 
 
@@ -313,7 +359,7 @@ def test_ctrl_c_leaves_a_playable_partial_file(tmp_path):
     source = write_clip(tmp_path / "in.mp4", gradient_frames(), audio="aac")
     calls = []
 
-    def solve(pixels):  # keyframes 0, 3, 6, 9; the third is first needed by frame 4
+    def solve(pixels, start=None):  # keyframes 0, 3, 6, 9; the third is first needed by frame 4
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt
