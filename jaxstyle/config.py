@@ -65,7 +65,9 @@ class GridConfig:
     which keeps the maps from painting shapes into flat areas. `flat`: weight of the maps'
     change between neighbouring pixels of like colour (`jaxstyle.grid.flat_variation`, colour
     scale `flat_sigma`), which lets them change across the content's edges only. `fit_ridge`: a
-    fit's per-node least squares lean toward the global affine map by this much."""
+    fit's per-node least squares lean toward the global affine map by this much. `anchor`: in a
+    solve started from a given look (a video's keyframe from the one before), weight of the sliced
+    result's squared distance from that look's slice, in the loss's pixel units (`GridObjective`)."""
 
     enabled: bool = False
     project: bool = False
@@ -75,6 +77,7 @@ class GridConfig:
     flat: float = 0.0
     flat_sigma: float = 0.05
     fit_ridge: float = 1e-2
+    anchor: float = 0.0
 
     def __post_init__(self) -> None:
         if self.cell < 1 or self.depth < 2:
@@ -86,6 +89,8 @@ class GridConfig:
                                 f"got {self.flat} and {self.flat_sigma}")
         if not self.fit_ridge > 0:
             raise JaxstyleError(f"grid.fit_ridge must be > 0, got {self.fit_ridge}")
+        if not self.anchor >= 0:
+            raise JaxstyleError(f"grid.anchor must be >= 0, got {self.anchor}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,7 +186,7 @@ class Config:
     stage2: OptimConfig = OptimConfig(iterations=10, tol=1e-4)
     smooth: SmoothConfig = SmoothConfig(enabled=False)
     upsample: UpsampleConfig = UpsampleConfig()
-    grid: GridConfig = GridConfig(enabled=True, cell=8, flat=3e10)
+    grid: GridConfig = GridConfig(enabled=True, cell=8, flat=3e10, anchor=1.0)
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:

@@ -82,7 +82,7 @@ def _close(objective: Objective, state: State, args: Any, *, items: Items) -> tu
 
 def run_host(weights: VGGWeights, inputs: Inputs, *, config: Config, items: Items, count: int | None = None,
              content_full: Any = None, progress: ProgressFn | None = None, log_terms: bool = False,
-             snapshot: SnapshotFn | None = None, snapshot_every: int = 0, start_look: Any = None) -> HostRun:
+             snapshot: SnapshotFn | None = None, snapshot_every: int = 0, start: Any = None) -> HostRun:
     """Run the plan of `config` on `inputs` (one item, or a batch whose first `count` items are real).
 
     content_full: the content photo at its own size, float32 `[H, W, 3]` on the host (for a
@@ -91,7 +91,7 @@ def run_host(weights: VGGWeights, inputs: Inputs, *, config: Config, items: Item
     progress: `progress(stage, Progress)` between chunks (`[count]` fields for a batch).
     log_terms: also evaluate the loss terms at each report (`Progress.terms`, one item only).
     snapshot: `snapshot(stage, iteration, best image)` about every `snapshot_every` iterations.
-    start_look: a look to start from instead of the preset's start (`pipeline.run_plan`'s `start`).
+    start: a `pipeline.Start` to solve from instead of the preset's start (`pipeline.run_plan`).
     Raises `DivergenceError` when every item diverged at a stage's first step, `Interrupted`
     on Ctrl-C (with the best image so far).
     """
@@ -142,17 +142,17 @@ def run_host(weights: VGGWeights, inputs: Inputs, *, config: Config, items: Item
         seconds[stage.name] = seconds.get(stage.name, 0.0) + time.perf_counter() - t0
         return state.best_x
 
-    start = time.perf_counter()
+    began = time.perf_counter()
     try:  # key None: each item draws from PRNGKey(config.seed) inside its program
         image, look = run_plan(weights, inputs, None, {}, config=config, call=call, solve=solve,
-                               content_full=content_full, with_look=True, start=start_look)
+                               content_full=content_full, with_look=True, start=start)
     except KeyboardInterrupt:
         best = reporter[0].best_image() if reporter[0] is not None else None
         if best is None and stages:  # nothing better yet in this stage: the last stage's result
             best = stages[list(stages)[-1]].image
         where = {"smooth": "the final filter", "finish": "the final filter", "upsample": "the upsampling"}
         raise Interrupted(f"interrupted during {where.get(phase[0], phase[0])}", best) from None
-    seconds["total"] = time.perf_counter() - start
+    seconds["total"] = time.perf_counter() - began
     return HostRun(image=image, stages=stages, failed=failed, notes=notes, seconds=seconds, look=look)
 
 

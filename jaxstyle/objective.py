@@ -213,11 +213,16 @@ class GridObjective(Objective):
     the content is flat, maps that change from node to node paint shapes the content does not
     have, which the 3x3 matting term barely sees; plus `flat` times the sliced maps' change
     between neighbouring pixels of like colour (`jaxstyle.grid.flat_variation`, colour scale
-    `flat_sigma`), which lets maps change across the content's edges only."""
+    `flat_sigma`), which lets maps change across the content's edges only; plus, when the targets
+    hold an `"anchor"` (`pipeline.Start`, a warm start), `anchor` times the squared distance of
+    the sliced image from the slice of the start's look, each node's difference weighted by its
+    hold, in Caffe pixel units (as the total variation is), so that the solve stays near the look
+    it started from where that look was solved. All three are the term "grid"."""
 
     smooth: float = 0.0
     flat: float = 0.0
     flat_sigma: float = 0.05
+    anchor: float = 0.0
 
     def __call__(self, look: jax.Array, args: tuple[VGGWeights, dict[str, Any]]
                  ) -> tuple[jax.Array, dict[str, jax.Array]]:
@@ -230,4 +235,8 @@ class GridObjective(Objective):
         terms["grid"] = self.smooth * roughness(look)
         if self.flat:
             terms["grid"] = terms["grid"] + self.flat * flat_variation(maps, guide, sigma=self.flat_sigma)
+        if self.anchor and "anchor" in args[1]:  # the change from the start's slice (slicing is linear)
+            start = args[1]["anchor"]
+            moved = apply_maps(slice_maps((look - start.look) * start.hold[:, :, None, None, None], guide), guide)
+            terms["grid"] = terms["grid"] + self.anchor * jnp.sum(jnp.square(moved * losses.CAFFE_PIXEL_SCALE))
         return loss + terms["grid"], terms

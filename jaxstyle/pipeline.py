@@ -5,7 +5,7 @@ Images are float32 `[H, W, 3]` RGB in [0, 1]; masks `[H, W, K]` one-hot stacks o
 `run_plan` is the whole Deep Photo Style Transfer pipeline as a loop over pure item
 functions, each of the form `fn(shared, item, *, config, stage)`:
 
-    setup   (weights, key), (inputs, loss_weights, look) -> (targets, start)
+    setup   (weights, key), (inputs, loss_weights, Start) -> (targets, start)
     enter   weights, (inputs, targets, x)          -> (x0, stage targets)   per stage
     [solve] the stage's optimisation                -> best iterate          (the caller's)
     leave   (), (x, inputs)                         -> x at working size     coarse stages
@@ -35,6 +35,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxstyle.color import linear_color_transfer
 from jaxstyle.config import Config
@@ -47,7 +48,8 @@ from jaxstyle.upsample import upsample_affine
 from jaxstyle.vgg import VGGWeights
 
 __all__ = [
-    "CAFFE_MEAN_RGB", "Inputs", "MIN_SIDE", "Stage", "check_sizes", "check_start", "coarse_targets", "direct", "enter", "filters",
+    "CAFFE_MEAN_RGB", "Inputs", "MIN_SIDE", "Stage", "Start", "check_sizes", "check_start", "coarse_targets", "direct", "enter",
+    "filters",
     "finish", "fit", "grid_shape", "initial_image", "leave", "needs_key", "plan", "render", "resize", "run_plan",
     "scaled_shape", "setup", "smooth", "upsample", "upsample_settings", "with_guide",
 ]
@@ -70,6 +72,15 @@ class Inputs(NamedTuple):
     style_mask: jax.Array | None = None  # [Hs, Ws, K]
 
 
+class Start(NamedTuple):
+    """A solve's given start (a video's keyframe from the keyframe before): the look
+    `[gh, gw, gd, 3, 4]`, and how firmly `config.grid.anchor` holds each spatial node to it
+    `[gh, gw]` in [0, 1] (0 where the look was not solved on the content, say)."""
+
+    look: jax.Array
+    hold: jax.Array
+
+
 @dataclasses.dataclass(frozen=True)
 class Stage:
     """One optimisation stage: its name, whether the photorealism term is on, its optimiser,
@@ -86,7 +97,8 @@ class Stage:
     def objective(self, config: Config) -> Objective:
         if self.grid:
             return GridObjective(config.loss, self.use_photo, smooth=config.grid.smooth,
-                                 flat=config.grid.flat, flat_sigma=config.grid.flat_sigma)
+                                 flat=config.grid.flat, flat_sigma=config.grid.flat_sigma,
+                                 anchor=config.grid.anchor)
         return Objective(config.loss, self.use_photo)
 
     @property
@@ -188,30 +200,38 @@ def grid_shape(config: Config, content_shape: tuple[int, ...]) -> tuple[int, int
     return grid.grid_shape(content_shape[:2], cell=config.grid.cell, depth=config.grid.depth)
 
 
-def check_start(look_shape: tuple[int, ...], config: Config, content_shape: tuple[int, ...]) -> None:
-    """Refuse a start look that `setup` cannot use for a working size `(H, W, ...)`: a grid
-    run's must have the run's own nodes, a pixel solve's any grid of affine maps."""
+def check_start(start: Start, config: Config, content_shape: tuple[int, ...]) -> None:
+    """Refuse a start that `setup` cannot use for a working size `(H, W, ...)`: a grid run's look
+    must have the run's own nodes, a pixel solve's be any grid of affine maps; `hold` is
+    `[gh, gw]` in [0, 1]."""
     want = (*grid_shape(config, content_shape), 3, 4)
-    shape = tuple(look_shape)
+    shape = tuple(start.look.shape)
     fits = shape == want if config.grid.enabled else (len(shape) == 5 and shape[3:] == (3, 4)
                                                       and min(shape[:3]) >= 2)
     if not fits:
         raise JaxstyleError(f"the start look has shape {list(shape)}; this run needs {list(want)} (a look solved "
                             f"with the same preset at the same working size)")
+    hold = np.asarray(start.hold)
+    if hold.shape != shape[:2] or not (np.all(hold >= 0) and np.all(hold <= 1)):
+        raise JaxstyleError(f"the start's hold must be [gh, gw] = {list(shape[:2])} in [0, 1], got shape "
+                            f"{list(hold.shape)}" + ("" if hold.shape != shape[:2] else " with values outside"))
 
 
 def setup(shared: tuple[VGGWeights, jax.Array | None],
-          item: tuple[Inputs, Mapping[str, jax.Array], jax.Array | None], *,
+          item: tuple[Inputs, Mapping[str, jax.Array], Start | None], *,
           config: Config, stage: Stage | None = None) -> tuple[dict[str, Any], jax.Array]:
     """Full-size targets (with `loss_weights` overriding the term weights) and the start: from
-    `config.init`, or, when the item's `look` `[gh, gw, gd, 3, 4]` is given, that look (a grid
-    run's unknown as it is, a pixel solve's start its slice under the content)."""
+    `config.init`, or, when the item's `Start` is given, its look (a grid run's unknown as it
+    is, and with `config.grid.anchor` the targets' "anchor"; a pixel solve's start its slice
+    under the content)."""
     weights, key = shared
-    inputs, loss_weights, look = item
+    inputs, loss_weights, start = item
     targets = with_guide(prepare_targets(weights, *inputs, cfg=config.loss), inputs.content, config)
     targets["weights"] = {**targets["weights"], **loss_weights}
-    if look is not None:
-        return targets, look if config.grid.enabled else jnp.clip(grid.slice_grid(look, inputs.content), 0.0, 1.0)
+    if start is not None and config.grid.enabled:
+        return ({**targets, "anchor": start} if config.grid.anchor else targets), start.look
+    if start is not None:
+        return targets, jnp.clip(grid.slice_grid(start.look, inputs.content), 0.0, 1.0)
     x = initial_image(*inputs, config=config, key=key)
     if config.grid.enabled:  # the look that reproduces the start best
         x = grid.fit_grid(inputs.content, x, grid_shape(config, inputs.content.shape), ridge=config.grid.fit_ridge)
@@ -226,6 +246,8 @@ def enter(weights: VGGWeights, item: tuple[Inputs, dict[str, Any], jax.Array], *
         shape = scaled_shape(inputs.content.shape, stage.scale)
         small = coarse_targets(weights, inputs, config, shape)
         small["weights"] = targets["weights"]  # the run's term weights (overrides included)
+        if "anchor" in targets:  # a look does not depend on the size it is sliced at
+            small["anchor"] = targets["anchor"]
         return (x if stage.grid else resize(x, shape)), small
     if stage.smoothed_start:
         x = smooth(jnp.clip(x, 0.0, 1.0), inputs.content, config)
@@ -306,12 +328,12 @@ def direct(fn: Callable, shared: Any, item: Any, **static: Any) -> Any:
 
 def run_plan(weights: VGGWeights, inputs: Inputs, key: jax.Array | None, loss_weights: Mapping[str, jax.Array],
              *, config: Config, call: Call, solve: Solve, content_full: Any = None, with_look: bool = False,
-             start: jax.Array | None = None) -> Any:
+             start: Start | None = None) -> Any:
     """The pipeline for one item (see the module docstring); returns the image `[H, W, 3]`,
     at the size of `content_full` (the content photo at its own size) when it is given; with
     `with_look`, `(image, look)`: the grid `[gh, gw, gd, 3, 4]` whose slice the image is (grid
     runs and `grid.project`), else None. `start`: a look to start from instead of `config.init`
-    (`check_start`)."""
+    (`Start`, `check_start`)."""
     check_sizes(inputs.content.shape[-3:], inputs.style.shape[-3:])
     targets, x = call(setup, (weights, key), (inputs, dict(loss_weights), start), config=config)
     for stage in plan(config):

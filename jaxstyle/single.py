@@ -29,7 +29,7 @@ from jaxstyle.errors import JaxstyleError
 from jaxstyle.host import ProgressFn, SnapshotFn, run_host, status_names
 from jaxstyle.itemwise import ONE
 from jaxstyle.optimize import minimize_fixed
-from jaxstyle.pipeline import Inputs, Stage, check_sizes, check_start, direct, run_plan
+from jaxstyle.pipeline import Inputs, Stage, Start, check_sizes, check_start, direct, run_plan
 from jaxstyle.vgg import VGGWeights
 from jaxstyle.weights import resolve_weights
 
@@ -64,7 +64,7 @@ def stylize_image(weights: VGGWeights, content: jax.Array, style: jax.Array,
                   content_mask: jax.Array | None = None, style_mask: jax.Array | None = None, *,
                   config: Config, loss_weights: Mapping[str, jax.Array] | None = None,
                   key: jax.Array | None = None, content_full: jax.Array | None = None,
-                  start: jax.Array | None = None) -> jax.Array:
+                  start: jax.Array | None = None, start_hold: jax.Array | None = None) -> jax.Array:
     """The whole pipeline as a pure function of arrays; returns the image `[H, W, 3]` (at
     `content_full`'s size `[Hf, Wf, 3]` when that, the content photo at its own size, is given).
 
@@ -78,7 +78,8 @@ def stylize_image(weights: VGGWeights, content: jax.Array, style: jax.Array,
       key: PRNG key for the start's noise (`config.init`, `config.init_noise`); defaults to
         `jax.random.PRNGKey(config.seed)`.
       start: a look `[gh, gw, gd, 3, 4]` to start from instead of `config.init`, with the
-        nodes `pipeline.check_start` asks for.
+        nodes `pipeline.check_start` asks for; `start_hold` `[gh, gw]` in [0, 1] (default: ones)
+        how firmly `config.grid.anchor` holds each node to it.
     """
 
     def solve(stage: Stage, x0: jax.Array, args: Any) -> jax.Array:
@@ -87,7 +88,16 @@ def stylize_image(weights: VGGWeights, content: jax.Array, style: jax.Array,
 
     inputs = Inputs(content, style, content_mask, style_mask)
     return run_plan(weights, inputs, key, loss_weights or {}, config=config, call=direct, solve=solve,
-                    content_full=content_full, start=start)
+                    content_full=content_full, start=as_start(start, start_hold))
+
+
+def as_start(look: Any, hold: Any = None) -> Start | None:
+    """`pipeline.Start` of a look `[gh, gw, gd, 3, 4]` and its hold `[gh, gw]` (default: ones),
+    float32; None without a look."""
+    if look is None:
+        return None
+    look = jnp.asarray(look, jnp.float32)
+    return Start(look, jnp.ones(look.shape[:2], jnp.float32) if hold is None else jnp.asarray(hold, jnp.float32))
 
 
 def load_inputs(content: Any, style: Any, content_mask: Any = None, style_mask: Any = None, *,
@@ -169,7 +179,8 @@ def stylize(content: Any, style: Any, *, content_mask: Any = None, style_mask: A
             weights: VGGWeights | None = None, max_side: int | None = None,
             max_output_side: int | None = None, full_size: bool = True, content_is_full_size: bool = False,
             progress: ProgressFn | None = None, log_terms: bool = False,
-            snapshot: SnapshotFn | None = None, snapshot_every: int = 0, start_look: Any = None) -> Result:
+            snapshot: SnapshotFn | None = None, snapshot_every: int = 0, start_look: Any = None,
+            start_hold: Any = None) -> Result:
     """Transfer the look of `style` onto `content`; see the module docstring.
 
     Args:
@@ -194,7 +205,8 @@ def stylize(content: Any, style: Any, *, content_mask: Any = None, style_mask: A
         `snapshot_every` iterations (rounded up to whole chunks).
       start_look: a look `[gh, gw, gd, 3, 4]` (`Result.look` of a run with the same preset and
         working size) to start from instead of the preset's start: a warm start, for a photo
-        like the one that look was solved on (the next keyframe of a video, say).
+        like the one that look was solved on (the next keyframe of a video, say); `start_hold`
+        `[gh, gw]` in [0, 1] (default: ones): how firmly `grid.anchor` holds each node to it.
 
     Raises:
       JaxstyleError for bad inputs (and a photo too large for the memory available), before
@@ -215,12 +227,12 @@ def stylize(content: Any, style: Any, *, content_mask: Any = None, style_mask: A
         content, style, content_mask, style_mask, max_side=max_side or cfg.max_side, buckets=cfg.buckets)
     weights = weights if weights is not None else resolve_weights(cfg.backbone, allow_fallback=cfg.allow_fallback)
     inputs = Inputs(*(None if a is None else jnp.asarray(a) for a in (content_a, style_a, cmask, smask)))
-    if start_look is not None:
-        start_look = jnp.asarray(start_look, jnp.float32)
-        check_start(start_look.shape, cfg, content_a.shape)
+    start_at = as_start(start_look, start_hold)
+    if start_at is not None:
+        check_start(start_at, cfg, content_a.shape)
     loaded = time.perf_counter() - start
     run = run_host(jax.device_put(weights), inputs, config=cfg, items=ONE, content_full=full, progress=progress,
-                   log_terms=log_terms, snapshot=snapshot, snapshot_every=snapshot_every, start_look=start_look)
+                   log_terms=log_terms, snapshot=snapshot, snapshot_every=snapshot_every, start=start_at)
     seconds = {**run.seconds, "setup": run.seconds.get("setup", 0.0) + loaded,
                "total": time.perf_counter() - start}
     stages = {k: r.image for k, r in run.stages.items()}

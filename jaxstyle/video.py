@@ -47,9 +47,9 @@ from jaxstyle.errors import Interrupted, JaxstyleError
 
 __all__ = [
     "ENCODER_OPTIONS", "FrameLook", "Step", "VideoInfo", "blend_frame", "blend_weight", "block_mean", "carry_looks",
-    "check_paths", "check_solver_config", "frame_time", "lead_keyframes", "make_solver", "move_look", "partial_path",
-    "pick_keyframes", "probe", "render", "slice_frame", "stored_look", "stylize_video", "thumbnail", "to_pixels",
-    "track", "translation", "upright",
+    "check_paths", "check_solver_config", "frame_time", "held_nodes", "lead_keyframes", "make_solver", "move_look",
+    "partial_path", "pick_keyframes", "probe", "render", "slice_frame", "stored_look", "stylize_video", "thumbnail",
+    "to_pixels", "track", "translation", "upright",
 ]
 
 # Output suffix -> video encoder (FFmpeg's name) and its options: H.264 at a quality that
@@ -68,12 +68,13 @@ UPSAMPLE = 20  # the correlation's peak is searched 1/UPSAMPLE px apart before a
 # The fine search weighs the correlation's frequencies by a Gaussian of this width (cycles a px): a
 # thumbnail's highest frequencies are aliased, and whitened they pull the peak toward whole pixels.
 PEAK_SIGMA = 0.1
-# Content that one keyframe showed and the other did not keeps the first's look; the handover
-# is feathered over this share of the frame beyond the keyframe's edges.
+# Between two keyframes a pixel's share of each look is weighted by how centrally that keyframe
+# saw its content: from 0 at the keyframe's edges to 1 this share of the frame inside them.
 SEEN_FEATHER = 0.25
 TIME_SLACK = 1e-3  # s: frame times are rounded to their time base
 
-# solve(frame [H, W, 3], start=None) -> look [gh, gw, gd, 3, 4]; `start`: a look to solve from
+# solve(frame [H, W, 3], start=None, hold=None) -> look [gh, gw, gd, 3, 4]; `start`: a look to
+# solve from, `hold` [gh, gw]: how firmly each of its nodes is held there (`stylize`'s start_hold)
 Solve = Callable[..., np.ndarray]
 # Called after each frame is written: (frames written, frames in the file or 0 if unknown,
 # keyframes solved, seconds spent solving, seconds in all).
@@ -279,6 +280,20 @@ def move_look(look: np.ndarray, shift: tuple[float, float], size: tuple[int, int
     return out
 
 
+def held_nodes(nodes: tuple[int, int], shift: tuple[float, float], size: tuple[int, int]) -> np.ndarray:
+    """`[gh, gw]` in [0, 1]: for a look moved by `shift` `(dy, dx)` px (`move_look`) onto frames
+    of `size`, 1 at the nodes whose content the look was solved on, falling to 0 one node
+    spacing beyond that view (the nodes `move_look` filled from the edge's maps)."""
+
+    def axis(n_nodes: int, s: float, n: int) -> np.ndarray:
+        spacing = n / (n_nodes - 1)
+        pos = np.arange(n_nodes) * spacing - s  # the node's position in the look's own frame
+        beyond = np.maximum(-pos, pos - n)
+        return np.clip(1.0 - beyond / spacing, 0.0, 1.0)
+
+    return np.outer(axis(nodes[0], shift[0], size[0]), axis(nodes[1], shift[1], size[1])).astype(np.float32)
+
+
 def carry_looks(steps: Iterable[Step], keys: Iterator[Step], solve: Solve, *,
                 size: tuple[int, int] | None = None) -> Iterator[FrameLook]:
     """What each frame is sliced with (`FrameLook`), for the frames' `steps` (`track`, decoding
@@ -287,14 +302,16 @@ def carry_looks(steps: Iterable[Step], keys: Iterator[Step], solve: Solve, *,
     content, their shares by `blend_weight`. A keyframe is solved when a frame first needs it,
     and only the two keyframes around the current frame are held. With the frames' `size`
     (rows, columns), a keyframe that does not start a shot is solved from the keyframe before it's
-    look moved with the content (`solve(pixels, start=...)`), so that neighbouring keyframes'
-    looks stay alike and their blend does not drift."""
+    look moved with the content, held there where that keyframe saw the content
+    (`solve(pixels, start=..., hold=...)`, `held_nodes`), so that neighbouring keyframes' looks
+    stay alike and their blend does not flicker."""
 
     def solved(key: Step, before: Step | None, look: np.ndarray | None) -> np.ndarray:
         if size is None or before is None or key.cut:
             return np.asarray(solve(key.payload), np.float32)
-        start = move_look(look, _minus(key.position, before.position), size)
-        return np.asarray(solve(key.payload, start=start), np.float32)
+        shift = _minus(key.position, before.position)
+        start, hold = move_look(look, shift, size), held_nodes(look.shape[:2], shift, size)
+        return np.asarray(solve(key.payload, start=start, hold=hold), np.float32)
 
     k0 = next(keys, None)
     if k0 is None:
@@ -349,13 +366,14 @@ def _maps(look: jax.Array, image: jax.Array, shift: jax.Array) -> jax.Array:
 
 
 def _seen(shift: jax.Array, h: int, w: int) -> jax.Array:
-    """`[H, W]` in [0, 1]: 1 where a frame's pixel shows content that the keyframe displaced from
-    it by `shift` showed too, falling to 0 over `SEEN_FEATHER` of the frame beyond its view."""
+    """`[H, W]` in [0, 1]: how centrally the keyframe displaced by `shift` saw a frame's pixel's
+    content: 0 at and beyond its view's edges (where its look holds only the edge's maps),
+    rising to 1 over `SEEN_FEATHER` of the frame inside them."""
 
     def axis(n: int, s: jax.Array) -> jax.Array:
         pos = jnp.arange(n) + 0.5 - s  # the pixel's position in the keyframe
-        outside = jnp.maximum(-pos, pos - n)  # px beyond the keyframe's edges (< 0: inside)
-        return jnp.clip(1.0 - outside / (SEEN_FEATHER * n), 0.0, 1.0)
+        inside = jnp.minimum(pos, n - pos)  # px inside the keyframe's edges (< 0: beyond)
+        return jnp.clip(inside / (SEEN_FEATHER * n), 0.0, 1.0)
 
     return axis(h, shift[0])[:, None] * axis(w, shift[1])[None, :]
 
@@ -415,7 +433,7 @@ def make_solver(style, *, config: Any = "default", overrides: Any = None, max_si
     """A `Solve` for `stylize_video`: the look of the style photo `style` (a path or an image) on a
     frame, solved by `stylize` with the preset `config` at the working size `max_side`; with
     `masks` "auto" each keyframe's masks are found by `automask.auto_masks`; a `start` look
-    (upright) is the solve's start instead of the preset's."""
+    (upright) is the solve's start instead of the preset's, each node held there by `hold`."""
     from jaxstyle import automask, reading
     from jaxstyle.config import Config, load_config
     from jaxstyle.single import load_inputs, stylize
@@ -431,7 +449,7 @@ def make_solver(style, *, config: Any = "default", overrides: Any = None, max_si
     style_image = reading.load_image(style) if isinstance(style, (str, os.PathLike)) else reading.to_numpy_image(style)
     weights = weights if weights is not None else resolve_weights(cfg.backbone, allow_fallback=cfg.allow_fallback)
 
-    def solve(frame: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
+    def solve(frame: np.ndarray, start: np.ndarray | None = None, hold: np.ndarray | None = None) -> np.ndarray:
         cmask = smask = None
         if masks == "auto":
             content_a, style_a, *_ = load_inputs(frame, style_image, max_side=side, buckets=cfg.buckets)
@@ -439,7 +457,7 @@ def make_solver(style, *, config: Any = "default", overrides: Any = None, max_si
             if len(pair.labels) > 1:  # one region: the plain, unmasked transfer
                 cmask, smask = (np.argmax(np.asarray(m), axis=-1).astype(np.int32) for m in (pair.content, pair.style))
         result = stylize(frame, style_image, content_mask=cmask, style_mask=smask, config=cfg, weights=weights,
-                         max_side=side, full_size=False, start_look=start)
+                         max_side=side, full_size=False, start_look=start, start_hold=hold)
         return result.look
 
     return solve
@@ -555,12 +573,15 @@ def stylize_video(source, output, solve: Solve, *, every: float = KEYFRAME_EVERY
     start = time.perf_counter()
     solved = {"keyframes": 0, "seconds": 0.0}
 
-    def timed_solve(pixels: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
+    def timed_solve(pixels: np.ndarray, start: np.ndarray | None = None, hold: np.ndarray | None = None
+                    ) -> np.ndarray:
         t0 = time.perf_counter()
         if start is None:
             look = solve(pixels)
         else:  # the start, moved in the stored frame's coordinates, turned upright
-            look = solve(pixels, start=np.ascontiguousarray(np.rot90(start, info.rotation // 90, axes=(0, 1))))
+            turn = info.rotation // 90
+            look = solve(pixels, start=np.ascontiguousarray(np.rot90(start, turn, axes=(0, 1))),
+                         hold=np.ascontiguousarray(np.rot90(hold, turn)))
         look = stored_look(np.asarray(look, np.float32), info.rotation)
         solved["keyframes"] += 1
         solved["seconds"] += time.perf_counter() - t0

@@ -98,7 +98,7 @@ FUNCTIONS = {
                 "max_output_side: 'int | None' = None, full_size: 'bool' = True, "
                 "content_is_full_size: 'bool' = False, progress: 'ProgressFn | None' = None, "
                 "log_terms: 'bool' = False, snapshot: 'SnapshotFn | None' = None, "
-                "snapshot_every: 'int' = 0, start_look: 'Any' = None) -> 'Result'"),
+                "snapshot_every: 'int' = 0, start_look: 'Any' = None, start_hold: 'Any' = None) -> 'Result'"),
     "stylize_batch": ("(contents: 'Any', styles: 'Any', content_masks: 'Any' = None, style_masks: 'Any' = None, *, "
                       "config: 'Config | str' = 'default', weights: 'VGGWeights | None' = None, "
                       "mesh: 'Mesh | None' = None, strategy: 'str' = 'auto', "
@@ -108,7 +108,7 @@ FUNCTIONS = {
                       "content_mask: 'jax.Array | None' = None, style_mask: 'jax.Array | None' = None, *, "
                       "config: 'Config', loss_weights: 'Mapping[str, jax.Array] | None' = None, "
                       "key: 'jax.Array | None' = None, content_full: 'jax.Array | None' = None, "
-                      "start: 'jax.Array | None' = None) -> 'jax.Array'"),
+                      "start: 'jax.Array | None' = None, start_hold: 'jax.Array | None' = None) -> 'jax.Array'"),
     "total_variation": "(image: 'jax.Array') -> 'jax.Array'",
     "upsample_affine": ("(content_full: 'jax.Array', content_small: 'jax.Array', result_small: 'jax.Array', *, "
                         "radius: 'int' = 1, eps: 'float | jax.Array' = 1e-05, "

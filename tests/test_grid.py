@@ -301,3 +301,37 @@ def test_grid_objective_adds_its_weighted_smoothness_terms(vgg16):
     np.testing.assert_allclose(loss, plain + expected, rtol=1e-4)
     for name, value in plain_terms.items():
         np.testing.assert_allclose(terms[name], value, rtol=1e-4)
+
+
+def test_an_anchor_adds_the_slices_squared_distance_from_the_start_with_its_gradient(vgg16):
+    """With targets holding an "anchor" (`Start`), `GridObjective(anchor=a)` adds `a` times the
+    squared distance (Caffe pixel units) of the slice from the anchor look's slice, each node's
+    difference weighted by its hold (the formula's reference slice here), to the term "grid", and
+    its gradient matches central differences; without the target, or at weight 0, nothing is added."""
+    from jaxstyle.objective import GridObjective, LossConfig, prepare_targets
+    from jaxstyle.pipeline import Start
+
+    cfg = LossConfig(content_layers=("relu1_2",), style_layers=("relu1_1",))
+    content, style = synthetic_photo(16, 20, seed=1), synthetic_photo(16, 16, seed=2)
+    targets = {**prepare_targets(vgg16, content, style, cfg=cfg), "guide": jnp.asarray(content)}
+    look = jnp.asarray(random_grid((3, 4, 4), seed=3, scale=0.05))
+    anchor = jnp.asarray(random_grid((3, 4, 4), seed=4, scale=0.05))
+    hold = np.random.default_rng(6).random((3, 4)).astype(np.float32)
+    weight = 1e-3
+    base = GridObjective(cfg)(look, (vgg16, targets))[1]["grid"]
+    anchored = {**targets, "anchor": Start(anchor, jnp.asarray(hold))}
+    term = jax.jit(GridObjective(cfg, anchor=weight))(look, (vgg16, anchored))[1]["grid"] - base
+    held = (np.asarray(look) - np.asarray(anchor)) * hold[:, :, None, None, None]  # the anchor's node differences, held
+    distance = reference_slice(held, content)  # the slices' difference: slicing is linear in the grid
+    np.testing.assert_allclose(term, weight * np.sum(np.square(255 * distance)), rtol=1e-4)
+    assert float(GridObjective(cfg)(look, (vgg16, anchored))[1]["grid"]) == float(base)
+    assert float(GridObjective(cfg, anchor=weight)(look, (vgg16, targets))[1]["grid"]) == float(base)
+
+    def anchor_term(x):
+        return GridObjective(cfg, anchor=weight)(x, (vgg16, anchored))[1]["grid"]
+
+    direction = jnp.asarray(random_grid((3, 4, 4), seed=5, scale=1.0))
+    h = 1e-2
+    numeric = (anchor_term(look + h * direction) - anchor_term(look - h * direction)) / (2 * h)
+    analytic = jnp.vdot(jax.grad(anchor_term)(look), direction)
+    np.testing.assert_allclose(analytic, numeric, rtol=1e-2)

@@ -352,12 +352,23 @@ def test_a_start_look_is_a_grid_runs_start_and_its_slice_a_pixel_solves(vgg16, p
     from jaxstyle import grid, pipeline
 
     inputs = pipeline.Inputs(*(jnp.asarray(a) for a in pair))
-    on_grid = load_config("default", {"loss.content_layers": ["relu2_2"], "loss.style_layers": ["relu1_1"]})
+    on_grid = load_config("default", {"loss.content_layers": ["relu2_2"], "loss.style_layers": ["relu1_1"],
+                                      "grid.anchor": 0.0})
     look = jnp.asarray(np.random.default_rng(0).normal(0.5, 0.4, (*pipeline.grid_shape(on_grid, (H, W)), 3, 4)),
                        jnp.float32)
-    _, x = pipeline.setup((vgg16, None), (inputs, {}, look), config=on_grid)
+    start = pipeline.Start(look, jnp.ones(look.shape[:2]))
+    targets, x = pipeline.setup((vgg16, None), (inputs, {}, start), config=on_grid)
     np.testing.assert_array_equal(x, look)
-    _, x = pipeline.setup((vgg16, None), (inputs, {}, look), config=tiny_config())
+    assert "anchor" not in targets
+    anchored = dataclasses.replace(on_grid, grid=dataclasses.replace(on_grid.grid, anchor=1e-3))
+    targets, _ = pipeline.setup((vgg16, None), (inputs, {}, start), config=anchored)
+    np.testing.assert_array_equal(targets["anchor"].look, look)
+    coarse = pipeline.plan(anchored)[0]
+    assert coarse.scale < 1  # the coarse stage's targets keep the anchor (a look has no size)
+    _, small = pipeline.enter(vgg16, (inputs, targets, look), config=anchored, stage=coarse)
+    np.testing.assert_array_equal(small["anchor"].look, look)
+    assert small["guide"].shape[:2] != inputs.content.shape[:2]
+    _, x = pipeline.setup((vgg16, None), (inputs, {}, start), config=tiny_config())
     sliced = np.asarray(grid.slice_grid(look, inputs.content))
     assert sliced.min() < 0 or sliced.max() > 1  # so the clip is seen
     np.testing.assert_allclose(x, np.clip(sliced, 0, 1), atol=1e-6)
@@ -374,3 +385,8 @@ def test_a_start_look_of_the_wrong_shape_is_refused_before_any_work(vgg16, pair)
         stylize(pair[0], pair[1], config=on_grid, weights=vgg16, start_look=np.zeros((4, 7, 8, 3, 4)))
     with pytest.raises(JaxstyleError, match=r"the start look has shape \[2, 2, 8, 3, 3\]"):
         stylize(pair[0], pair[1], config=tiny_config(), weights=vgg16, start_look=np.zeros((2, 2, 8, 3, 3)))
+    look = np.zeros((5, 7, 8, 3, 4))
+    with pytest.raises(JaxstyleError, match=r"the start's hold must be \[gh, gw\] = \[5, 7\] in \[0, 1\], got shape \[7, 5\]$"):
+        stylize(pair[0], pair[1], config=on_grid, weights=vgg16, start_look=look, start_hold=np.ones((7, 5)))
+    with pytest.raises(JaxstyleError, match="with values outside"):
+        stylize(pair[0], pair[1], config=on_grid, weights=vgg16, start_look=look, start_hold=np.full((5, 7), 2.0))

@@ -64,7 +64,7 @@ def gradient_frames(n: int = 12, h: int = 48, w: int = 64) -> list[np.ndarray]:
             for i in range(n)]
 
 
-def flat_look(pixels: np.ndarray, start: np.ndarray | None = None) -> np.ndarray:
+def flat_look(pixels: np.ndarray, start: np.ndarray | None = None, hold: np.ndarray | None = None) -> np.ndarray:
     """The stand-in solve: every node `out = 0.8 (c - 1/2) + 1/2 + (0.1, 0, -0.1)` shifted by a
     tenth of the frame's mean colour, on a 3 x 4 x 2 grid."""
     look = np.zeros((3, 4, 2, 3, 4), np.float32)
@@ -73,7 +73,7 @@ def flat_look(pixels: np.ndarray, start: np.ndarray | None = None) -> np.ndarray
     return look
 
 
-def never(pixels, start=None):
+def never(pixels, start=None, hold=None):
     raise AssertionError("a keyframe was solved")
 
 
@@ -164,12 +164,20 @@ def test_blend_frame_shares_by_time_and_by_what_each_keyframe_saw():
     for weight in (0.0, 0.25, 1.0):  # both keyframes saw everything: a blend in time
         blended = video.blend_frame(look0, look1, frame, zero, zero, np.float32(weight))
         assert np.abs(np.asarray(blended) - ((1 - weight) * one[0] + weight * one[1])).max() <= 1
-    # The next keyframe is 24 px to the right: it never saw the left part of this frame (all of
-    # it beyond the feather: 12 px), which keeps the earlier look; the right part blends.
+    # The next keyframe is 24 px to the right: it never saw the left half of this frame, which
+    # keeps the earlier look; elsewhere each look's share is weighted by how centrally its
+    # keyframe saw the content (0 at its edges, 1 from SEEN_FEATHER of the frame inside them).
     half = video.blend_frame(look0, look1, frame, zero, np.asarray([0.0, 24.0], np.float32), np.float32(0.5))
     half = np.asarray(half, float)
-    assert np.abs(half[:, :12] - one[0][:, :12]).max() <= 1
-    assert np.abs(half[:, 24:] - (one[0][:, 24:] + one[1][:, 24:]) / 2).max() <= 1
+
+    def seen(n, s):
+        pos = np.arange(n) + 0.5 - s
+        return np.clip(np.minimum(pos, n - pos) / (video.SEEN_FEATHER * n), 0, 1)
+
+    trust0, trust1 = (0.5 * np.outer(seen(32, 0), seen(48, s)) for s in (0, 24))
+    share = (trust1 / (trust0 + trust1))[..., None]
+    assert np.abs(half - ((1 - share) * one[0] + share * one[1])).max() <= 1
+    assert np.abs(half[:, :24] - one[0][:, :24]).max() <= 1 and share[:, 36:44].min() > 0.5
 
 
 def test_carry_looks_blends_in_time_and_holds_across_a_cut():
@@ -196,10 +204,11 @@ def test_keyframes_within_a_shot_start_from_the_previous_look_moved_with_the_con
     """With the frames' size, a keyframe after the first of its shot is solved from the keyframe
     before it's look moved with the content (here one node spacing down); the first keyframe and
     a shot's first are solved from the preset's start."""
-    starts = []
+    starts, holds = [], []
 
-    def solve(pixels, start=None):
+    def solve(pixels, start=None, hold=None):
         starts.append(start)
+        holds.append(hold)
         look = np.full((3, 3, 2, 3, 4), pixels, np.float32)
         return look + np.arange(3, dtype=np.float32)[:, None, None, None, None]  # rows 0, 1, 2 apart
 
@@ -211,6 +220,19 @@ def test_keyframes_within_a_shot_start_from_the_previous_look_moved_with_the_con
     assert [s is None for s in starts] == [True, False, True]  # keyframes 0, 4 and 6 (a cut)
     np.testing.assert_allclose(starts[1][:, 0, 0, 0, 0], [0.0, 0.0, 1.0])  # rows 0, 0, 1 of keyframe 0's look
     np.testing.assert_array_equal(starts[1], video.move_look(solve(0.0), (16.0, 0.0), (32, 48)))
+    # held where keyframe 0 saw the content: not the top row (16 px above its view), fully below it
+    np.testing.assert_array_equal(holds[1], [[0.0] * 3, [1.0] * 3, [1.0] * 3])
+
+
+@pytest.mark.parametrize("shift, rows, columns", [
+    ((0.0, 0.0), [1, 1, 1, 1, 1], [1] * 7),
+    ((8.0, 0.0), [0, 1, 1, 1, 1], [1] * 7),  # the top node: one spacing above the view
+    ((4.0, -12.0), [0.5, 1, 1, 1, 1], [1, 1, 1, 1, 1, 0.5, 0]),
+])
+def test_held_nodes_are_those_the_moved_look_was_solved_on(shift, rows, columns):
+    """Nodes 8 px apart over a 32 x 48 frame: 1 inside the look's own view, falling to 0 one
+    spacing beyond it."""
+    np.testing.assert_allclose(video.held_nodes((5, 7), shift, (32, 48)), np.outer(rows, columns))
 
 
 @pytest.mark.parametrize("shift", [(0.0, 0.0), (8.0, -16.0), (-24.0, 40.0)])
@@ -302,11 +324,12 @@ def test_rotation_is_kept_and_keyframes_are_solved_upright(tmp_path):
     """A video stored 64x48 and displayed a quarter turn round: keyframes (0 and 3) are solved
     upright, and the second starts from the first's look as solved, upright (the camera still)."""
     source = write_clip(tmp_path / "in.mp4", gradient_frames(4), rotation=90)
-    seen, looks, starts = [], [], []
+    seen, looks, starts, holds = [], [], [], []
 
-    def solve(pixels, start=None):
+    def solve(pixels, start=None, hold=None):
         seen.append(pixels.shape)
         starts.append(start)
+        holds.append(hold)
         look = flat_look(pixels) + np.arange(12, dtype=np.float32).reshape(3, 4, 1, 1, 1) / 100  # nodes told apart
         looks.append(look)
         return look
@@ -315,6 +338,7 @@ def test_rotation_is_kept_and_keyframes_are_solved_upright(tmp_path):
     assert seen == [(64, 48, 3)] * 2  # stored 64x48, displayed a quarter turn round
     assert starts[0] is None
     np.testing.assert_allclose(starts[1], looks[0], atol=0.01)  # nodes differ by 0.01 to 0.11; a camera all but still
+    assert holds[1].shape == (3, 4) and holds[1].min() > 0.5  # upright; the tracked shift is a pixel or two
     assert video.probe(tmp_path / "out.mp4").rotation == 90
 
 
@@ -359,7 +383,7 @@ def test_ctrl_c_leaves_a_playable_partial_file(tmp_path):
     source = write_clip(tmp_path / "in.mp4", gradient_frames(), audio="aac")
     calls = []
 
-    def solve(pixels, start=None):  # keyframes 0, 3, 6, 9; the third is first needed by frame 4
+    def solve(pixels, start=None, hold=None):  # keyframes 0, 3, 6, 9; the third is first needed by frame 4
         calls.append(1)
         if len(calls) == 3:
             raise KeyboardInterrupt
