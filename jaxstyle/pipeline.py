@@ -48,10 +48,9 @@ from jaxstyle.upsample import upsample_affine
 from jaxstyle.vgg import VGGWeights
 
 __all__ = [
-    "CAFFE_MEAN_RGB", "Inputs", "MIN_SIDE", "Stage", "Start", "check_sizes", "check_start", "coarse_targets", "direct", "enter",
-    "filters",
-    "finish", "fit", "grid_shape", "initial_image", "leave", "needs_key", "plan", "render", "resize", "run_plan",
-    "scaled_shape", "setup", "smooth", "upsample", "upsample_settings", "with_guide",
+    "CAFFE_MEAN_RGB", "Inputs", "MIN_SIDE", "Stage", "Start", "check_sizes", "check_start", "coarse_targets", "direct",
+    "enter", "filters", "finish", "fit", "grid_shape", "initial_image", "leave", "needs_key", "plan", "render",
+    "resize", "run_plan", "scaled_shape", "setup", "smooth", "upsample", "upsample_settings", "with_guide",
 ]
 
 # The original's stage-1 start (neuralstyle_seg.lua: `torch.randn(...):mul(0.0001)` in its

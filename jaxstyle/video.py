@@ -8,14 +8,15 @@ Keyframes are the first frame, a frame `every` seconds after the last keyframe, 
 change (4 x 4 block means of small grey thumbnails of consecutive frames differing by more than
 `cut` on average). Each keyframe's look is solved with the preset (`stylize`, at the working
 size), the first of each shot from the preset's start, the others from the keyframe before's
-look moved with the content (`move_look`), so that neighbouring keyframes' looks stay alike. The
-camera's translation is followed frame to frame (phase correlation of the thumbnails), so each
-keyframe's look is sliced under a frame moved with the content it was solved on: a pan does not
-drag the content through the look's spatial variations. Between two
-keyframes a frame gets both looks, blended linearly in time where both keyframes showed its
-content, and the look of the one that did where only one did (`blend_frame`); nothing is
-blended across a shot change, and frames after the last keyframe keep its look. Zooms and
-rotations of the camera are not followed.
+look moved with the content (`move_look`) and held near it where that keyframe saw the content
+(`held_nodes`, `grid.anchor`), so that neighbouring keyframes' looks stay alike. The camera's
+translation is followed frame to frame (phase correlation of the thumbnails), so each keyframe's
+look is sliced under a frame moved with the content it was solved on: a pan does not drag the
+content through the look's spatial variations. Between two keyframes a frame gets both looks,
+blended linearly in time, each pixel's share weighted by how centrally each keyframe saw its
+content and 0 for one that did not see it (`blend_frame`); nothing is blended across a shot
+change, and frames after the last keyframe keep its look. Zooms and rotations of the camera are
+not followed.
 
 Two readers walk the input file: the lead decodes ahead to find the next keyframe and hands its
 pixels to be solved; the trail decodes every frame again, slices, encodes, and remuxes the audio
@@ -418,7 +419,8 @@ def render(frame: np.ndarray, how: FrameLook) -> np.ndarray:
 
 
 def upright(pixels: np.ndarray, rotation: int) -> np.ndarray:
-    """A frame as displayed: `[H, W, 3]` rotated by `rotation` degrees counter-clockwise."""
+    """A frame `[H, W, 3]` (or a look's or hold's node axes `[gh, gw, ...]`) as displayed: rotated
+    by `rotation` degrees counter-clockwise."""
     return np.rot90(pixels, rotation // 90)
 
 
@@ -579,9 +581,7 @@ def stylize_video(source, output, solve: Solve, *, every: float = KEYFRAME_EVERY
         if start is None:
             look = solve(pixels)
         else:  # the start, moved in the stored frame's coordinates, turned upright
-            turn = info.rotation // 90
-            look = solve(pixels, start=np.ascontiguousarray(np.rot90(start, turn, axes=(0, 1))),
-                         hold=np.ascontiguousarray(np.rot90(hold, turn)))
+            look = solve(pixels, start=upright(start, info.rotation), hold=upright(hold, info.rotation))
         look = stored_look(np.asarray(look, np.float32), info.rotation)
         solved["keyframes"] += 1
         solved["seconds"] += time.perf_counter() - t0

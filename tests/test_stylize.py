@@ -386,7 +386,8 @@ def test_a_start_look_of_the_wrong_shape_is_refused_before_any_work(vgg16, pair)
     with pytest.raises(JaxstyleError, match=r"the start look has shape \[2, 2, 8, 3, 3\]"):
         stylize(pair[0], pair[1], config=tiny_config(), weights=vgg16, start_look=np.zeros((2, 2, 8, 3, 3)))
     look = np.zeros((5, 7, 8, 3, 4))
-    with pytest.raises(JaxstyleError, match=r"the start's hold must be \[gh, gw\] = \[5, 7\] in \[0, 1\], got shape \[7, 5\]$"):
+    with pytest.raises(JaxstyleError,
+                       match=r"the start's hold must be \[gh, gw\] = \[5, 7\] in \[0, 1\], got shape \[7, 5\]$"):
         stylize(pair[0], pair[1], config=on_grid, weights=vgg16, start_look=look, start_hold=np.ones((7, 5)))
     with pytest.raises(JaxstyleError, match="with values outside"):
         stylize(pair[0], pair[1], config=on_grid, weights=vgg16, start_look=look, start_hold=np.full((5, 7), 2.0))
