@@ -322,8 +322,10 @@ def test_round_trip_keeps_frames_times_rate_and_audio(tmp_path):
 
 def test_rotation_is_kept_and_keyframes_are_solved_upright(tmp_path):
     """A video stored 64x48 and displayed a quarter turn round: keyframes (0 and 3) are solved
-    upright, and the second starts from the first's look as solved, upright (the camera still)."""
-    source = write_clip(tmp_path / "in.mp4", gradient_frames(4), rotation=90)
+    upright, and the second starts from the first's look as solved, upright (the camera still:
+    one textured frame repeated, so the tracked shift is codec noise, not a ramp's guess)."""
+    still = (synthetic_photo(48, 64) * 255).astype(np.uint8)
+    source = write_clip(tmp_path / "in.mp4", [still] * 4, rotation=90)
     seen, looks, starts, holds = [], [], [], []
 
     def solve(pixels, start=None, hold=None):
@@ -337,8 +339,8 @@ def test_rotation_is_kept_and_keyframes_are_solved_upright(tmp_path):
     video.stylize_video(source, tmp_path / "out.mp4", solve, every=0.25)
     assert seen == [(64, 48, 3)] * 2  # stored 64x48, displayed a quarter turn round
     assert starts[0] is None
-    np.testing.assert_allclose(starts[1], looks[0], atol=0.01)  # nodes differ by 0.01 to 0.11; a camera all but still
-    assert holds[1].shape == (3, 4) and holds[1].min() > 0.5  # upright; the tracked shift is a pixel or two
+    np.testing.assert_allclose(starts[1], looks[0], atol=1e-3)  # nodes differ by 0.01 to 0.11; a still camera
+    assert holds[1].shape == (3, 4) and holds[1].min() > 0.99  # upright; nothing moved out of view
     assert video.probe(tmp_path / "out.mp4").rotation == 90
 
 
