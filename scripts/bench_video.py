@@ -11,13 +11,15 @@ moves `--pan` px a frame to the right, then back (a ping-pong), so every frame's
    both encoded the same way. Clips: `pan` (above) and `zoom` (the centre of the photo, magnified
    by `--zoom` a frame, then back, each frame resampled with Lanczos). Reported: the mean absolute
    difference of consecutive decoded frames after undoing the known motion (a zoom: the earlier
-   frame resampled bilinearly into the later one's coordinates, where it covers them, and both
-   compared as 8 x 8 px block means; the pan both pixel by pixel and so), for the
+   frame resampled with Lanczos into the later one's coordinates, 8 px margins dropped), pixel by
+   pixel and as 8 x 8 px block means (the pan is read pixel by pixel, the zoom as means), for the
    content clip itself, the video command, the same with every keyframe solved from the preset's
    start (`warm_start=False`, as before warm starts), per-frame transfer, and the first keyframe's look on
    every frame (what the look alone makes of the clip's own frame-to-frame change: a look that
    raises contrast raises it too); the ratios the issue asks for (video / per-frame <= 1/4,
-   video / content <= 1.5).
+   video / content <= 1.5); and "look": the same measure of each output minus its input frame,
+   the part the look adds. `--lossless` encodes clips and outputs losslessly, so the encoder's
+   noise (large on a zoom) is not measured as flicker.
 2. Speed and memory (`--seconds`, at `--size`, default 1920x1080 at 30 frames/s): each clip through
    `stylize_video` in a fresh process; reported: keyframes, the seconds spent solving them, the
    frames per second of everything else (decode twice, follow the camera, slice, encode), and the
@@ -74,6 +76,7 @@ def pan_offsets(frames: int, pan: int, room: int) -> list[int]:
 
 
 CLIP_OPTIONS = {"crf": "18", "preset": "ultrafast"}  # the test clips' own H.264
+LOSSLESS = {"qp": "0", "preset": "ultrafast"}  # x264's lossless mode (in 4:2:0)
 
 
 def encode(frames, path: Path, *, size: tuple[int, int], rate: int, options: dict = CLIP_OPTIONS) -> float:
@@ -147,45 +150,44 @@ def decoded(path: Path):
         return [f.to_ndarray(format="rgb24").astype(np.float32) / 255 for f in container.decode(video=0)]
 
 
-def flicker(frames, offsets, block: int = 1) -> float:
-    """Mean absolute difference of consecutive frames after undoing the known horizontal pan,
-    compared pixel by pixel, or as `block` x `block` px means."""
-    import numpy as np
-
-    diffs = []
+def pan_pairs(frames, offsets):
+    """Each frame and the one before it after undoing the known horizontal pan: `(later,
+    earlier)` over the columns both show."""
     for t in range(1, len(frames)):
         d = offsets[t] - offsets[t - 1]  # content moves -d px
         a, b = frames[t], frames[t - 1]
         w = a.shape[1]
-        a, b = (a[:, :w - d], b[:, d:]) if d >= 0 else (a[:, -d:], b[:, :w + d])
-        diffs.append(np.mean(np.abs(block_means(a, block) - block_means(b, block))))
-    return float(np.mean(diffs))
+        yield (a[:, :w - d], b[:, d:]) if d >= 0 else (a[:, -d:], b[:, :w + d])
 
 
-def zoom_flicker(frames, scales, block: int = 8) -> float:
-    """Mean absolute difference of consecutive frames after undoing the known zoom about the centre:
-    the earlier frame sampled bilinearly where each pixel of the later one was, over the pixels it
-    covers, both averaged over `block` x `block` px first. Resampling loses the photo's finest
-    detail, which would otherwise swamp the measure; a look's flicker is a change of colour over
-    areas, which the block means keep."""
+def zoom_pairs(frames, scales, margin: int = 8):
+    """Each frame and the one before it after undoing the known zoom about the centre: the earlier
+    frame resampled (Lanczos, as the clip was made) where each pixel of the later one was; `margin`
+    px at the edges dropped (what the earlier frame does not show, and the filter's reach)."""
     import numpy as np
+    from PIL import Image
 
     h, w = frames[0].shape[:2]
-    diffs = []
+    m = margin
     for t in range(1, len(frames)):
-        ratio = scales[t - 1] / scales[t]  # later frame's pixel -> earlier frame's pixel, about the centre
-        y = (np.arange(h) + 0.5 - h / 2) * ratio + h / 2 - 0.5
-        x = (np.arange(w) + 0.5 - w / 2) * ratio + w / 2 - 0.5
-        rows, cols = (y >= 0) & (y <= h - 1), (x >= 0) & (x <= w - 1)
-        y, x = y[rows], x[cols]
-        y0, x0 = np.minimum(np.floor(y).astype(int), h - 2), np.minimum(np.floor(x).astype(int), w - 2)
-        fy, fx = (y - y0)[:, None, None], (x - x0)[None, :, None]
-        b = frames[t - 1]
-        top = b[y0][:, x0] * (1 - fx) + b[y0][:, x0 + 1] * fx
-        bottom = b[y0 + 1][:, x0] * (1 - fx) + b[y0 + 1][:, x0 + 1] * fx
-        earlier, later = top * (1 - fy) + bottom * fy, frames[t][rows][:, cols]
-        diffs.append(np.mean(np.abs(block_means(later, block) - block_means(earlier, block))))
-    return float(np.mean(diffs))
+        r = scales[t - 1] / scales[t]  # later frame's pixel -> earlier frame's, about the centre
+        box = (w / 2 * (1 - r), h / 2 * (1 - r), w / 2 * (1 + r), h / 2 * (1 + r))
+        earlier = np.stack([np.asarray(Image.fromarray(np.ascontiguousarray(frames[t - 1][..., c]))
+                                       .resize((w, h), Image.Resampling.LANCZOS, box=box)) for c in range(3)], -1)
+        yield frames[t][m:-m, m:-m], earlier[m:-m, m:-m]
+
+
+def difference(pairs, block: int = 1) -> float:
+    """Mean absolute difference of aligned consecutive frames (`pan_pairs`, `zoom_pairs`), pixel by
+    pixel, or as `block` x `block` px means."""
+    import numpy as np
+
+    return float(np.mean([np.mean(np.abs(block_means(a, block) - block_means(b, block))) for a, b in pairs]))
+
+
+def flicker(frames, offsets, block: int = 1) -> float:
+    """`difference` of consecutive frames after undoing the known horizontal pan."""
+    return difference(pan_pairs(frames, offsets), block)
 
 
 def block_means(image, block: int):
@@ -258,6 +260,9 @@ def main() -> None:
                         help="Lengths of the speed clips (none: no speed and memory runs).")
     parser.add_argument("--per-frame-frames", type=int, default=2,
                         help="Frames per-frame transfer is timed on at --size.")
+    parser.add_argument("--lossless", action="store_true",
+                        help="Encode the flicker clips and every output losslessly (x264 qp 0), so that the "
+                             "encoder adds nothing to the differences measured.")
     parser.add_argument("--json", help="Also write the results here.")
     parser.add_argument("--figure", help="Write a contact sheet of the flicker clips here (PNG or JPEG).")
     parser.add_argument("--figure-frames", type=int, default=4, help="Frames a row in --figure.")
@@ -270,6 +275,10 @@ def main() -> None:
     from jaxstyle.compile_cache import enable_compile_cache
 
     enable_compile_cache()  # the solves' programs are compiled once, by the first of them
+    if args.lossless:
+        for options in (CLIP_OPTIONS, video.ENCODER_OPTIONS):
+            options.clear()
+            options.update(LOSSLESS)
 
     style = args.style or reading.demo_paths()[1]
     report: dict = {"machine": common.describe_machine(), "conv_gflops": round(common.conv_gflops(), 1),
@@ -287,13 +296,13 @@ def main() -> None:
                 photo = source_photo(args.photo, (fh, fw), args.pan * args.flicker_frames)
                 offsets = make_clip(photo, clip, size=(fh, fw), frames=args.flicker_frames, rate=args.rate,
                                     pan=args.pan)
-                measure = functools.partial(flicker, offsets=offsets)
+                pairs = functools.partial(pan_pairs, offsets=offsets)
                 how = f"pan {args.pan} px/frame"
             else:
                 photo = source_photo(args.photo, (2 * fh, 2 * fw), 0)[:2 * fh, :2 * fw]
                 scales = make_zoom_clip(photo, clip, size=(fh, fw), frames=args.flicker_frames, rate=args.rate,
                                         zoom=args.zoom)
-                measure = functools.partial(zoom_flicker, scales=scales)
+                pairs = functools.partial(zoom_pairs, scales=scales)
                 how = f"zoom x{1 + args.zoom:g}/frame to x{max(scales):.2f}"
             carried = video.stylize_video(clip, folder / f"{motion}_video.mp4", solve, every=args.keyframe_every,
                                           force=True)
@@ -311,28 +320,37 @@ def main() -> None:
                     rate=args.rate)
                 arms.append(("per_frame", "_per_frame"))
             clips = {name: decoded(folder / f"{motion}{suffix}.mp4") for name, suffix in arms}
-            numbers.update({name: measure(frames) for name, frames in clips.items()})
-            if motion == "pan":  # also as 8 x 8 px means, as the zoom is measured: colour changes over areas
-                numbers["blocks"] = {name: flicker(frames, offsets, 8) for name, frames in clips.items()}
+            # pixel by pixel, and as 8 x 8 px means (colour changes over areas); the pan is read pixel by
+            # pixel, the zoom as means (resampling loses the photo's finest detail); "look": the same
+            # for each output minus its input frame, the part of the difference the look adds
+            numbers["pixels"] = {name: difference(pairs(frames)) for name, frames in clips.items()}
+            numbers["blocks"] = {name: difference(pairs(frames), 8) for name, frames in clips.items()}
+            numbers["measure"] = "pixels" if motion == "pan" else "blocks"
+            block = 1 if motion == "pan" else 8
+            numbers["look"] = {name: difference(pairs([o - c for o, c in zip(frames, clips["content"])]), block)
+                               for name, frames in clips.items() if name != "content"}
+            numbers.update(numbers[numbers["measure"]])
             if args.figure and motion == "pan" and args.per_frame:
                 write_figure(args.figure, {"content": clips["content"], "per-frame transfer": clips["per_frame"],
                                            "jaxstyle video": clips["video"]}, frames=args.figure_frames)
             numbers["video_over_content"] = numbers["video"] / max(numbers["content"], 1e-12)
             numbers["video_cold_over_content"] = numbers["video_cold"] / max(numbers["content"], 1e-12)
             numbers["one_look_over_content"] = numbers["one_look"] / max(numbers["content"], 1e-12)
-            line = (f"flicker ({fw}x{fh}, {args.flicker_frames} frames, {how}): content {numbers['content']:.5f}, "
-                    f"video {numbers['video']:.5f}, keyframes solved cold {numbers['video_cold']:.5f}, "
-                    f"one look {numbers['one_look']:.5f}")
+            line = (f"flicker ({fw}x{fh}, {args.flicker_frames} frames, {how}, {numbers['measure']}): content "
+                    f"{numbers['content']:.5f}, video {numbers['video']:.5f}, keyframes solved cold "
+                    f"{numbers['video_cold']:.5f}, one look {numbers['one_look']:.5f}")
             if args.per_frame:
                 numbers["video_over_per_frame"] = numbers["video"] / numbers["per_frame"]
+                numbers["look_video_over_per_frame"] = numbers["look"]["video"] / numbers["look"]["per_frame"]
                 line += (f", per-frame {numbers['per_frame']:.5f}; video/per-frame "
                          f"{numbers['video_over_per_frame']:.3f} (<= 0.25)")
             report["flicker" if motion == "pan" else f"flicker_{motion}"] = numbers
             print(f"{line}; video/content {numbers['video_over_content']:.2f} (<= 1.5), one look/content "
                   f"{numbers['one_look_over_content']:.2f}", flush=True)
-            if "blocks" in numbers:
-                print("  as 8x8 px means: " + ", ".join(f"{k} {v:.5f}" for k, v in numbers["blocks"].items()),
-                      flush=True)
+            for key in ("pixels", "blocks", "look"):
+                print(f"  {key}: " + ", ".join(f"{k} {v:.5f}" for k, v in numbers[key].items()), flush=True)
+            if args.per_frame:
+                print(f"  the look's part, video/per-frame: {numbers['look_video_over_per_frame']:.3f}", flush=True)
 
         # 2. speed and memory at --size
         w, h = (int(n) for n in args.size.split("x"))
