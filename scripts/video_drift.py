@@ -7,8 +7,10 @@ ping-pong over `--room` px, so the window returns to where it began every `--roo
 for `--seconds`, a keyframe every `--keyframe-every` s. Each keyframe is solved as
 `stylize_video` solves it (warm, recorded from its calls) and again from the preset's start
 (cold). Reported per keyframe, in 0-255 units, mean absolute difference of the looks sliced under
-the keyframe's frame: warm against cold; and, for keyframes whose window is where the first
-keyframe's was, each arm against its first keyframe (a look that drifted does not come back).
+the keyframe's frame: warm against cold; for keyframes whose window is where the first
+keyframe's was, each arm against its first keyframe (a look that drifted does not come back); and
+each arm's region Gram distance to the style (resized to `--max-side`), matting residual and edge
+SSIM at the frame's size (`jaxstyle.metrics.evaluate_triple`).
 
     python scripts/video_drift.py --max-side 256 --seconds 20 --json docs/bench/video_drift.json
 """
@@ -39,8 +41,9 @@ def main() -> None:
 
     import _bench_common as common
     import bench_video as bv
-    from jaxstyle import reading, video
+    from jaxstyle import metrics, reading, sizing, video
     from jaxstyle.compile_cache import enable_compile_cache
+    from jaxstyle.weights import embedded_vgg16
 
     enable_compile_cache()
     report = {"machine": common.describe_machine(), "conv_gflops": round(common.conv_gflops(), 1),
@@ -65,6 +68,10 @@ def main() -> None:
         frame = np.round(np.asarray(pixels) * 255).astype(np.uint8)
         return np.asarray(video.slice_frame(look, frame, np.zeros(2, np.float32)), np.float32)
 
+    weights = embedded_vgg16()
+    style = reading.load_image(reading.demo_paths()[1])
+    scale = args.max_side / max(style.shape[:2])
+    style = sizing.resize_image(style, (round(style.shape[0] * scale), round(style.shape[1] * scale)))
     step = round(args.keyframe_every * args.rate)
     rows, firsts = [], {}
     for i, (pixels, warm, look) in enumerate(calls):
@@ -72,13 +79,19 @@ def main() -> None:
         images = {"warm": sliced(look, pixels), "cold": sliced(cold, pixels)}
         row = {"keyframe": i, "frame": i * step, "offset": offsets[i * step], "warm_start": warm,
                "warm_vs_cold": float(np.mean(np.abs(images["warm"] - images["cold"])))}
+        for arm, image in images.items():
+            scores = metrics.evaluate_triple(weights, np.asarray(pixels, np.float32), style, image / 255)
+            row.update({f"{arm}_{k}": scores[k] for k in ("gram_distance", "laplacian_residual", "edge_ssim")})
         if offsets[i * step] == offsets[0]:
             if i == 0:
                 firsts = images
             else:
                 row.update({f"{arm}_vs_first": float(np.mean(np.abs(images[arm] - firsts[arm]))) for arm in images})
         rows.append(row)
-        print(" ".join(f"{k} {v:.2f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
+        print(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()), flush=True)
+    for key in dict.fromkeys(k for r in rows for k in r if k.startswith(("warm_", "cold_")) and k != "warm_start"):
+        values = [r[key] for r in rows[1:] if key in r]
+        print(f"mean over keyframes 1-{len(rows) - 1}, {key}: {np.mean(values):.4g}", flush=True)
     report.update({"keyframes": summary["keyframes"], "rows": rows})
     if args.json:
         common.write_json(args.json, report)
