@@ -73,8 +73,9 @@ class Inputs(NamedTuple):
 
 class Start(NamedTuple):
     """A solve's given start (a video's keyframe from the keyframe before): the look
-    `[gh, gw, gd, 3, 4]`, and how firmly `config.grid.anchor` holds each spatial node to it
-    `[gh, gw]` in [0, 1] (0 where the look was not solved on the content, say)."""
+    `[gh, gw, gd, 3, 4]`, and `[gh, gw]` in [0, 1] how much of each spatial node starts from it
+    and how firmly `config.grid.anchor` holds it there (0 where the look was not solved on the
+    content, say: such nodes start from the preset's start)."""
 
     look: jax.Array
     hold: jax.Array
@@ -220,20 +221,25 @@ def setup(shared: tuple[VGGWeights, jax.Array | None],
           item: tuple[Inputs, Mapping[str, jax.Array], Start | None], *,
           config: Config, stage: Stage | None = None) -> tuple[dict[str, Any], jax.Array]:
     """Full-size targets (with `loss_weights` overriding the term weights) and the start: from
-    `config.init`, or, when the item's `Start` is given, its look (a grid run's unknown as it
-    is, and with `config.grid.anchor` the targets' "anchor"; a pixel solve's start its slice
-    under the content)."""
+    `config.init`, or, when the item's `Start` is given, its look (a grid run's unknown: the
+    start's look node by node as far as its hold, the preset's own start for the rest, so
+    content the look was not solved on starts as a cold solve would; with `config.grid.anchor`
+    the `Start` is also the targets' "anchor"; a pixel solve's start: its slice under the
+    content)."""
     weights, key = shared
     inputs, loss_weights, start = item
     targets = with_guide(prepare_targets(weights, *inputs, cfg=config.loss), inputs.content, config)
     targets["weights"] = {**targets["weights"], **loss_weights}
-    if start is not None and config.grid.enabled:
-        return ({**targets, "anchor": start} if config.grid.anchor else targets), start.look
-    if start is not None:
+    if start is not None and not config.grid.enabled:
         return targets, jnp.clip(grid.slice_grid(start.look, inputs.content), 0.0, 1.0)
     x = initial_image(*inputs, config=config, key=key)
     if config.grid.enabled:  # the look that reproduces the start best
         x = grid.fit_grid(inputs.content, x, grid_shape(config, inputs.content.shape), ridge=config.grid.fit_ridge)
+    if start is not None:
+        held = start.hold[:, :, None, None, None]
+        x = held * start.look + (1 - held) * x
+        if config.grid.anchor:
+            targets = {**targets, "anchor": start}
     return targets, x
 
 

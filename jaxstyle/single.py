@@ -79,7 +79,8 @@ def stylize_image(weights: VGGWeights, content: jax.Array, style: jax.Array,
         `jax.random.PRNGKey(config.seed)`.
       start: a look `[gh, gw, gd, 3, 4]` to start from instead of `config.init`, with the
         nodes `pipeline.check_start` asks for; `start_hold` `[gh, gw]` in [0, 1] (default: ones)
-        how firmly `config.grid.anchor` holds each node to it.
+        how much of each node starts from it (the rest from the preset's start) and how firmly
+        `config.grid.anchor` holds it there.
     """
 
     def solve(stage: Stage, x0: jax.Array, args: Any) -> jax.Array:
@@ -206,7 +207,8 @@ def stylize(content: Any, style: Any, *, content_mask: Any = None, style_mask: A
       start_look: a look `[gh, gw, gd, 3, 4]` (`Result.look` of a run with the same preset and
         working size) to start from instead of the preset's start: a warm start, for a photo
         like the one that look was solved on (the next keyframe of a video, say); `start_hold`
-        `[gh, gw]` in [0, 1] (default: ones): how firmly `grid.anchor` holds each node to it.
+        `[gh, gw]` in [0, 1] (default: ones): how much of each node starts from it (the rest from
+        the preset's start) and how firmly `grid.anchor` holds it there.
 
     Raises:
       JaxstyleError for bad inputs (and a photo too large for the memory available), before

@@ -9,7 +9,8 @@ change (4 x 4 block means of small grey thumbnails of consecutive frames differi
 `cut` on average). Each keyframe's look is solved with the preset (`stylize`, at the working
 size), the first of each shot from the preset's start, the others from the keyframe before's
 look moved with the content (`move_look`) and held near it where that keyframe saw the content
-(`held_nodes`, `grid.anchor`), so that neighbouring keyframes' looks stay alike. The camera's
+(`held_nodes`, `grid.anchor`), so that neighbouring keyframes' looks stay alike; content it did
+not see starts from the preset's start, as in a cold solve. The camera's
 translation is followed frame to frame (phase correlation of the thumbnails), so each keyframe's
 look is sliced under a frame moved with the content it was solved on: a pan does not drag the
 content through the look's spatial variations. Between two keyframes a frame gets both looks,

@@ -347,8 +347,9 @@ def test_every_entry_point_refuses_a_photo_too_thin_for_the_network(vgg16):
 
 
 def test_a_start_look_is_a_grid_runs_start_and_its_slice_a_pixel_solves(vgg16, pair):
-    """`setup` given a look: a grid run starts from it as it is, a pixel solve from its slice
-    under the content clipped to [0, 1]; without one, from `config.init` as before."""
+    """`setup` given a look: a grid run starts from it where it is held and from the preset's
+    own start where it is not (blended by the hold between), a pixel solve from its slice under
+    the content clipped to [0, 1]; without one, from `config.init` as before."""
     from jaxstyle import grid, pipeline
 
     inputs = pipeline.Inputs(*(jnp.asarray(a) for a in pair))
@@ -360,6 +361,13 @@ def test_a_start_look_is_a_grid_runs_start_and_its_slice_a_pixel_solves(vgg16, p
     targets, x = pipeline.setup((vgg16, None), (inputs, {}, start), config=on_grid)
     np.testing.assert_array_equal(x, look)
     assert "anchor" not in targets
+    _, preset = pipeline.setup((vgg16, None), (inputs, {}, None), config=on_grid)
+    hold = np.zeros(look.shape[:2], np.float32)
+    hold[0], hold[1] = 1.0, 0.25  # held, partly held, not held
+    _, x = pipeline.setup((vgg16, None), (inputs, {}, pipeline.Start(look, jnp.asarray(hold))), config=on_grid)
+    np.testing.assert_allclose(x[0], look[0], atol=1e-6)
+    np.testing.assert_allclose(x[1], 0.25 * look[1] + 0.75 * preset[1], atol=1e-6)
+    np.testing.assert_allclose(x[2:], preset[2:], atol=1e-6)
     anchored = dataclasses.replace(on_grid, grid=dataclasses.replace(on_grid.grid, anchor=1e-3))
     targets, _ = pipeline.setup((vgg16, None), (inputs, {}, start), config=anchored)
     np.testing.assert_array_equal(targets["anchor"].look, look)
