@@ -76,7 +76,8 @@ SEEN_FEATHER = 0.25
 TIME_SLACK = 1e-3  # s: frame times are rounded to their time base
 
 # solve(frame [H, W, 3], start=None, hold=None) -> look [gh, gw, gd, 3, 4]; `start`: a look to
-# solve from, `hold` [gh, gw]: how firmly each of its nodes is held there (`stylize`'s start_hold)
+# solve from, `hold` [gh, gw]: how much of each node starts from it and how firmly it is held
+# there (`stylize`'s start_hold)
 Solve = Callable[..., np.ndarray]
 # Called after each frame is written: (frames written, frames in the file or 0 if unknown,
 # keyframes solved, seconds spent solving, seconds in all).
