@@ -8,6 +8,7 @@ libraries PyAV bundles), and against colour-science's reader and trilinear appli
 """
 
 import json
+from fractions import Fraction
 from pathlib import Path
 
 import jax
@@ -275,7 +276,8 @@ def test_ffmpeg_lut3d_agrees(tmp_path):
     av = pytest.importorskip("av")
     path, photo = _test_lut(tmp_path)
     graph = av.filter.Graph()
-    source = graph.add_buffer(width=photo.shape[1], height=photo.shape[0], format="rgb24")
+    source = graph.add_buffer(width=photo.shape[1], height=photo.shape[0], format="rgb24",
+                              time_base=Fraction(1, 1000))
     lut3d = graph.add("lut3d", f"file={path}:interp=trilinear")
     sink = graph.add("buffersink")
     source.link_to(lut3d)
