@@ -105,7 +105,7 @@ def main() -> None:
     source, style = (Path(p) for p in reading.demo_paths())
     with tempfile.TemporaryDirectory() as tmp:
         folder, cache = Path(tmp), Path(tmp) / "xla"
-        first, second = folder / "first.jpg", folder / "second.jpg"
+        first, second = folder / "photo1.jpg", folder / "photo2.jpg"
         bench_command.make_photo(source, args.first_mp, bench_command.ASPECTS["cold"], first)
         bench_command.make_photo(source, args.mp, bench_command.ASPECTS["second"], second)
         bench_command.run(None, first, style, folder, "first", cache)
