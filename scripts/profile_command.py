@@ -84,7 +84,8 @@ def stage_costs(working: tuple[int, int], repeats: int) -> list[dict]:
         steps = stage.opt.iterations
         extra = math.ceil(steps / stage.opt.chunk_size) + 2  # a report a chunk, and the close
         row = {"stage": stage.name, "size": list(shape), "steps": steps, "term_evaluations": extra,
-               "value_and_grad_s": timed(both, look, repeats=repeats), "value_s": timed(value, look, repeats=repeats)}
+               "value_and_grad_s": timed(both, look, repeats=repeats),
+               "value_s": timed(value, look, repeats=repeats)}
         row["steps_s"] = steps * row["value_and_grad_s"]
         row["terms_s"] = extra * row["value_s"]
         rows.append(row)
