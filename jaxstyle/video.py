@@ -7,10 +7,11 @@ size, one working size).
 Keyframes are the first frame, a frame `every` seconds after the last keyframe, and a shot
 change (4 x 4 block means of small grey thumbnails of consecutive frames differing by more than
 `cut` on average). Each keyframe's look is solved with the preset (`stylize`, at the working
-size), the first of each shot from the preset's start, the others from the keyframe before's
-look moved with the content (`move_look`) and held near it where that keyframe saw the content
-(`held_nodes`, `grid.anchor`), so that neighbouring keyframes' looks stay alike; content it did
-not see starts from the preset's start, as in a cold solve. The camera's
+size), the first of each shot from the preset's start, the others from the shot's looks so far,
+kept in the content's own coordinates (`Atlas`: each keyframe's look written where it saw the
+content), and held near them (`grid.anchor`) where a keyframe saw the content, so that
+neighbouring keyframes' looks stay alike and content keeps its look when the camera comes back
+to it; content no keyframe saw starts from the preset's start, as in a cold solve. The camera's
 translation is followed frame to frame (phase correlation of the thumbnails), so each keyframe's
 look is sliced under a frame moved with the content it was solved on: a pan does not drag the
 content through the look's spatial variations. Between two keyframes a frame gets both looks,
@@ -21,10 +22,10 @@ not followed.
 
 Two readers walk the input file: the lead decodes ahead to find the next keyframe and hands its
 pixels to be solved; the trail decodes every frame again, slices, encodes, and remuxes the audio
-packets unchanged. Memory holds two looks and a frame or two whatever the clip's length; the
-price is decoding the video twice. Frame times (pts and time base), frame rate and rotation
-(solved upright, written back as the same display matrix) are kept; streams other than the first
-video and first audio stream are dropped.
+packets unchanged. Memory holds two looks, the atlas (at most three views wide) and a frame or
+two whatever the clip's length; the price is decoding the video twice. Frame times (pts and time
+base), frame rate and rotation (solved upright, written back as the same display matrix) are
+kept; streams other than the first video and first audio stream are dropped.
 
 The output is written to `OUTPUT.partial<suffix>` next to it and renamed at the end; on Ctrl-C
 the encoder is flushed and that file, playable, stays (`partial_path`).
@@ -48,10 +49,10 @@ from jaxstyle import grid
 from jaxstyle.errors import Interrupted, JaxstyleError
 
 __all__ = [
-    "ENCODER_OPTIONS", "FrameLook", "Step", "VideoInfo", "blend_frame", "blend_weight", "block_mean", "carry_looks",
-    "check_paths", "check_solver_config", "frame_time", "held_nodes", "lead_keyframes", "make_solver", "move_look",
-    "partial_path", "pick_keyframes", "probe", "render", "slice_frame", "stored_look", "stylize_video", "thumbnail",
-    "to_pixels", "track", "translation", "upright",
+    "Atlas", "ENCODER_OPTIONS", "FrameLook", "Step", "VideoInfo", "atlas_read", "atlas_start", "atlas_write",
+    "blend_frame", "blend_weight", "block_mean", "carry_looks", "check_paths", "check_solver_config", "frame_time",
+    "held_nodes", "lead_keyframes", "make_solver", "move_look", "partial_path", "pick_keyframes", "probe", "render",
+    "slice_frame", "stored_look", "stylize_video", "thumbnail", "to_pixels", "track", "translation", "upright",
 ]
 
 # Output suffix -> video encoder (FFmpeg's name) and its options: H.264 at a quality that
@@ -297,24 +298,114 @@ def held_nodes(nodes: tuple[int, int], shift: tuple[float, float], size: tuple[i
     return np.outer(axis(nodes[0], shift[0], size[0]), axis(nodes[1], shift[1], size[1])).astype(np.float32)
 
 
+def _sample(values: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """`values` `[n0, n1, ...]` linearly interpolated at fractional node indices `rows` and `cols`
+    (clamped to the nodes) -> `[len(rows), len(cols), ...]`."""
+    out = np.asarray(values, np.float32)
+    for axis, pos in enumerate((rows, cols)):
+        n = out.shape[axis]
+        pos = np.clip(pos, 0.0, n - 1.0)
+        low = np.minimum(np.floor(pos), max(n - 2, 0)).astype(np.int64)
+        f = (pos - low).astype(np.float32).reshape((-1,) + (1,) * (out.ndim - 1 - axis))
+        out = (1 - f) * np.take(out, low, axis) + f * np.take(out, np.minimum(low + 1, n - 1), axis)
+    return out
+
+
+def _coverage(pos: np.ndarray, n: int) -> np.ndarray:
+    """1 at fractional node indices inside `0 .. n-1`, falling to 0 one node beyond."""
+    return np.clip(1.0 - np.maximum(-pos, pos - (n - 1)), 0.0, 1.0).astype(np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class Atlas:
+    """A shot's looks in the content's own coordinates, so that content keeps its look when the
+    camera comes back to it: `values` `[ah, aw, gd, 3, 4]` on nodes spaced as a look's over frames
+    of `size` (rows, columns); node (0, 0) sits where node `-origin` of a look solved at camera
+    position (0, 0) sits; `seen` `[ah, aw]` in [0, 1]: how much of each node a keyframe saw.
+    Built by `atlas_start`, grown by `atlas_write`, read by `atlas_read`; it keeps at most one
+    view's width of nodes beyond the last keyframe's view on each side."""
+
+    values: np.ndarray
+    seen: np.ndarray
+    origin: tuple[float, float]
+    size: tuple[int, int]
+
+    def nodes_of(self, position: tuple[float, float], nodes: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """The atlas node indices (fractional) of the nodes of a look of `nodes` solved at the
+        camera `position` (px)."""
+        return tuple(np.arange(g, dtype=np.float64) - p * (g - 1) / n - o
+                     for g, p, n, o in zip(nodes, position, self.size, self.origin))
+
+
+def atlas_start(look: np.ndarray, position: tuple[float, float], size: tuple[int, int]) -> Atlas:
+    """The atlas of a shot's first keyframe: its `look` solved at camera `position` on frames of
+    `size`, all seen."""
+    look = np.asarray(look, np.float32)
+    origin = tuple(-p * (g - 1) / n for p, g, n in zip(position, look.shape[:2], size))
+    return Atlas(look, np.ones(look.shape[:2], np.float32), origin, tuple(size))
+
+
+def atlas_read(atlas: Atlas, position: tuple[float, float], nodes: tuple[int, int]
+               ) -> tuple[np.ndarray, np.ndarray]:
+    """The start and hold of a keyframe at camera `position` with looks of `nodes` (`gh`, `gw`):
+    the atlas at its nodes (clamped at the atlas's edges), and how much of each a keyframe saw
+    (falling to 0 one node beyond what any did)."""
+    rows, cols = atlas.nodes_of(position, nodes)
+    seen = np.pad(atlas.seen, 1)  # nothing seen beyond the atlas
+    return _sample(atlas.values, rows, cols), _sample(seen, rows + 1, cols + 1)
+
+
+def atlas_write(atlas: Atlas, look: np.ndarray, position: tuple[float, float]) -> Atlas:
+    """`atlas` with a keyframe's `look` solved at camera `position` written where it saw the
+    content (blended over the node beyond its view's edges), grown to hold it and cropped to
+    one view's width beyond it."""
+    look = np.asarray(look, np.float32)
+    nodes = look.shape[:2]
+    values, seen, origin = atlas.values, atlas.seen, list(atlas.origin)
+    for axis, pos in enumerate(atlas.nodes_of(position, nodes)):
+        before = max(0, 1 - int(np.floor(pos[0])))
+        after = max(0, int(np.ceil(pos[-1])) + 1 - (values.shape[axis] - 1))
+        widths = [(0, 0)] * values.ndim
+        widths[axis] = (before, after)
+        values = np.pad(values, widths, mode="edge")
+        seen = np.pad(seen, widths[:2])
+        origin[axis] -= before
+    grown = Atlas(values, seen, tuple(origin), atlas.size)
+    rows, cols = grown.nodes_of(position, nodes)  # look node i sits at atlas node i + rows[0]
+    own = [np.arange(n, dtype=np.float64) - start[0] for n, start in zip(values.shape[:2], (rows, cols))]
+    weight = np.outer(_coverage(own[0], nodes[0]), _coverage(own[1], nodes[1]))
+    w = weight[:, :, None, None, None]
+    values = (1 - w) * values + w * _sample(look, *own)
+    seen = np.maximum(seen, weight)
+    keep = [slice(max(0, int(np.floor(pos[0])) - (g - 1)), int(np.ceil(pos[-1])) + g)
+            for pos, g in zip((rows, cols), nodes)]
+    origin = tuple(o + k.start for o, k in zip(grown.origin, keep))
+    return Atlas(values[keep[0], keep[1]], seen[keep[0], keep[1]], origin, atlas.size)
+
+
 def carry_looks(steps: Iterable[Step], keys: Iterator[Step], solve: Solve, *,
                 size: tuple[int, int] | None = None) -> Iterator[FrameLook]:
     """What each frame is sliced with (`FrameLook`), for the frames' `steps` (`track`, decoding
     order) and their keyframes `keys` (`pick_keyframes` of the same frames, each payload its
     pixels, solved by `solve`): the looks of the keyframes around the frame, each moved with the
     content, their shares by `blend_weight`. A keyframe is solved when a frame first needs it,
-    and only the two keyframes around the current frame are held. With the frames' `size`
-    (rows, columns), a keyframe that does not start a shot is solved from the keyframe before it's
-    look moved with the content, held there where that keyframe saw the content
-    (`solve(pixels, start=..., hold=...)`, `held_nodes`), so that neighbouring keyframes' looks
-    stay alike and their blend does not flicker."""
+    and only the two keyframes around the current frame are held, with the shot's `Atlas`. With
+    the frames' `size` (rows, columns), a keyframe that does not start a shot is solved from the
+    shot's looks so far where they saw its content, held there (`solve(pixels, start=...,
+    hold=...)`, `atlas_read`), so that neighbouring keyframes' looks stay alike, their blend does
+    not flicker, and content keeps its look when the camera comes back to it."""
+    atlas: Atlas | None = None
 
     def solved(key: Step, before: Step | None, look: np.ndarray | None) -> np.ndarray:
+        nonlocal atlas
         if size is None or before is None or key.cut:
-            return np.asarray(solve(key.payload), np.float32)
-        shift = _minus(key.position, before.position)
-        start, hold = move_look(look, shift, size), held_nodes(look.shape[:2], shift, size)
-        return np.asarray(solve(key.payload, start=start, hold=hold), np.float32)
+            look = np.asarray(solve(key.payload), np.float32)
+            atlas = None if size is None else atlas_start(look, key.position, size)
+            return look
+        start, hold = atlas_read(atlas, key.position, look.shape[:2])
+        look = np.asarray(solve(key.payload, start=start, hold=hold), np.float32)
+        atlas = atlas_write(atlas, look, key.position)
+        return look
 
     k0 = next(keys, None)
     if k0 is None:

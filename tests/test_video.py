@@ -252,6 +252,36 @@ def test_a_moved_look_slices_as_the_look_moved_by_the_shift(shift):
         np.testing.assert_array_equal(moved, look)
 
 
+@pytest.mark.parametrize("first, then", [((0.0, 0.0), (8.0, -16.0)), ((3.0, 5.0), (-2.5, 11.75))])
+def test_an_atlas_of_one_keyframe_reads_as_its_look_moved_and_held(first, then):
+    """One look in the atlas, read at another camera position: `move_look` by the difference and
+    `held_nodes` (whole and fractional node spacings; nodes 8 px apart over 32 x 48)."""
+    look = np.random.default_rng(1).normal(0.5, 0.2, (5, 7, 2, 3, 4)).astype(np.float32)
+    start, hold = video.atlas_read(video.atlas_start(look, first, (32, 48)), then, (5, 7))
+    shift = (then[0] - first[0], then[1] - first[1])
+    np.testing.assert_allclose(start, video.move_look(look, shift, (32, 48)), atol=1e-6)
+    np.testing.assert_allclose(hold, video.held_nodes((5, 7), shift, (32, 48)), atol=1e-6)
+
+
+def test_the_atlas_gives_back_the_look_of_content_the_camera_returns_to():
+    """Looks A, B, C solved with the camera 0, 24 and 48 px along (3 and 6 node spacings of 8 px):
+    back at 0, the nodes only A saw read A, the others the latest look that saw them, all held;
+    one view's width past its last view the atlas forgets, and it stays three views wide."""
+    size, nodes = (32, 48), (5, 7)
+    look = {name: np.full((*nodes, 2, 3, 4), value, np.float32) for name, value in (("A", 1), ("B", 2), ("C", 3))}
+    atlas = video.atlas_start(look["A"], (0.0, 0.0), size)
+    for name, x in (("B", 24.0), ("C", 48.0)):
+        atlas = video.atlas_write(atlas, look[name], (0.0, x))
+    start, hold = video.atlas_read(atlas, (0.0, 0.0), nodes)
+    np.testing.assert_array_equal(start[0, :, 0, 0, 0], [3, 2, 2, 2, 1, 1, 1])  # columns 0, 1-3, 4-6
+    np.testing.assert_array_equal(hold, np.ones(nodes))
+    for x in (96.0, 144.0, 192.0):  # on past C, 6 spacings a step
+        atlas = video.atlas_write(atlas, look["B"], (0.0, x))
+        assert atlas.values.shape[1] <= 3 * (nodes[1] - 1) + 1 and atlas.seen.shape == atlas.values.shape[:2]
+    _, hold = video.atlas_read(atlas, (0.0, 0.0), nodes)
+    np.testing.assert_array_equal(hold, np.zeros(nodes))
+
+
 PAN = 2  # px a frame
 PAN_FRAMES = 36  # 3 s at 12 frames/s
 
