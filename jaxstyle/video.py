@@ -273,7 +273,8 @@ class FrameLook:
 def move_look(look: np.ndarray, shift: tuple[float, float], size: tuple[int, int]) -> np.ndarray:
     """The look `[gh, gw, gd, 3, 4]` of frames of `size` (rows, columns) moved with their content
     by `shift` `(dy, dx)` px: what `_maps` slices with that shift, resampled onto the nodes
-    (linear, clamped at the edges; exact for shifts of whole node spacings)."""
+    (linear, clamped at the edges; exact for shifts of whole node spacings). What `atlas_read`
+    gives from an atlas of one look."""
     out = np.asarray(look, np.float32)
     for axis, (s, n) in enumerate(zip(shift, size)):
         nodes = out.shape[axis]
@@ -287,7 +288,8 @@ def move_look(look: np.ndarray, shift: tuple[float, float], size: tuple[int, int
 def held_nodes(nodes: tuple[int, int], shift: tuple[float, float], size: tuple[int, int]) -> np.ndarray:
     """`[gh, gw]` in [0, 1]: for a look moved by `shift` `(dy, dx)` px (`move_look`) onto frames
     of `size`, 1 at the nodes whose content the look was solved on, falling to 0 one node
-    spacing beyond that view (the nodes `move_look` filled from the edge's maps)."""
+    spacing beyond that view (the nodes `move_look` filled from the edge's maps). The hold
+    `atlas_read` gives from an atlas of one look."""
 
     def axis(n_nodes: int, s: float, n: int) -> np.ndarray:
         spacing = n / (n_nodes - 1)

@@ -1,6 +1,7 @@
 """Whether a long shot's chained warm starts drift. Within a shot, `jaxstyle video` solves each
-keyframe from the keyframe before's look (`video.carry_looks`, held near it by `grid.anchor`);
-over many keyframes the look could walk away from what the preset makes of the frame.
+keyframe from the looks of the keyframes before it (`video.carry_looks`, `video.Atlas`, held near
+them by `grid.anchor`); over many keyframes the look could walk away from what the preset makes
+of the frame.
 
 A 320x180 clip pans `--pan` px a frame across the demo photo and back (`bench_video.make_clip`,
 ping-pong over `--room` px, so the window returns to where it began every `--room / --pan` frames)
