@@ -270,36 +270,6 @@ class FrameLook:
     weight: float = 0.0
 
 
-def move_look(look: np.ndarray, shift: tuple[float, float], size: tuple[int, int]) -> np.ndarray:
-    """The look `[gh, gw, gd, 3, 4]` of frames of `size` (rows, columns) moved with their content
-    by `shift` `(dy, dx)` px: what `_maps` slices with that shift, resampled onto the nodes
-    (linear, clamped at the edges; exact for shifts of whole node spacings). What `atlas_read`
-    gives from an atlas of one look."""
-    out = np.asarray(look, np.float32)
-    for axis, (s, n) in enumerate(zip(shift, size)):
-        nodes = out.shape[axis]
-        pos = np.clip(np.arange(nodes) - s / n * (nodes - 1), 0.0, nodes - 1.0)
-        low = np.minimum(np.floor(pos), nodes - 2).astype(np.int64)
-        f = (pos - low).astype(np.float32).reshape((-1,) + (1,) * (out.ndim - 1 - axis))
-        out = (1 - f) * np.take(out, low, axis) + f * np.take(out, low + 1, axis)
-    return out
-
-
-def held_nodes(nodes: tuple[int, int], shift: tuple[float, float], size: tuple[int, int]) -> np.ndarray:
-    """`[gh, gw]` in [0, 1]: for a look moved by `shift` `(dy, dx)` px (`move_look`) onto frames
-    of `size`, 1 at the nodes whose content the look was solved on, falling to 0 one node
-    spacing beyond that view (the nodes `move_look` filled from the edge's maps). The hold
-    `atlas_read` gives from an atlas of one look."""
-
-    def axis(n_nodes: int, s: float, n: int) -> np.ndarray:
-        spacing = n / (n_nodes - 1)
-        pos = np.arange(n_nodes) * spacing - s  # the node's position in the look's own frame
-        beyond = np.maximum(-pos, pos - n)
-        return np.clip(1.0 - beyond / spacing, 0.0, 1.0)
-
-    return np.outer(axis(nodes[0], shift[0], size[0]), axis(nodes[1], shift[1], size[1])).astype(np.float32)
-
-
 def _sample(values: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
     """`values` `[n0, n1, ...]` linearly interpolated at fractional node indices `rows` and `cols`
     (clamped to the nodes) -> `[len(rows), len(cols), ...]`."""
@@ -316,6 +286,30 @@ def _sample(values: np.ndarray, rows: np.ndarray, cols: np.ndarray) -> np.ndarra
 def _coverage(pos: np.ndarray, n: int) -> np.ndarray:
     """1 at fractional node indices inside `0 .. n-1`, falling to 0 one node beyond."""
     return np.clip(1.0 - np.maximum(-pos, pos - (n - 1)), 0.0, 1.0).astype(np.float32)
+
+
+def _node_positions(nodes: tuple[int, int], shift: tuple[float, float], size: tuple[int, int]
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """For a look of `nodes` (`gh`, `gw`) over frames of `size` moved with its content by `shift`
+    `(dy, dx)` px: each node's (fractional) index in the look as it was, per axis."""
+    return tuple(np.arange(g, dtype=np.float64) - d * (g - 1) / n for g, d, n in zip(nodes, shift, size))
+
+
+def move_look(look: np.ndarray, shift: tuple[float, float], size: tuple[int, int]) -> np.ndarray:
+    """The look `[gh, gw, gd, 3, 4]` of frames of `size` (rows, columns) moved with their content
+    by `shift` `(dy, dx)` px: what `_maps` slices with that shift, resampled onto the nodes
+    (linear, clamped at the edges; exact for shifts of whole node spacings). What `atlas_read`
+    gives from an atlas of one look."""
+    return _sample(look, *_node_positions(look.shape[:2], shift, size))
+
+
+def held_nodes(nodes: tuple[int, int], shift: tuple[float, float], size: tuple[int, int]) -> np.ndarray:
+    """`[gh, gw]` in [0, 1]: for a look moved by `shift` `(dy, dx)` px (`move_look`) onto frames
+    of `size`, 1 at the nodes whose content the look was solved on, falling to 0 one node
+    spacing beyond that view (the nodes `move_look` filled from the edge's maps). The hold
+    `atlas_read` gives from an atlas of one look."""
+    rows, cols = _node_positions(nodes, shift, size)
+    return np.outer(_coverage(rows, nodes[0]), _coverage(cols, nodes[1]))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -335,15 +329,14 @@ class Atlas:
     def nodes_of(self, position: tuple[float, float], nodes: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
         """The atlas node indices (fractional) of the nodes of a look of `nodes` solved at the
         camera `position` (px)."""
-        return tuple(np.arange(g, dtype=np.float64) - p * (g - 1) / n - o
-                     for g, p, n, o in zip(nodes, position, self.size, self.origin))
+        return tuple(pos - o for pos, o in zip(_node_positions(nodes, position, self.size), self.origin))
 
 
 def atlas_start(look: np.ndarray, position: tuple[float, float], size: tuple[int, int]) -> Atlas:
     """The atlas of a shot's first keyframe: its `look` solved at camera `position` on frames of
     `size`, all seen."""
     look = np.asarray(look, np.float32)
-    origin = tuple(-p * (g - 1) / n for p, g, n in zip(position, look.shape[:2], size))
+    origin = tuple(float(pos[0]) for pos in _node_positions(look.shape[:2], position, size))  # its nodes 0, 1, ...
     return Atlas(look, np.ones(look.shape[:2], np.float32), origin, tuple(size))
 
 
