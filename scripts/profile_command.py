@@ -20,7 +20,6 @@ import argparse
 import math
 import os
 import re
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -46,15 +45,8 @@ def jax_seconds(log: str) -> dict[str, float]:
 
 
 def timed(fn, *args, repeats: int) -> float:
-    import jax
-
-    jax.block_until_ready(fn(*args))
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn(*args))
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    """Median seconds of `fn(*args)` after a first (compiling) call (`_bench_common.time_call`)."""
+    return common.time_call(lambda: fn(*args), repeats=repeats, warmup=0)[0]["steady"]["median"]
 
 
 def stage_costs(working: tuple[int, int], repeats: int) -> list[dict]:
